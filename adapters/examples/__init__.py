@@ -1,0 +1,1 @@
+"""Example adapters: the demo world's agencies answering from their own (sample) stores."""

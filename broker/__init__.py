@@ -1,0 +1,1 @@
+"""The Crossroads hub: brokers signed exchanges between agencies, holding no records itself."""

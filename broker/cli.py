@@ -1,0 +1,119 @@
+"""The `crossroads` command: serve the hub, make keys, migrate the store, load a world, run the demo."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+from aiohttp import web
+
+from broker import logs
+from broker.app import build_app
+from broker.config import Config
+from broker.demo import run_demo, serve_demo
+from broker.hub import open_hub
+from broker.keys import write_private_key
+from broker.signing import public_key_pem
+from broker.storage import create_engine
+from broker.storage.migrations import upgrade
+from broker.world import load_world, read_world
+
+
+def _store_options(command: Any) -> Any:
+    command = click.option("--state-dir", type=click.Path(path_type=Path), default=Path("state"),
+                           envvar="CROSSROADS_STATE_DIR", show_default=True,
+                           help="Where the embedded SQLite store and the hub key live.")(command)
+    return click.option("--database-url", envvar="CROSSROADS_DATABASE_URL", default="",
+                        help="SQLAlchemy URL of the store, e.g. postgresql+asyncpg://... (default: SQLite).")(command)
+
+
+@click.group()
+def main() -> None:
+    """Crossroads: an information-brokering hub for public agencies."""
+
+
+@main.command()
+@_store_options
+@click.option("--host", envvar="CROSSROADS_HOST", default="127.0.0.1", show_default=True)
+@click.option("--port", envvar="CROSSROADS_PORT", type=int, default=8080, show_default=True)
+@click.option("--public-url", envvar="CROSSROADS_PUBLIC_URL", default="",
+              help="The URL agencies sign as @target-uri (default http://HOST:PORT).")
+@click.option("--hub-key", envvar="CROSSROADS_HUB_KEY", type=click.Path(path_type=Path), default=None,
+              help="The hub's Ed25519 private key (PEM); default STATE_DIR/hub.pem.")
+@click.option("--hub-key-id", envvar="CROSSROADS_HUB_KEY_ID", default="crossroads-hub", show_default=True)
+def serve(state_dir: Path, database_url: str, host: str, port: int, public_url: str, hub_key: Path | None,
+          hub_key_id: str) -> None:
+    """Run the hub until interrupted."""
+    logs.configure(sys.stdout)
+    config = Config(state_dir=state_dir, host=host, port=port, public_url=public_url, database_url=database_url,
+                    hub_key_path=hub_key, hub_key_id=hub_key_id)
+    web.run_app(build_app(config), host=host, port=port, access_log=None, print=None)
+
+
+@main.command()
+@click.argument("path", type=click.Path(path_type=Path))
+def keygen(path: Path) -> None:
+    """Create an Ed25519 private key at PATH (mode 0600) and print its public key."""
+    if path.exists():
+        raise click.ClickException(f"{path} exists; a key is never overwritten")
+    click.echo(public_key_pem(write_private_key(path).public_key()), nl=False)
+
+
+@main.group()
+def db() -> None:
+    """The store's schema."""
+
+
+@db.command("upgrade")
+@_store_options
+def db_upgrade(state_dir: Path, database_url: str) -> None:
+    """Migrate the store to the schema this hub needs."""
+    async def run() -> None:
+        engine = create_engine(Config(state_dir=state_dir, database_url=database_url).database)
+        try:
+            await upgrade(engine)
+        finally:
+            await engine.dispose()
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    asyncio.run(run())
+    click.echo("schema is current")
+
+
+@main.group()
+def world() -> None:
+    """Worlds: agencies, keys, directory, rules and consents in one file."""
+
+
+@world.command("load")
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+@_store_options
+@click.option("--hub-key", type=click.Path(path_type=Path), default=None, envvar="CROSSROADS_HUB_KEY")
+@click.option("--reason", default="world loaded", show_default=True, help="Recorded with the policy version.")
+def world_load(path: Path, state_dir: Path, database_url: str, hub_key: Path | None, reason: str) -> None:
+    """Load a world file (JSON or YAML) into the store."""
+    async def run() -> None:
+        config = Config(state_dir=state_dir, database_url=database_url, hub_key_path=hub_key)
+        async with open_hub(config) as hub:
+            await load_world(hub, read_world(path), actor="cli", reason=reason)
+
+    asyncio.run(run())
+    click.echo(f"loaded {path}")
+
+
+@main.command()
+@click.option("--serve", "serve_", is_flag=True, help="Keep the world running and write STATE_DIR/world.json.")
+@click.option("--state-dir", type=click.Path(path_type=Path), default=None,
+              help="Where keys, the store and world.json go (default: a fresh temporary directory).")
+def demo(serve_: bool, state_dir: Path | None) -> None:
+    """Run the demo world: a hub and six agencies brokering white, grey, black and consent cases."""
+    with tempfile.TemporaryDirectory(prefix="crossroads-demo-") as scratch:
+        directory = state_dir or Path(scratch)
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(directory / "hub.log", "a") as log_file:
+            logs.configure(log_file)
+            asyncio.run(serve_demo(directory) if serve_ else run_demo(directory))

@@ -1,0 +1,114 @@
+"""The composition root: builds every service of a hub process once and hands each its dependencies."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import aiohttp
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from broker.audit import AuditLog
+from broker.authentication import Authenticator
+from broker.config import Config
+from broker.forwarding import HolderClient
+from broker.keys import load_signing_key
+from broker.limits import RateLimiter
+from broker.pipeline import ExchangePipeline
+from broker.replay import NonceStore
+from broker.signing import SigningKey
+from broker.storage import create_engine
+from broker.storage.migrations import require_current_schema
+from consent.service import ConsentService
+from consent.store import ConsentStore
+from directory.store import DirectoryStore
+from policies.reviews import ReviewStore
+from policies.service import OperatorGate, PolicyService
+from policies.store import PolicyStore
+
+log = structlog.get_logger("crossroads.hub")
+
+
+@dataclass
+class Hub:
+    config: Config
+    key: SigningKey
+    engine: AsyncEngine
+    directory: DirectoryStore
+    policies: PolicyService
+    consents: ConsentService
+    reviews: ReviewStore
+    audit: AuditLog
+    nonces: NonceStore
+    authenticator: Authenticator
+    limiter: RateLimiter
+    pipeline: ExchangePipeline
+
+
+@asynccontextmanager
+async def open_hub(config: Config) -> AsyncIterator[Hub]:
+    """A running hub: store opened and checked, client session, background refreshers; all closed on exit."""
+    engine = create_engine(config.database)
+    try:
+        await require_current_schema(engine)
+        sessions = async_sessionmaker(engine, expire_on_commit=False)
+        key = load_signing_key(config.key_path, config.hub_key_id)
+        directory = DirectoryStore(sessions)
+        policies = PolicyService(PolicyStore(sessions))
+        await policies.refresh()
+        consents = ConsentService(
+            ConsentStore(sessions), _exists(directory.agency), directory.category_exists, directory.purpose_exists
+        )
+        reviews = ReviewStore(sessions)
+        audit, nonces = AuditLog(sessions), NonceStore(sessions)
+        connector = aiohttp.TCPConnector(limit=config.holder_connections)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            holders = HolderClient(session, key, directory.key, config.holder_timeout_s)
+            hub = Hub(
+                config, key, engine, directory, policies, consents, reviews, audit, nonces,
+                Authenticator(directory, nonces, OperatorGate(), config.url),
+                RateLimiter(config.rate_per_s, config.rate_burst),
+                ExchangePipeline(directory, policies, consents, reviews, holders, audit),
+            )
+            tasks = [asyncio.create_task(_refresh_policies(hub)), asyncio.create_task(_prune_nonces(hub))]
+            try:
+                yield hub
+            finally:
+                for task in tasks:
+                    task.cancel()
+                for task in tasks:
+                    with suppress(asyncio.CancelledError):
+                        await task
+    finally:
+        await engine.dispose()
+
+
+def _exists(lookup: Callable[[str], Awaitable[object | None]]) -> Callable[[str], Awaitable[bool]]:
+    async def exists(name: str) -> bool:
+        return await lookup(name) is not None
+
+    return exists
+
+
+async def _refresh_policies(hub: Hub) -> None:
+    """Follow policy edits made by any hub process on the shared store."""
+    while True:
+        await asyncio.sleep(hub.config.policy_poll_s)
+        try:
+            if await hub.policies.refresh():
+                log.info("policy.reloaded", version=hub.policies.version)
+        except Exception as error:  # the store may be briefly unreachable; the next poll tries again
+            log.warning("policy.refresh_failed", error=type(error).__name__)
+
+
+async def _prune_nonces(hub: Hub) -> None:
+    while True:
+        await asyncio.sleep(60)
+        try:
+            await hub.nonces.prune(datetime.now(UTC))
+        except Exception as error:
+            log.warning("nonces.prune_failed", error=type(error).__name__)

@@ -1,0 +1,269 @@
+"""RFC 9421 message signatures (Ed25519) and RFC 9530 Content-Digest, exactly as PROTOCOL.md uses them.
+
+The hub and the agency-side SDK share this module: requests are signed over
+`@method @target-uri [content-digest content-type]` with `created`, `keyid`, `nonce`; responses over
+`@status content-digest content-type`, bound to their request with `;req` components.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import http_sf
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from http_message_signatures import (
+    HTTPMessageSigner,
+    HTTPMessageVerifier,
+    InvalidSignature,
+    MappingKeyResolver,
+    algorithms,
+)
+from http_message_signatures.digests import ContentDigest
+from http_message_signatures.exceptions import HTTPMessageSignaturesException
+
+HUB_LABEL = "sig1"
+CREATED_WINDOW_S = 300
+REQUEST_COMPONENTS = ("@method", "@target-uri")
+BODY_COMPONENTS = ("@method", "@target-uri", "content-digest", "content-type")
+RESPONSE_COMPONENTS = ("@status", "content-digest", "content-type")
+REQUIRED_PARAMS = ("created", "keyid", "nonce")
+
+
+class SignatureProblem(Exception):
+    """A message failed signature or digest checks; `kind` names the problem type."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        super().__init__(detail)
+        self.kind = kind
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """A private key with the key id others know it by."""
+
+    key_id: str
+    private_key: Ed25519PrivateKey
+
+    @property
+    def public_key(self) -> Ed25519PublicKey:
+        return self.private_key.public_key()
+
+
+@dataclass
+class Request:
+    """The parts of an HTTP request that signatures cover (the message interface the library reads)."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Response:
+    """The parts of an HTTP response that signatures cover, with the request it answers."""
+
+    status_code: int
+    headers: Mapping[str, str]
+    request: Request | None = None
+
+
+@dataclass(frozen=True)
+class SignatureInput:
+    """The signed parameters of a message's single signature, read before the key is looked up."""
+
+    label: str
+    key_id: str
+    nonce: str | None
+    created: int
+    covered: tuple[str, ...]
+
+
+class _Verifier(HTTPMessageVerifier):
+    max_clock_skew = timedelta(seconds=CREATED_WINDOW_S)
+
+
+def generate_key() -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.generate()
+
+
+def private_key_pem(key: Ed25519PrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def public_key_pem(key: Ed25519PublicKey) -> str:
+    return key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    ).decode()
+
+
+def load_private_key(pem: bytes) -> Ed25519PrivateKey:
+    key = serialization.load_pem_private_key(pem, password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ValueError("not an Ed25519 private key")
+    return key
+
+
+def load_public_key(pem: str | bytes) -> Ed25519PublicKey:
+    key = serialization.load_pem_public_key(pem.encode() if isinstance(pem, str) else pem)
+    if not isinstance(key, Ed25519PublicKey):
+        raise ValueError("not an Ed25519 public key")
+    return key
+
+
+def content_digest(body: bytes) -> str:
+    return ContentDigest.create(body)
+
+
+def sign_request(
+    method: str, url: str, body: bytes | None, key: SigningKey, content_type: str = "application/json"
+) -> dict[str, str]:
+    """Headers for a signed request: Content-Type and Content-Digest when there is a body, and the signature."""
+    headers: dict[str, str] = {}
+    covered = REQUEST_COMPONENTS
+    if body is not None:
+        headers = {"Content-Type": content_type, "Content-Digest": content_digest(body)}
+        covered = BODY_COMPONENTS
+    _sign(Request(method.upper(), url, headers), key, covered, nonce=secrets.token_urlsafe(16))
+    return headers
+
+
+def sign_response(
+    status: int, headers: Mapping[str, str], body: bytes, key: SigningKey, request: Request | None
+) -> dict[str, str]:
+    """Headers for a signed response, bound to `request` (`;req`) when it is given.
+
+    `request.headers` must hold only a Content-Digest already checked against the request body, if any.
+    """
+    signed = {**headers, "Content-Digest": content_digest(body)}
+    message = Response(status, signed, request)
+    covered = list(RESPONSE_COMPONENTS)
+    if request is not None:
+        covered += ['"@method";req', '"@target-uri";req']
+        if "Content-Digest" in request.headers:
+            covered.append('"content-digest";req')
+    _sign(message, key, tuple(covered), nonce=None)
+    return signed
+
+
+def _sign(message: Request | Response, key: SigningKey, covered: tuple[str, ...], nonce: str | None) -> None:
+    signer = HTTPMessageSigner(
+        signature_algorithm=algorithms.ED25519,
+        key_resolver=MappingKeyResolver(public_keys={}, private_keys={key.key_id: key.private_key}),
+    )
+    signer.sign(
+        message,
+        key_id=key.key_id,
+        nonce=nonce,
+        label=HUB_LABEL,
+        covered_component_ids=covered,
+        created=datetime.now(UTC),
+        use_existing_digest="Content-Digest" in message.headers,
+    )
+
+
+def read_signature_input(headers: Mapping[str, str], *, require_nonce: bool = True) -> SignatureInput:
+    """Parse the one signature a message carries, checking the parameters PROTOCOL.md requires."""
+    raw_input = _header(headers, "signature-input")
+    raw_signature = _header(headers, "signature")
+    if raw_input is None or raw_signature is None:
+        raise SignatureProblem("unsigned", "the message carries no Signature-Input and Signature headers")
+    try:
+        inputs = http_sf.parse(raw_input.encode("latin-1"), tltype="dictionary")
+        signatures = http_sf.parse(raw_signature.encode("latin-1"), tltype="dictionary")
+    except (ValueError, TypeError, UnicodeEncodeError) as error:
+        raise SignatureProblem("bad-signature", "Signature-Input or Signature is not a valid dictionary") from error
+    if len(inputs) != 1 or inputs.keys() != signatures.keys():
+        raise SignatureProblem("bad-signature", "expected exactly one signature, with matching labels")
+    label, (components, params) = next(iter(inputs.items()))
+    if not isinstance(components, list):
+        raise SignatureProblem("bad-signature", "the Signature-Input member must be an inner list")
+    required = REQUIRED_PARAMS if require_nonce else ("created", "keyid")
+    missing = [name for name in required if name not in params]
+    if missing:
+        raise SignatureProblem("bad-signature", f"signature parameters missing: {', '.join(missing)}")
+    if type(params["created"]) is not int or not isinstance(params["keyid"], str):
+        raise SignatureProblem("bad-signature", "created must be an integer and keyid a string")
+    nonce = params.get("nonce")
+    if require_nonce and (not isinstance(nonce, str) or not nonce):
+        raise SignatureProblem("bad-signature", "nonce must be a non-empty string")
+    if params.get("alg", "ed25519") != "ed25519":
+        raise SignatureProblem("bad-signature", "alg must be ed25519")
+    covered = tuple(http_sf.ser(item) for item in components)
+    return SignatureInput(label, params["keyid"], nonce, params["created"], covered)
+
+
+def check_created(created: int, now: float, window_s: int = CREATED_WINDOW_S) -> None:
+    """Refuse a signature created more than `window_s` seconds away from `now` (either way)."""
+    if abs(now - created) > window_s:
+        raise SignatureProblem(
+            "stale-signature", f"created is {int(now - created)} s away from the hub clock (limit {window_s} s)"
+        )
+
+
+def check_coverage(covered: tuple[str, ...], has_body: bool) -> None:
+    needed = BODY_COMPONENTS if has_body else REQUEST_COMPONENTS
+    names = {component.split(";")[0].strip('"') for component in covered}
+    absent = [name for name in needed if name not in names]
+    if absent:
+        raise SignatureProblem("bad-signature", f"the signature must cover {', '.join(absent)}")
+
+
+def verify_request(request: Request, body: bytes, signature: SignatureInput, key: Ed25519PublicKey) -> None:
+    """Verify the signature with `key` and the body against its signed Content-Digest."""
+    check_coverage(signature.covered, has_body=bool(body) or _header(request.headers, "content-digest") is not None)
+    _verify(request, signature, key)
+    digest = _header(request.headers, "content-digest")
+    if digest is not None or body:
+        _check_digest(digest, body)
+
+
+def verify_response(response: Response, body: bytes, key_id: str, key: Ed25519PublicKey) -> tuple[str, ...]:
+    """Verify a response signed by `key_id` and its body; return the covered components."""
+    signature = read_signature_input(response.headers, require_nonce=False)
+    if signature.key_id != key_id:
+        raise SignatureProblem("bad-signature", f"response signed by {signature.key_id!r}, expected {key_id!r}")
+    names = {component.split(";")[0].strip('"') for component in signature.covered if ";req" not in component}
+    if not set(RESPONSE_COMPONENTS) <= names:
+        raise SignatureProblem("bad-signature", "the response signature must cover @status, content-digest, content-type")
+    _verify(response, signature, key)
+    _check_digest(_header(response.headers, "content-digest"), body)
+    return signature.covered
+
+
+def _verify(message: Request | Response, signature: SignatureInput, key: Ed25519PublicKey) -> None:
+    verifier = _Verifier(
+        signature_algorithm=algorithms.ED25519,
+        key_resolver=MappingKeyResolver(public_keys={signature.key_id: key}, private_keys={}),
+    )
+    try:
+        verifier.verify(message, max_age=timedelta(seconds=CREATED_WINDOW_S))
+    except (InvalidSignature, HTTPMessageSignaturesException) as error:
+        raise SignatureProblem("bad-signature", f"the signature does not verify: {error}") from error
+
+
+def _check_digest(value: str | None, body: bytes) -> None:
+    if value is None:
+        raise SignatureProblem("bad-digest", "a body needs a Content-Digest header")
+    try:
+        ContentDigest.verify(value, body)
+    except (InvalidSignature, HTTPMessageSignaturesException) as error:
+        raise SignatureProblem("bad-digest", f"Content-Digest does not match the body: {error}") from error
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    for key, value in headers.items():
+        if key.lower() == name:
+            return value
+    return None
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,84 @@
+"""Directory tables. Only directory/store.py reads or writes them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from broker.storage import Base
+
+
+class Agency(Base):
+    __tablename__ = "agencies"
+
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    adapter_url: Mapped[str] = mapped_column(String(500))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+
+
+class Operator(Base):
+    __tablename__ = "operators"
+
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+
+
+class PrincipalKey(Base):
+    """An Ed25519 public key of an agency or an operator, with its validity and status."""
+
+    __tablename__ = "principal_keys"
+
+    key_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    principal_kind: Mapped[str] = mapped_column(String(16))
+    principal_id: Mapped[str] = mapped_column(String(63), index=True)
+    public_key_pem: Mapped[str] = mapped_column(String(400))
+    valid_from: Mapped[datetime]
+    valid_until: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(String(16), default="active")
+
+
+class Category(Base):
+    __tablename__ = "categories"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    description: Mapped[str] = mapped_column(String(500), default="")
+
+
+class Purpose(Base):
+    __tablename__ = "purposes"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    description: Mapped[str] = mapped_column(String(500), default="")
+
+
+class Holding(Base):
+    """Agency `holder` holds `category` for `subject` during [valid_from, valid_until)."""
+
+    __tablename__ = "holdings"
+    __table_args__ = (Index(None, "subject", "category"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    holder: Mapped[str] = mapped_column(ForeignKey("agencies.id"))
+    category: Mapped[str] = mapped_column(ForeignKey("categories.name"))
+    subject: Mapped[str] = mapped_column(String(64))
+    valid_from: Mapped[datetime]
+    valid_until: Mapped[datetime | None]
+
+
+class Relationship(Base):
+    """Agency `agency` has `subject` as a client in `capacity` during [valid_from, valid_until)."""
+
+    __tablename__ = "relationships"
+    __table_args__ = (Index(None, "agency", "subject"), Index(None, "subject"))
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    agency: Mapped[str] = mapped_column(ForeignKey("agencies.id"))
+    subject: Mapped[str] = mapped_column(String(64))
+    capacity: Mapped[str] = mapped_column(String(63))
+    valid_from: Mapped[datetime]
+    valid_until: Mapped[datetime | None]

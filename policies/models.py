@@ -1,0 +1,67 @@
+"""Policy tables: the current rules and role groupings, and every version ever published.
+
+Only policies/store.py touches them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from broker.storage import Base
+
+
+class PolicyRule(Base):
+    __tablename__ = "policy_rules"
+
+    id: Mapped[str] = mapped_column(String(63), primary_key=True)
+    requester: Mapped[str] = mapped_column(String(128))
+    category: Mapped[str] = mapped_column(String(63))
+    purpose: Mapped[str] = mapped_column(String(63))
+    zone: Mapped[str] = mapped_column(String(8))
+    consent: Mapped[bool]
+    fields: Mapped[list[str] | None]
+    emergency: Mapped[bool] = mapped_column(default=False)
+
+
+class PolicyGroup(Base):
+    """`member` belongs to `group`: an agency to a role (`g`) or a category to a category group (`g2`)."""
+
+    __tablename__ = "policy_groups"
+
+    kind: Mapped[str] = mapped_column(String(4), primary_key=True)
+    member: Mapped[str] = mapped_column(String(128), primary_key=True)
+    group: Mapped[str] = mapped_column(String(128), primary_key=True)
+
+
+class PolicyVersion(Base):
+    """A published rule set: who changed it, when and why, and the rules and groups as they then stood."""
+
+    __tablename__ = "policy_versions"
+
+    version: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    created_at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(String(1000))
+    snapshot: Mapped[dict[str, Any]]
+
+
+class ReviewRecord(Base):
+    """A grey-zone exchange waiting for, or decided by, a privacy officer."""
+
+    __tablename__ = "reviews"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    exchange: Mapped[str] = mapped_column(String(40))
+    requester: Mapped[str] = mapped_column(String(63), index=True)
+    subject: Mapped[str] = mapped_column(String(64))
+    category: Mapped[str] = mapped_column(String(63))
+    purpose: Mapped[str] = mapped_column(String(63))
+    rule_id: Mapped[str] = mapped_column(String(63))
+    policy_version: Mapped[int]
+    justification: Mapped[str | None] = mapped_column(String(2000))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    created_at: Mapped[datetime]
