@@ -43,8 +43,8 @@ class AuditRecord(Base):
     consent_id: Mapped[str | None] = mapped_column(String(40))
     review_id: Mapped[str | None] = mapped_column(String(40))
     latency_ms: Mapped[float | None]
-    request_digest: Mapped[str | None] = mapped_column(String(71))
-    response_digest: Mapped[str | None] = mapped_column(String(71))
+    request_digest: Mapped[str | None] = mapped_column(String(80))
+    response_digest: Mapped[str | None] = mapped_column(String(80))
 
 
 @dataclass

@@ -11,7 +11,7 @@ import socket
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +78,7 @@ class DemoWorld:
     hub_url: str
     keys: dict[str, SigningKey]
     adapter_urls: dict[str, str]
-    runners: list[web.AppRunner] = field(default_factory=list)
+    adapters: dict[str, Adapter]
 
     def client(self, principal: str, session: aiohttp.ClientSession) -> HubClient:
         return HubClient(self.hub_url, self.keys[principal], HUB_KEY_ID, self.hub.key.public_key, session)
@@ -119,37 +119,35 @@ async def _serve(app: web.Application, port: int) -> web.AppRunner:
 
 
 @asynccontextmanager
-async def demo_world(state_dir: Path) -> AsyncIterator[DemoWorld]:
-    """Generate keys, migrate the store, start the adapters and the hub, and seed the world."""
+async def demo_world(state_dir: Path, database_url: str = "", **settings: Any) -> AsyncIterator[DemoWorld]:
+    """Generate keys, migrate the store, start the adapters and the hub, and seed the world.
+
+    `database_url` picks the store (SQLite in `state_dir` by default); `settings` override Config fields.
+    """
     state_dir.mkdir(parents=True, exist_ok=True)
     keys_dir = state_dir / "keys"
     principals = [*demo.AGENCIES, *OPERATORS]
     keys = {name: load_or_create(keys_dir / f"{name}.pem", f"{name}-2026") for name in principals}
     hub_key = load_or_create(keys_dir / "hub.pem", HUB_KEY_ID)
     hub_port = free_port()
-    config = Config(state_dir=state_dir, port=hub_port, hub_key_path=keys_dir / "hub.pem", hub_key_id=HUB_KEY_ID)
+    config = Config(state_dir=state_dir, port=hub_port, hub_key_path=keys_dir / "hub.pem", hub_key_id=HUB_KEY_ID,
+                    database_url=database_url, **settings)
     engine = create_engine(config.database)
     await upgrade(engine)
     await engine.dispose()
     async with AsyncExitStack() as stack:
         adapter_urls: dict[str, str] = {}
-        runners = []
+        adapters: dict[str, Adapter] = {}
         for agency in demo.AGENCIES:
             port = free_port()
             adapter_urls[agency] = f"http://127.0.0.1:{port}"
-            adapter = demo.build_adapter(agency, Adapter(agency, keys[agency], HUB_KEY_ID, hub_key.public_key,
-                                                         adapter_urls[agency]))
-            runners.append(await _serve(adapter.app(), port))
+            adapters[agency] = demo.build_adapter(
+                agency, Adapter(agency, keys[agency], HUB_KEY_ID, hub_key.public_key, adapter_urls[agency]))
+            stack.push_async_callback((await _serve(adapters[agency].app(), port)).cleanup)
         hub = await stack.enter_async_context(open_hub(config))
         await load_world(hub, _seed(keys, adapter_urls), actor="demo", reason="demo world")
-        runners.append(await _serve(build_app(config, hub), hub_port))
-        world = DemoWorld(state_dir, hub, config.url, keys, adapter_urls, runners)
-        try:
-            yield world
-        finally:
-            for runner in reversed(runners):
-                await runner.cleanup()
-
+        stack.push_async_callback((await _serve(build_app(config, hub), hub_port)).cleanup)
+        yield DemoWorld(state_dir, hub, config.url, keys, adapter_urls, adapters)
 
 def _seed(keys: dict[str, SigningKey], adapter_urls: dict[str, str]) -> dict[str, Any]:
     def key_list(name: str) -> list[dict[str, str]]:

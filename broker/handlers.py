@@ -49,14 +49,14 @@ async def give_consent(request: web.Request) -> web.Response:
 
 async def withdraw_consent(request: web.Request) -> web.Response:
     hub, entry, now = request.app[HUB], request[AUDIT], datetime.now(UTC)
-    consent_id = request.match_info["id"]
+    consent_id = entry.consent_id = request.match_info["id"]
     try:
         consent = await hub.consents.withdraw(consent_id, request[PRINCIPAL].id, now)
     except AlreadyWithdrawn as error:
         raise errors.Conflict("this consent was already withdrawn") from error
     if consent is None:
         raise errors.UnknownConsent(f"no consent {consent_id!r}")
-    entry.consent_id, entry.subject = consent.id, consent.subject
+    entry.subject = consent.subject
     return reply(consent_json(consent, now))
 
 

@@ -45,8 +45,8 @@ def upgrade() -> None:
     sa.Column('consent_id', sa.String(length=40), nullable=True),
     sa.Column('review_id', sa.String(length=40), nullable=True),
     sa.Column('latency_ms', sa.Double(), nullable=True),
-    sa.Column('request_digest', sa.String(length=71), nullable=True),
-    sa.Column('response_digest', sa.String(length=71), nullable=True),
+    sa.Column('request_digest', sa.String(length=80), nullable=True),
+    sa.Column('response_digest', sa.String(length=80), nullable=True),
     sa.PrimaryKeyConstraint('seq', name=op.f('pk_audit_records'))
     )
     with op.batch_alter_table('audit_records', schema=None) as batch_op:

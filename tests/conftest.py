@@ -1,0 +1,54 @@
+"""Shared fixtures: stores (SQLite, and PostgreSQL where a server can run), the demo world on loopback
+ports, and signed requests. Tests build the real hub through its composition root, never monkeypatching.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from broker.demo import DemoWorld, demo_world
+from tests import postgres
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[postgres.Server]:
+    server = postgres.start()
+    if isinstance(server, str):
+        pytest.skip(server)
+    yield server
+    if server.stop is not None:
+        subprocess.run(server.stop, capture_output=True)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty store of each kind: a SQLite file, or a fresh database on the PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'hub.db'}"
+    server: postgres.Server = request.getfixturevalue("postgres_server")
+    return await server.new_database()
+
+
+@pytest.fixture
+async def world(tmp_path: Path, database_url: str) -> AsyncIterator[DemoWorld]:
+    """The demo world (hub and six agency adapters on loopback) on each kind of store."""
+    async with demo_world(tmp_path / "state", database_url) as running:
+        yield running
+
+
+@pytest.fixture
+async def sqlite_world(tmp_path: Path) -> AsyncIterator[DemoWorld]:
+    """The demo world on SQLite only, for behaviour that does not depend on the store."""
+    async with demo_world(tmp_path / "state") as running:
+        yield running
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as client_session:
+        yield client_session
