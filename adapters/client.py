@@ -37,26 +37,46 @@ class ExchangeResult:
 
 
 class HubClient:
-    def __init__(self, hub_url: str, key: SigningKey, hub_key_id: str, hub_public_key: Ed25519PublicKey,
-                 session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        hub_url: str,
+        key: SigningKey,
+        hub_key_id: str,
+        hub_public_key: Ed25519PublicKey,
+        session: aiohttp.ClientSession,
+    ) -> None:
         self._hub_url = hub_url.rstrip("/")
         self._key = key
         self._hub_key_id = hub_key_id
         self._hub_public_key = hub_public_key
         self._session = session
 
-    async def exchange(self, subject: str, category: str, purpose: str, params: dict[str, Any] | None = None,
-                       review: str | None = None) -> ExchangeResult:
+    async def exchange(
+        self,
+        subject: str,
+        category: str,
+        purpose: str,
+        params: dict[str, Any] | None = None,
+        review: str | None = None,
+    ) -> ExchangeResult:
         document: dict[str, Any] = {"subject": subject, "category": category, "purpose": purpose}
         if params:
             document["params"] = params
         if review is not None:
             document["review"] = review
         status, answer = await self.call("POST", "/v1/exchanges", document)
-        return ExchangeResult(status, answer["exchange"], answer["zone"], answer.get("holder"), answer.get("data"),
-                              answer.get("review"))
+        return ExchangeResult(
+            status,
+            answer["exchange"],
+            answer["zone"],
+            answer.get("holder"),
+            answer.get("data"),
+            answer.get("review"),
+        )
 
-    async def call(self, method: str, path: str, document: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+    async def call(
+        self, method: str, path: str, document: dict[str, Any] | None = None
+    ) -> tuple[int, dict[str, Any]]:
         """A signed call to the hub; the verified JSON answer, or HubProblem for a 4xx/5xx."""
         url = self._hub_url + path
         body = None if document is None else json.dumps(document, separators=(",", ":")).encode()
@@ -65,8 +85,12 @@ class HubClient:
             answer_body = await answer.read()
             status, answer_headers = answer.status, dict(answer.headers)
         bound = {"Content-Digest": headers["Content-Digest"]} if body is not None else {}
-        verify_response(Response(status, answer_headers, Request(method, url, bound)), answer_body,
-                        self._hub_key_id, self._hub_public_key)
+        verify_response(
+            Response(status, answer_headers, Request(method, url, bound)),
+            answer_body,
+            self._hub_key_id,
+            self._hub_public_key,
+        )
         result = json.loads(answer_body)
         if status >= 400:
             raise HubProblem(status, result)

@@ -64,8 +64,9 @@ class _Refusal(Exception):
 class Adapter:
     """Declare handlers with `@adapter.category("income")`, then serve `adapter.app()`."""
 
-    def __init__(self, agency: str, key: SigningKey, hub_key_id: str, hub_public_key: Ed25519PublicKey,
-                 public_url: str) -> None:
+    def __init__(
+        self, agency: str, key: SigningKey, hub_key_id: str, hub_public_key: Ed25519PublicKey, public_url: str
+    ) -> None:
         self.agency = agency
         self._key = key
         self._hub_key_id = hub_key_id
@@ -80,6 +81,7 @@ class Adapter:
         def register(handler: RecordHandler) -> RecordHandler:
             self._handlers[name] = handler
             return handler
+
         return register
 
     def notifications(self, handler: NotificationHandler) -> NotificationHandler:
@@ -88,11 +90,13 @@ class Adapter:
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024)
-        app.add_routes([
-            web.post("/v1/records", self._records),
-            web.post("/v1/notifications", self._notification),
-            web.get("/healthz", self._health),
-        ])
+        app.add_routes(
+            [
+                web.post("/v1/records", self._records),
+                web.post("/v1/notifications", self._notification),
+                web.get("/healthz", self._health),
+            ]
+        )
         return app
 
     async def _health(self, request: web.Request) -> web.Response:
@@ -137,8 +141,12 @@ class Adapter:
             if signature.key_id != self._hub_key_id:
                 raise SignatureProblem("unknown-key", f"only the hub's key {self._hub_key_id!r} is trusted")
             check_created(signature.created, time.time())
-            verify_request(Request(request.method, self._public_url + request.raw_path, request.headers), body,
-                           signature, self._hub_public_key)
+            verify_request(
+                Request(request.method, self._public_url + request.raw_path, request.headers),
+                body,
+                signature,
+                self._hub_public_key,
+            )
         except SignatureProblem as problem:
             raise _Refusal(401, problem.kind, problem.detail) from problem
         if not self._nonces.accept(signature.nonce or "", time.time()):
@@ -152,16 +160,30 @@ class Adapter:
         return document
 
     def _problem(self, request: web.Request, body: bytes, refusal: _Refusal) -> web.Response:
-        document = {"type": PROBLEMS + refusal.name, "title": refusal.name.replace("-", " "),
-                    "status": refusal.status, "detail": refusal.detail}
+        document = {
+            "type": PROBLEMS + refusal.name,
+            "title": refusal.name.replace("-", " "),
+            "status": refusal.status,
+            "detail": refusal.detail,
+        }
         return self._answer(request, body, refusal.status, document, "application/problem+json")
 
-    def _answer(self, request: web.Request, request_body: bytes, status: int, document: dict[str, Any],
-                content_type: str = "application/json") -> web.Response:
+    def _answer(
+        self,
+        request: web.Request,
+        request_body: bytes,
+        status: int,
+        document: dict[str, Any],
+        content_type: str = "application/json",
+    ) -> web.Response:
         body = json.dumps(document, separators=(",", ":")).encode()
-        bound = Request(request.method, self._public_url + request.raw_path,
-                        {"Content-Digest": request.headers["Content-Digest"]}
-                        if request_body and "Content-Digest" in request.headers else {})
+        bound = Request(
+            request.method,
+            self._public_url + request.raw_path,
+            {"Content-Digest": request.headers["Content-Digest"]}
+            if request_body and "Content-Digest" in request.headers
+            else {},
+        )
         headers = sign_response(status, {"Content-Type": content_type}, body, self._key, bound)
         return web.Response(status=status, body=body, headers=headers)
 
@@ -171,7 +193,9 @@ def _record_request(document: dict[str, Any]) -> RecordRequest:
         params = document.get("params") or {}
         if not isinstance(params, dict):
             raise _Refusal(422, "invalid", "params must be an object")
-        return RecordRequest(*(str(document[name]) for name in ("exchange", "requester", "subject", "category",
-                                                                "purpose")), params=params)
+        exchange, requester, subject, category, purpose = (
+            str(document[name]) for name in ("exchange", "requester", "subject", "category", "purpose")
+        )
     except KeyError as error:
         raise _Refusal(422, "invalid", f"missing field {error}") from error
+    return RecordRequest(exchange, requester, subject, category, purpose, params)

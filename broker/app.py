@@ -19,11 +19,11 @@ from http_message_signatures.exceptions import HTTPMessageSignaturesException
 from sqlalchemy.exc import SQLAlchemyError
 
 from broker import errors, handlers
+from broker.appkeys import AUDIT, BODY, HUB, PRINCIPAL
 from broker.audit import AuditEntry, digest, outcome_for
 from broker.authentication import Principal
 from broker.config import Config
 from broker.hub import Hub, open_hub
-from broker.appkeys import AUDIT, BODY, HUB, PRINCIPAL
 from broker.signing import Request, sign_response
 from broker.storage import StoreUnavailable
 
@@ -38,8 +38,15 @@ def kind_of(path: str) -> str:
     """The audit record kind of a call, from its path: `exchange`, `consent`, `policy`, `review`, ..."""
     parts = path.strip("/").split("/")
     if len(parts) >= 2 and parts[0] == "v1":
-        return {"exchanges": "exchange", "consents": "consent", "subjects": "subject", "policies": "policy",
-                "reviews": "review", "audit": "audit", "notifications": "notification"}.get(parts[1], "http")
+        return {
+            "exchanges": "exchange",
+            "consents": "consent",
+            "subjects": "subject",
+            "policies": "policy",
+            "reviews": "review",
+            "audit": "audit",
+            "notifications": "notification",
+        }.get(parts[1], "http")
     return "http"
 
 
@@ -64,7 +71,8 @@ async def respond(request: web.Request, handler: Handler) -> web.StreamResponse:
         body = await read_body(request)
         entry.request_digest = digest(body)
         principal = await hub.authenticator.authenticate(
-            request.method, request.raw_path, request.headers, body, entry)
+            request.method, request.raw_path, request.headers, body, entry
+        )
         if "Content-Digest" in request.headers:
             bound = Request(bound.method, bound.url, {"Content-Digest": request.headers["Content-Digest"]})
         hub.authenticator.authorize(principal, request.path, request.method)
@@ -82,9 +90,18 @@ async def respond(request: web.Request, handler: Handler) -> web.StreamResponse:
     except StoreUnavailable:
         log.error("audit.unwritable", exchange=entry.exchange, kind=entry.kind)
         response = problem_response(errors.Unavailable("the audit log cannot be written"), entry.exchange)
-    log.info(f"{entry.kind}.answered", exchange=entry.exchange, requester=entry.requester, status=response.status,
-             outcome=entry.outcome, reason=entry.reason, zone=entry.zone, latency_ms=entry.latency_ms,
-             request_digest=entry.request_digest, response_digest=entry.response_digest)
+    log.info(
+        f"{entry.kind}.answered",
+        exchange=entry.exchange,
+        requester=entry.requester,
+        status=response.status,
+        outcome=entry.outcome,
+        reason=entry.reason,
+        zone=entry.zone,
+        latency_ms=entry.latency_ms,
+        request_digest=entry.request_digest,
+        response_digest=entry.response_digest,
+    )
     return sign(hub, response, bound)
 
 
@@ -151,6 +168,7 @@ def build_app(config: Config, hub: Hub | None = None) -> web.Application:
     if hub is not None:
         app[HUB] = hub
     else:
+
         async def lifetime(app: web.Application) -> AsyncIterator[None]:
             async with open_hub(config) as opened:
                 app[HUB] = opened
@@ -158,4 +176,3 @@ def build_app(config: Config, hub: Hub | None = None) -> web.Application:
 
         app.cleanup_ctx.append(lifetime)
     return app
-

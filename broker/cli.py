@@ -24,11 +24,20 @@ from broker.world import load_world, read_world
 
 
 def _store_options(command: Any) -> Any:
-    command = click.option("--state-dir", type=click.Path(path_type=Path), default=Path("state"),
-                           envvar="CROSSROADS_STATE_DIR", show_default=True,
-                           help="Where the embedded SQLite store and the hub key live.")(command)
-    return click.option("--database-url", envvar="CROSSROADS_DATABASE_URL", default="",
-                        help="SQLAlchemy URL of the store, e.g. postgresql+asyncpg://... (default: SQLite).")(command)
+    command = click.option(
+        "--state-dir",
+        type=click.Path(path_type=Path),
+        default=Path("state"),
+        envvar="CROSSROADS_STATE_DIR",
+        show_default=True,
+        help="Where the embedded SQLite store and the hub key live.",
+    )(command)
+    return click.option(
+        "--database-url",
+        envvar="CROSSROADS_DATABASE_URL",
+        default="",
+        help="SQLAlchemy URL of the store, e.g. postgresql+asyncpg://... (default: SQLite).",
+    )(command)
 
 
 @click.group()
@@ -40,17 +49,40 @@ def main() -> None:
 @_store_options
 @click.option("--host", envvar="CROSSROADS_HOST", default="127.0.0.1", show_default=True)
 @click.option("--port", envvar="CROSSROADS_PORT", type=int, default=8080, show_default=True)
-@click.option("--public-url", envvar="CROSSROADS_PUBLIC_URL", default="",
-              help="The URL agencies sign as @target-uri (default http://HOST:PORT).")
-@click.option("--hub-key", envvar="CROSSROADS_HUB_KEY", type=click.Path(path_type=Path), default=None,
-              help="The hub's Ed25519 private key (PEM); default STATE_DIR/hub.pem.")
+@click.option(
+    "--public-url",
+    envvar="CROSSROADS_PUBLIC_URL",
+    default="",
+    help="The URL agencies sign as @target-uri (default http://HOST:PORT).",
+)
+@click.option(
+    "--hub-key",
+    envvar="CROSSROADS_HUB_KEY",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The hub's Ed25519 private key (PEM); default STATE_DIR/hub.pem.",
+)
 @click.option("--hub-key-id", envvar="CROSSROADS_HUB_KEY_ID", default="crossroads-hub", show_default=True)
-def serve(state_dir: Path, database_url: str, host: str, port: int, public_url: str, hub_key: Path | None,
-          hub_key_id: str) -> None:
+def serve(
+    state_dir: Path,
+    database_url: str,
+    host: str,
+    port: int,
+    public_url: str,
+    hub_key: Path | None,
+    hub_key_id: str,
+) -> None:
     """Run the hub until interrupted."""
     logs.configure(sys.stdout)
-    config = Config(state_dir=state_dir, host=host, port=port, public_url=public_url, database_url=database_url,
-                    hub_key_path=hub_key, hub_key_id=hub_key_id)
+    config = Config(
+        state_dir=state_dir,
+        host=host,
+        port=port,
+        public_url=public_url,
+        database_url=database_url,
+        hub_key_path=hub_key,
+        hub_key_id=hub_key_id,
+    )
     web.run_app(build_app(config), host=host, port=port, access_log=None, print=None)
 
 
@@ -72,6 +104,7 @@ def db() -> None:
 @_store_options
 def db_upgrade(state_dir: Path, database_url: str) -> None:
     """Migrate the store to the schema this hub needs."""
+
     async def run() -> None:
         engine = create_engine(Config(state_dir=state_dir, database_url=database_url).database)
         try:
@@ -96,6 +129,7 @@ def world() -> None:
 @click.option("--reason", default="world loaded", show_default=True, help="Recorded with the policy version.")
 def world_load(path: Path, state_dir: Path, database_url: str, hub_key: Path | None, reason: str) -> None:
     """Load a world file (JSON or YAML) into the store."""
+
     async def run() -> None:
         config = Config(state_dir=state_dir, database_url=database_url, hub_key_path=hub_key)
         async with open_hub(config) as hub:
@@ -106,9 +140,15 @@ def world_load(path: Path, state_dir: Path, database_url: str, hub_key: Path | N
 
 
 @main.command()
-@click.option("--serve", "serve_", is_flag=True, help="Keep the world running and write STATE_DIR/world.json.")
-@click.option("--state-dir", type=click.Path(path_type=Path), default=None,
-              help="Where keys, the store and world.json go (default: a fresh temporary directory).")
+@click.option(
+    "--serve", "serve_", is_flag=True, help="Keep the world running and write STATE_DIR/world.json."
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where keys, the store and world.json go (default: a fresh temporary directory).",
+)
 def demo(serve_: bool, state_dir: Path | None) -> None:
     """Run the demo world: a hub and six agencies brokering white, grey, black and consent cases."""
     with tempfile.TemporaryDirectory(prefix="crossroads-demo-") as scratch:

@@ -47,27 +47,48 @@ class Case:
 # Each case with the answer the hub gives it in the seeded world: Sofie has consented to her income
 # being shared for benefit eligibility, Anna has not (until the demo gives it on her behalf).
 SCENARIO = [
-    Case("white: civil status delivered", "family-benefits",
-         {"subject": demo.ANNA, "category": "civil-status", "purpose": "benefit-eligibility"},
-         {"status": 200, "zone": "white", "problem": None}),
-    Case("black: health record refused", "family-benefits",
-         {"subject": demo.ANNA, "category": "health-record", "purpose": "benefit-eligibility"},
-         {"status": 403, "zone": "black", "problem": "black-zone"}),
-    Case("grey: employment status waits for a privacy officer", "family-benefits",
-         {"subject": demo.JAN, "category": "employment-status", "purpose": "benefit-eligibility"},
-         {"status": 202, "zone": "grey", "problem": None}),
-    Case("consent: income refused without consent", "family-benefits",
-         {"subject": demo.ANNA, "category": "income", "purpose": "benefit-eligibility"},
-         {"status": 403, "zone": "white", "problem": "no-consent"}),
-    Case("consent: income delivered under consent, minimised", "family-benefits",
-         {"subject": demo.SOFIE, "category": "income", "purpose": "benefit-eligibility"},
-         {"status": 200, "zone": "white", "problem": None}),
-    Case("relationship: municipality has no relationship", "municipality-leuven",
-         {"subject": demo.JAN, "category": "civil-status", "purpose": "benefit-eligibility"},
-         {"status": 403, "zone": None, "problem": "no-relationship"}),
-    Case("holder: nobody holds a pension record", "family-benefits",
-         {"subject": demo.PIETER, "category": "pension", "purpose": "benefit-eligibility"},
-         {"status": 404, "zone": None, "problem": "no-holder"}),
+    Case(
+        "white: civil status delivered",
+        "family-benefits",
+        {"subject": demo.ANNA, "category": "civil-status", "purpose": "benefit-eligibility"},
+        {"status": 200, "zone": "white", "problem": None},
+    ),
+    Case(
+        "black: health record refused",
+        "family-benefits",
+        {"subject": demo.ANNA, "category": "health-record", "purpose": "benefit-eligibility"},
+        {"status": 403, "zone": "black", "problem": "black-zone"},
+    ),
+    Case(
+        "grey: employment status waits for a privacy officer",
+        "family-benefits",
+        {"subject": demo.JAN, "category": "employment-status", "purpose": "benefit-eligibility"},
+        {"status": 202, "zone": "grey", "problem": None},
+    ),
+    Case(
+        "consent: income refused without consent",
+        "family-benefits",
+        {"subject": demo.ANNA, "category": "income", "purpose": "benefit-eligibility"},
+        {"status": 403, "zone": "white", "problem": "no-consent"},
+    ),
+    Case(
+        "consent: income delivered under consent, minimised",
+        "family-benefits",
+        {"subject": demo.SOFIE, "category": "income", "purpose": "benefit-eligibility"},
+        {"status": 200, "zone": "white", "problem": None},
+    ),
+    Case(
+        "relationship: municipality has no relationship",
+        "municipality-leuven",
+        {"subject": demo.JAN, "category": "civil-status", "purpose": "benefit-eligibility"},
+        {"status": 403, "zone": None, "problem": "no-relationship"},
+    ),
+    Case(
+        "holder: nobody holds a pension record",
+        "family-benefits",
+        {"subject": demo.PIETER, "category": "pension", "purpose": "benefit-eligibility"},
+        {"status": 404, "zone": None, "problem": "no-holder"},
+    ),
 ]
 
 
@@ -85,19 +106,31 @@ class DemoWorld:
 
     def description(self) -> dict[str, Any]:
         """world.json: enough for a client written from PROTOCOL.md alone to replay the scenario."""
+
         def key_entry(principal: str) -> dict[str, str]:
             return {"key_id": self.keys[principal].key_id, "private_key_path": f"keys/{principal}.pem"}
 
         return {
-            "hub": {"url": self.hub_url, "key_id": HUB_KEY_ID,
-                    "public_key_pem": public_key_pem(self.hub.key.public_key)},
-            "agencies": [{"id": agency, "adapter_url": url, **key_entry(agency)}
-                         for agency, url in self.adapter_urls.items()],
-            "operators": [{"id": operator, "role": role, **key_entry(operator)}
-                          for operator, role in OPERATORS.items()],
-            "scenario": [{"name": case.name, "requester": case.requester, "request": case.request,
-                          "expect": {**case.expect, "problem": _problem_type(case.expect["problem"])}}
-                         for case in SCENARIO],
+            "hub": {
+                "url": self.hub_url,
+                "key_id": HUB_KEY_ID,
+                "public_key_pem": public_key_pem(self.hub.key.public_key),
+            },
+            "agencies": [
+                {"id": agency, "adapter_url": url, **key_entry(agency)} for agency, url in self.adapter_urls.items()
+            ],
+            "operators": [
+                {"id": operator, "role": role, **key_entry(operator)} for operator, role in OPERATORS.items()
+            ],
+            "scenario": [
+                {
+                    "name": case.name,
+                    "requester": case.requester,
+                    "request": case.request,
+                    "expect": {**case.expect, "problem": _problem_type(case.expect["problem"])},
+                }
+                for case in SCENARIO
+            ],
         }
 
 
@@ -130,8 +163,14 @@ async def demo_world(state_dir: Path, database_url: str = "", **settings: Any) -
     keys = {name: load_or_create(keys_dir / f"{name}.pem", f"{name}-2026") for name in principals}
     hub_key = load_or_create(keys_dir / "hub.pem", HUB_KEY_ID)
     hub_port = free_port()
-    config = Config(state_dir=state_dir, port=hub_port, hub_key_path=keys_dir / "hub.pem", hub_key_id=HUB_KEY_ID,
-                    database_url=database_url, **settings)
+    config = Config(
+        state_dir=state_dir,
+        port=hub_port,
+        hub_key_path=keys_dir / "hub.pem",
+        hub_key_id=HUB_KEY_ID,
+        database_url=database_url,
+        **settings,
+    )
     engine = create_engine(config.database)
     await upgrade(engine)
     await engine.dispose()
@@ -142,12 +181,14 @@ async def demo_world(state_dir: Path, database_url: str = "", **settings: Any) -
             port = free_port()
             adapter_urls[agency] = f"http://127.0.0.1:{port}"
             adapters[agency] = demo.build_adapter(
-                agency, Adapter(agency, keys[agency], HUB_KEY_ID, hub_key.public_key, adapter_urls[agency]))
+                agency, Adapter(agency, keys[agency], HUB_KEY_ID, hub_key.public_key, adapter_urls[agency])
+            )
             stack.push_async_callback((await _serve(adapters[agency].app(), port)).cleanup)
         hub = await stack.enter_async_context(open_hub(config))
         await load_world(hub, _seed(keys, adapter_urls), actor="demo", reason="demo world")
         stack.push_async_callback((await _serve(build_app(config, hub), hub_port)).cleanup)
         yield DemoWorld(state_dir, hub, config.url, keys, adapter_urls, adapters)
+
 
 def _seed(keys: dict[str, SigningKey], adapter_urls: dict[str, str]) -> dict[str, Any]:
     def key_list(name: str) -> list[dict[str, str]]:
@@ -156,16 +197,35 @@ def _seed(keys: dict[str, SigningKey], adapter_urls: dict[str, str]) -> dict[str
     return {
         "categories": [{"name": name, "description": text} for name, text in demo.CATEGORIES.items()],
         "purposes": [{"name": name, "description": text} for name, text in demo.PURPOSES.items()],
-        "agencies": [{"id": agency, "name": spec["name"], "adapter_url": adapter_urls[agency],
-                      "roles": spec["roles"], "keys": key_list(agency)} for agency, spec in demo.AGENCIES.items()],
-        "operators": [{"id": name, "name": name.replace("-", " ").title(), "role": role, "keys": key_list(name)}
-                      for name, role in OPERATORS.items()],
+        "agencies": [
+            {
+                "id": agency,
+                "name": spec["name"],
+                "adapter_url": adapter_urls[agency],
+                "roles": spec["roles"],
+                "keys": key_list(agency),
+            }
+            for agency, spec in demo.AGENCIES.items()
+        ],
+        "operators": [
+            {"id": name, "name": name.replace("-", " ").title(), "role": role, "keys": key_list(name)}
+            for name, role in OPERATORS.items()
+        ],
         "holdings": demo.holdings(),
-        "relationships": [{"agency": agency, "capacity": capacity, "subjects": subjects}
-                          for agency, capacity, subjects in demo.RELATIONSHIPS],
+        "relationships": [
+            {"agency": agency, "capacity": capacity, "subjects": subjects}
+            for agency, capacity, subjects in demo.RELATIONSHIPS
+        ],
         "rules": [rule.as_json() for rule in parse_csv(RULES.read_text())],
-        "consents": [{"subject": demo.SOFIE, "grantee": "family-benefits", "categories": ["income"],
-                      "purposes": ["benefit-eligibility"], "evidence": "paper form 2026/0412, Ghent office"}],
+        "consents": [
+            {
+                "subject": demo.SOFIE,
+                "grantee": "family-benefits",
+                "categories": ["income"],
+                "purposes": ["benefit-eligibility"],
+                "evidence": "paper form 2026/0412, Ghent office",
+            }
+        ],
     }
 
 
@@ -177,21 +237,38 @@ async def run_scenario(world: DemoWorld) -> list[str]:
             lines.append(await _run_case(world, session, case))
             if case.expect["problem"] == "no-consent":
                 portal = world.client("citizen-portal", session)
-                _, given = await portal.call("POST", "/v1/consents", {
-                    "subject": case.request["subject"], "grantee": case.requester, "categories": ["income"],
-                    "purposes": ["benefit-eligibility"], "evidence": "signed online through the citizen portal"})
-                lines.append(f"{'consent given':<14} citizen-portal records consent {given['consent'][:8]} "
-                             f"for {case.request['subject']} → {case.requester}: income, benefit-eligibility")
-                again = Case("consent: the same, after consent", case.requester, case.request,
-                             {"status": 200, "zone": "white", "problem": None})
+                _, given = await portal.call(
+                    "POST",
+                    "/v1/consents",
+                    {
+                        "subject": case.request["subject"],
+                        "grantee": case.requester,
+                        "categories": ["income"],
+                        "purposes": ["benefit-eligibility"],
+                        "evidence": "signed online through the citizen portal",
+                    },
+                )
+                lines.append(
+                    f"{'consent given':<14} citizen-portal records consent {given['consent'][:8]} "
+                    f"for {case.request['subject']} → {case.requester}: income, benefit-eligibility"
+                )
+                again = Case(
+                    "consent: the same, after consent",
+                    case.requester,
+                    case.request,
+                    {"status": 200, "zone": "white", "problem": None},
+                )
                 lines.append(await _run_case(world, session, again))
         _, audit = await world.client("privacy-office", session).call("GET", "/v1/audit")
     records = audit["records"]
     exchanges = [record for record in records if record["kind"] == "exchange"]
     lines.append("")
-    lines.append(f"audit: {len(records)} records committed, {len(exchanges)} of them exchanges; by outcome: "
-                 + ", ".join(f"{outcome} {count}" for outcome, count in
-                             sorted(Counter(record["outcome"] for record in records).items())))
+    lines.append(
+        f"audit: {len(records)} records committed, {len(exchanges)} of them exchanges; by outcome: "
+        + ", ".join(
+            f"{outcome} {count}" for outcome, count in sorted(Counter(record["outcome"] for record in records).items())
+        )
+    )
     for record in exchanges:
         lines.append(
             f"  #{record['seq']:<3} {record['requester']:<20} {record['category'] or '-':<18} "
@@ -206,7 +283,9 @@ async def _run_case(world: DemoWorld, session: aiohttp.ClientSession, case: Case
     request = case.request
     asked = f"{case.requester} asks {request['category']} of {request['subject']} for {request['purpose']}"
     try:
-        result = await world.client(case.requester, session).exchange(**request)
+        result = await world.client(case.requester, session).exchange(
+            request["subject"], request["category"], request["purpose"]
+        )
     except HubProblem as problem:
         outcome = f"{problem.status} {problem.name}"
         zone = case.expect["zone"] or "-"
@@ -223,8 +302,10 @@ async def _run_case(world: DemoWorld, session: aiohttp.ClientSession, case: Case
 
 async def run_demo(state_dir: Path) -> None:
     async with demo_world(state_dir) as world:
-        print(f"Crossroads demo: hub at {world.hub_url}, {len(world.adapter_urls)} agency adapters, "
-              f"store {world.hub.config.database}")
+        print(
+            f"Crossroads demo: hub at {world.hub_url}, {len(world.adapter_urls)} agency adapters, "
+            f"store {world.hub.config.database}"
+        )
         for line in await run_scenario(world):
             print(line)
 

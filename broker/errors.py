@@ -26,8 +26,13 @@ class Problem(Exception):
         return PROBLEM_BASE + self.name
 
     def document(self) -> dict[str, Any]:
-        return {"type": self.type, "title": self.title, "status": self.status, "detail": self.detail,
-                **self.extensions}
+        return {
+            "type": self.type,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            **self.extensions,
+        }
 
 
 def _problem(status: int, name: str, title: str) -> type[Problem]:
@@ -46,7 +51,9 @@ UnknownKey = _problem(401, "unknown-key", "The signing key is unknown, revoked o
 StaleSignature = _problem(401, "stale-signature", "The signature was created too far from the hub clock")
 Forbidden = _problem(403, "forbidden", "This principal may not call this endpoint")
 Suspended = _problem(403, "suspended", "The requesting agency is suspended")
-NoRelationship = _problem(403, "no-relationship", "The requester has no current relationship with the subject")
+NoRelationship = _problem(
+    403, "no-relationship", "The requester has no current relationship with the subject"
+)
 BlackZone = _problem(403, "black-zone", "The sharing policy forbids this exchange")
 NoConsent = _problem(403, "no-consent", "No consent covers this exchange")
 NotFound = _problem(404, "not-found", "No such resource")
@@ -63,11 +70,15 @@ Invalid = _problem(422, "invalid", "The request is well-formed JSON but not a va
 UnknownPurpose = _problem(422, "unknown-purpose", "The purpose is not in the registered vocabulary")
 RateLimited = _problem(429, "rate-limited", "Too many requests from this agency")
 BadHolderAnswer = _problem(502, "bad-holder-answer", "The holder's adapter answered badly")
-Unavailable = _problem(503, "unavailable", "The hub cannot reach its store or write its audit log; it fails closed")
+Unavailable = _problem(
+    503, "unavailable", "The hub cannot reach its store or write its audit log; it fails closed"
+)
 HolderTimeout = _problem(504, "holder-timeout", "The holder's adapter did not answer in time")
 
 SIGNATURE_PROBLEMS: dict[str, type[Problem]] = {
-    "unsigned": Unsigned, "bad-signature": BadSignature, "bad-digest": BadDigest,
+    "unsigned": Unsigned,
+    "bad-signature": BadSignature,
+    "bad-digest": BadDigest,
     "stale-signature": StaleSignature,
 }
 

@@ -22,7 +22,9 @@ AUDIT_FILTERS = ("subject", "requester", "holder", "category", "purpose", "outco
 
 
 def reply(document: dict[str, Any], status: int = 200) -> web.Response:
-    return web.json_response(document, status=status, dumps=lambda value: json.dumps(value, separators=(",", ":")))
+    return web.json_response(
+        document, status=status, dumps=lambda value: json.dumps(value, separators=(",", ":"))
+    )
 
 
 def _document(request: web.Request) -> dict[str, Any]:
@@ -85,22 +87,32 @@ async def evaluate(request: web.Request) -> web.Response:
     if set(document) != set(names) or not all(isinstance(document[name], str) for name in names):
         raise errors.Invalid("evaluate takes exactly requester, category and purpose, as strings")
     decision = await request.app[HUB].policies.decide(*(document[name] for name in names))
-    return reply({
-        "zone": decision.zone, "consent": decision.consent,
-        "fields": None if decision.fields is None else list(decision.fields),
-        "rules": [] if decision.rule is None else [decision.rule.id], "version": decision.version,
-    })
+    return reply(
+        {
+            "zone": decision.zone,
+            "consent": decision.consent,
+            "fields": None if decision.fields is None else list(decision.fields),
+            "rules": [] if decision.rule is None else [decision.rule.id],
+            "version": decision.version,
+        }
+    )
 
 
 async def audit(request: web.Request) -> web.Response:
     unknown = sorted(set(request.query) - set(AUDIT_FILTERS))
     if unknown:
         raise errors.Invalid(f"unknown filters: {', '.join(unknown)}")
-    records = await request.app[HUB].audit.records(**{name: request.query.get(name) for name in AUDIT_FILTERS})
-    return reply({"records": [
-        {name: _json_value(getattr(record, name)) for name in record.__table__.columns.keys()}
-        for record in records
-    ]})
+    records = await request.app[HUB].audit.records(
+        **{name: request.query.get(name) for name in AUDIT_FILTERS}
+    )
+    return reply(
+        {
+            "records": [
+                {name: _json_value(getattr(record, name)) for name in record.__table__.columns.keys()}  # noqa: SIM118 (a ColumnCollection, not a dict)
+                for record in records
+            ]
+        }
+    )
 
 
 def _json_value(value: object) -> object:
@@ -129,16 +141,18 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.add_routes([
-        web.post("/v1/exchanges", exchange),
-        web.post("/v1/consents", give_consent),
-        web.post("/v1/consents/{id}/withdraw", withdraw_consent),
-        web.get("/v1/subjects/{subject}/consents", subject_consents),
-        web.get("/v1/reviews", reviews),
-        web.get("/v1/policies", policies),
-        web.post("/v1/policies/evaluate", evaluate),
-        web.get("/v1/audit", audit),
-        web.get("/healthz", healthz),
-        web.get("/readyz", readyz),
-        web.get("/openapi.json", openapi),
-    ])
+    app.add_routes(
+        [
+            web.post("/v1/exchanges", exchange),
+            web.post("/v1/consents", give_consent),
+            web.post("/v1/consents/{id}/withdraw", withdraw_consent),
+            web.get("/v1/subjects/{subject}/consents", subject_consents),
+            web.get("/v1/reviews", reviews),
+            web.get("/v1/policies", policies),
+            web.post("/v1/policies/evaluate", evaluate),
+            web.get("/v1/audit", audit),
+            web.get("/healthz", healthz),
+            web.get("/readyz", readyz),
+            web.get("/openapi.json", openapi),
+        ]
+    )

@@ -61,7 +61,10 @@ async def open_hub(config: Config) -> AsyncIterator[Hub]:
         policies = PolicyService(PolicyStore(sessions))
         await policies.refresh()
         consents = ConsentService(
-            ConsentStore(sessions), _exists(directory.agency), directory.category_exists, directory.purpose_exists
+            ConsentStore(sessions),
+            _exists(directory.agency),
+            directory.category_exists,
+            directory.purpose_exists,
         )
         reviews = ReviewStore(sessions)
         audit, nonces = AuditLog(sessions), NonceStore(sessions)
@@ -69,7 +72,15 @@ async def open_hub(config: Config) -> AsyncIterator[Hub]:
         async with aiohttp.ClientSession(connector=connector) as session:
             holders = HolderClient(session, key, directory.key, config.holder_timeout_s)
             hub = Hub(
-                config, key, engine, directory, policies, consents, reviews, audit, nonces,
+                config,
+                key,
+                engine,
+                directory,
+                policies,
+                consents,
+                reviews,
+                audit,
+                nonces,
                 Authenticator(directory, nonces, OperatorGate(), config.url),
                 RateLimiter(config.rate_per_s, config.rate_burst),
                 ExchangePipeline(directory, policies, consents, reviews, holders, audit),

@@ -44,7 +44,9 @@ class ExchangeRequest:
 def parse_json_object(body: bytes, content_type: str) -> dict[str, Any]:
     """The request body as a JSON object, or the problem saying why it is not one."""
     if content_type.split(";")[0].strip().lower() != "application/json":
-        raise errors.UnsupportedMediaType(f"Content-Type must be application/json, not {content_type or 'absent'!r}")
+        raise errors.UnsupportedMediaType(
+            f"Content-Type must be application/json, not {content_type or 'absent'!r}"
+        )
     try:
         document = json.loads(body)
     except (ValueError, RecursionError) as error:
@@ -71,7 +73,9 @@ def validate(document: dict[str, Any]) -> ExchangeRequest:
     if review is not None and (not isinstance(review, str) or len(review) > 40):
         raise errors.Invalid("review must be a review id")
     justification = document.get("justification")
-    if justification is not None and (not isinstance(justification, str) or len(justification) > MAX_JUSTIFICATION):
+    if justification is not None and (
+        not isinstance(justification, str) or len(justification) > MAX_JUSTIFICATION
+    ):
         raise errors.Invalid(f"justification must be text of at most {MAX_JUSTIFICATION} characters")
     assert isinstance(category, str) and isinstance(purpose, str)
     return ExchangeRequest(subject, category, purpose, params, review, justification)
@@ -81,7 +85,9 @@ def zone_gate(decision: Decision) -> None:
     """Black stops here; grey and white go on."""
     if decision.zone == "black":
         rule = "no rule matches" if decision.rule is None else f"rule {decision.rule.id}"
-        raise errors.BlackZone(f"the sharing policy forbids this exchange ({rule}, version {decision.version})")
+        raise errors.BlackZone(
+            f"the sharing policy forbids this exchange ({rule}, version {decision.version})"
+        )
 
 
 def consent_gate(consents: list[Consent], requester: str, request: ExchangeRequest, at: datetime) -> Consent:
@@ -95,8 +101,13 @@ def consent_gate(consents: list[Consent], requester: str, request: ExchangeReque
 
 class ExchangePipeline:
     def __init__(
-        self, directory: DirectoryStore, policies: PolicyService, consents: ConsentService, reviews: ReviewStore,
-        holders: HolderClient, audit: AuditLog,
+        self,
+        directory: DirectoryStore,
+        policies: PolicyService,
+        consents: ConsentService,
+        reviews: ReviewStore,
+        holders: HolderClient,
+        audit: AuditLog,
     ) -> None:
         self._directory = directory
         self._policies = policies
@@ -105,7 +116,9 @@ class ExchangePipeline:
         self._holders = holders
         self._audit = audit
 
-    async def run(self, requester: str, document: dict[str, Any], entry: AuditEntry) -> tuple[int, dict[str, Any]]:
+    async def run(
+        self, requester: str, document: dict[str, Any], entry: AuditEntry
+    ) -> tuple[int, dict[str, Any]]:
         at = datetime.now(UTC)
         entry.exchange = str(uuid.uuid4())
         request = validate(document)
@@ -126,8 +139,12 @@ class ExchangePipeline:
             consent = consent_gate(await self._consents.history(request.subject), requester, request, at)
             entry.consent_id = consent.id
         data = await self.forward(requester, request, holder, entry)
-        return 200, {"exchange": entry.exchange, "zone": decision.zone, "holder": holder.id,
-                     "data": minimise(data, decision.fields)}
+        return 200, {
+            "exchange": entry.exchange,
+            "zone": decision.zone,
+            "holder": holder.id,
+            "data": minimise(data, decision.fields),
+        }
 
     async def check_purpose(self, request: ExchangeRequest) -> None:
         if not await self._directory.purpose_exists(request.purpose):
@@ -150,8 +167,17 @@ class ExchangePipeline:
     ) -> Review:
         assert decision.rule is not None
         review = Review(
-            str(uuid.uuid4()), exchange, requester, request.subject, request.category, request.purpose,
-            decision.rule.id, decision.version, request.justification, "pending", at,
+            str(uuid.uuid4()),
+            exchange,
+            requester,
+            request.subject,
+            request.category,
+            request.purpose,
+            decision.rule.id,
+            decision.version,
+            request.justification,
+            "pending",
+            at,
         )
         await self._reviews.open(review)
         return review
@@ -160,7 +186,14 @@ class ExchangePipeline:
         self, requester: str, request: ExchangeRequest, holder: AgencyEntry, entry: AuditEntry
     ) -> dict[str, Any]:
         await self._audit.reserve(entry)
-        return await self._holders.records(holder, {
-            "exchange": entry.exchange, "requester": requester, "subject": request.subject,
-            "category": request.category, "purpose": request.purpose, "params": request.params,
-        })
+        return await self._holders.records(
+            holder,
+            {
+                "exchange": entry.exchange,
+                "requester": requester,
+                "subject": request.subject,
+                "category": request.category,
+                "purpose": request.purpose,
+                "params": request.params,
+            },
+        )

@@ -12,6 +12,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
 import http_sf
 from cryptography.hazmat.primitives import serialization
@@ -99,9 +100,7 @@ def private_key_pem(key: Ed25519PrivateKey) -> bytes:
 
 
 def public_key_pem(key: Ed25519PublicKey) -> str:
-    return key.public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    ).decode()
+    return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
 
 def load_private_key(pem: bytes) -> Ed25519PrivateKey:
@@ -127,7 +126,7 @@ def sign_request(
 ) -> dict[str, str]:
     """Headers for a signed request: Content-Type and Content-Digest when there is a body, and the signature."""
     headers: dict[str, str] = {}
-    covered = REQUEST_COMPONENTS
+    covered: tuple[str, ...] = REQUEST_COMPONENTS
     if body is not None:
         headers = {"Content-Type": content_type, "Content-Digest": content_digest(body)}
         covered = BODY_COMPONENTS
@@ -176,8 +175,8 @@ def read_signature_input(headers: Mapping[str, str], *, require_nonce: bool = Tr
     if raw_input is None or raw_signature is None:
         raise SignatureProblem("unsigned", "the message carries no Signature-Input and Signature headers")
     try:
-        inputs = http_sf.parse(raw_input.encode("latin-1"), tltype="dictionary")
-        signatures = http_sf.parse(raw_signature.encode("latin-1"), tltype="dictionary")
+        inputs = cast(dict[str, Any], http_sf.parse(raw_input.encode("latin-1"), tltype="dictionary"))
+        signatures = cast(dict[str, Any], http_sf.parse(raw_signature.encode("latin-1"), tltype="dictionary"))
     except (ValueError, TypeError, UnicodeEncodeError) as error:
         raise SignatureProblem("bad-signature", "Signature-Input or Signature is not a valid dictionary") from error
     if len(inputs) != 1 or inputs.keys() != signatures.keys():
@@ -204,7 +203,8 @@ def check_created(created: int, now: float, window_s: int = CREATED_WINDOW_S) ->
     """Refuse a signature created more than `window_s` seconds away from `now` (either way)."""
     if abs(now - created) > window_s:
         raise SignatureProblem(
-            "stale-signature", f"created is {int(now - created)} s away from the hub clock (limit {window_s} s)"
+            "stale-signature",
+            f"created is {int(now - created)} s away from the hub clock (limit {window_s} s)",
         )
 
 
@@ -232,7 +232,9 @@ def verify_response(response: Response, body: bytes, key_id: str, key: Ed25519Pu
         raise SignatureProblem("bad-signature", f"response signed by {signature.key_id!r}, expected {key_id!r}")
     names = {component.split(";")[0].strip('"') for component in signature.covered if ";req" not in component}
     if not set(RESPONSE_COMPONENTS) <= names:
-        raise SignatureProblem("bad-signature", "the response signature must cover @status, content-digest, content-type")
+        raise SignatureProblem(
+            "bad-signature", "the response signature must cover @status, content-digest, content-type"
+        )
     _verify(response, signature, key)
     _check_digest(_header(response.headers, "content-digest"), body)
     return signature.covered

@@ -30,10 +30,16 @@ async def load_world(hub: Hub, world: dict[str, Any], actor: str, reason: str) -
         rules = [Rule.from_json(rule) for rule in world.get("rules", [])]
         if "rules_csv" in world:
             rules += parse_csv(Path(world["rules_csv"]).read_text())
-        groups = [("g", f"agency:{agency['id']}", f"role:{role}")
-                  for agency in world.get("agencies", []) for role in agency.get("roles", [])]
-        groups += [("g2", category, group) for group, members in world.get("category_groups", {}).items()
-                   for category in members]
+        groups = [
+            ("g", f"agency:{agency['id']}", f"role:{role}")
+            for agency in world.get("agencies", [])
+            for role in agency.get("roles", [])
+        ]
+        groups += [
+            ("g2", category, group)
+            for group, members in world.get("category_groups", {}).items()
+            for category in members
+        ]
         await hub.policies.replace(rules, groups, actor, reason, at)
     for consent in world.get("consents", []):
         await hub.consents.give(consent, actor, at)

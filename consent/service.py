@@ -38,8 +38,17 @@ def parse_consent(document: dict[str, Any], at: datetime) -> Consent:
     if valid_until is not None and valid_until <= valid_from:
         raise ConsentInvalid("valid_until must be after valid_from")
     assert isinstance(categories, list) and isinstance(purposes, list)
-    return Consent(str(uuid.uuid4()), subject, grantee, tuple(categories), tuple(purposes), valid_from,
-                   valid_until, evidence, at)
+    return Consent(
+        str(uuid.uuid4()),
+        subject,
+        grantee,
+        tuple(categories),
+        tuple(purposes),
+        valid_from,
+        valid_until,
+        evidence,
+        at,
+    )
 
 
 def _time(value: object, name: str) -> datetime | None:
@@ -57,8 +66,9 @@ def _time(value: object, name: str) -> datetime | None:
 
 
 class ConsentService:
-    def __init__(self, store: ConsentStore, agency_exists: Exists, category_exists: Exists,
-                 purpose_exists: Exists) -> None:
+    def __init__(
+        self, store: ConsentStore, agency_exists: Exists, category_exists: Exists, purpose_exists: Exists
+    ) -> None:
         self._store = store
         self._agency_exists = agency_exists
         self._category_exists = category_exists
@@ -86,11 +96,15 @@ class ConsentService:
 
 def consent_json(consent: Consent, at: datetime) -> dict[str, Any]:
     return {
-        "consent": consent.id, "subject": consent.subject, "grantee": consent.grantee,
-        "categories": list(consent.categories), "purposes": list(consent.purposes),
+        "consent": consent.id,
+        "subject": consent.subject,
+        "grantee": consent.grantee,
+        "categories": list(consent.categories),
+        "purposes": list(consent.purposes),
         "valid_from": consent.valid_from.isoformat(),
         "valid_until": None if consent.valid_until is None else consent.valid_until.isoformat(),
-        "evidence": consent.evidence, "created_at": consent.created_at.isoformat(),
+        "evidence": consent.evidence,
+        "created_at": consent.created_at.isoformat(),
         "withdrawn_at": None if consent.withdrawn_at is None else consent.withdrawn_at.isoformat(),
         "status": consent.status(at),
     }

@@ -23,10 +23,16 @@ class ConsentStore:
         async with self._sessions() as session, session.begin():
             session.add(
                 ConsentRecord(
-                    id=consent.id, subject=consent.subject, grantee=consent.grantee,
-                    categories=list(consent.categories), purposes=list(consent.purposes),
-                    valid_from=consent.valid_from, valid_until=consent.valid_until, evidence=consent.evidence,
-                    created_at=consent.created_at, created_by=created_by,
+                    id=consent.id,
+                    subject=consent.subject,
+                    grantee=consent.grantee,
+                    categories=list(consent.categories),
+                    purposes=list(consent.purposes),
+                    valid_from=consent.valid_from,
+                    valid_until=consent.valid_until,
+                    evidence=consent.evidence,
+                    created_at=consent.created_at,
+                    created_by=created_by,
                 )
             )
 
@@ -55,6 +61,14 @@ class ConsentStore:
 
 def _consent(record: ConsentRecord, withdrawn_at: datetime | None) -> Consent:
     return Consent(
-        record.id, record.subject, record.grantee, tuple(record.categories), tuple(record.purposes),
-        record.valid_from, record.valid_until, record.evidence, record.created_at, withdrawn_at,
+        record.id,
+        record.subject,
+        record.grantee,
+        tuple(record.categories),
+        tuple(record.purposes),
+        record.valid_from,
+        record.valid_until,
+        record.evidence,
+        record.created_at,
+        withdrawn_at,
     )

@@ -70,8 +70,13 @@ class DirectoryStore:
         if row is None:
             return None
         return KeyEntry(
-            row.key_id, row.principal_kind, row.principal_id, load_public_key(row.public_key_pem),
-            row.valid_from, row.valid_until, row.status,
+            row.key_id,
+            row.principal_kind,
+            row.principal_id,
+            load_public_key(row.public_key_pem),
+            row.valid_from,
+            row.valid_until,
+            row.status,
         )
 
     async def agency(self, agency_id: str) -> AgencyEntry | None:
@@ -132,29 +137,47 @@ class DirectoryStore:
                 await session.merge(Purpose(name=item["name"], description=item.get("description", "")))
             for item in world.get("agencies", []):
                 await session.merge(
-                    Agency(id=item["id"], name=item["name"], adapter_url=item["adapter_url"],
-                           status=item.get("status", "active"))
+                    Agency(
+                        id=item["id"],
+                        name=item["name"],
+                        adapter_url=item["adapter_url"],
+                        status=item.get("status", "active"),
+                    )
                 )
                 for key in item.get("keys", []):
                     await session.merge(_key_row("agency", item["id"], key, at))
             for item in world.get("operators", []):
                 await session.merge(
-                    Operator(id=item["id"], name=item["name"], role=item["role"], status=item.get("status", "active"))
+                    Operator(
+                        id=item["id"],
+                        name=item["name"],
+                        role=item["role"],
+                        status=item.get("status", "active"),
+                    )
                 )
                 for key in item.get("keys", []):
                     await session.merge(_key_row("operator", item["id"], key, at))
             for item in world.get("holdings", []):
                 for subject in item["subjects"]:
                     session.add(
-                        Holding(holder=item["holder"], category=item["category"], subject=subject,
-                                valid_from=_time(item.get("valid_from"), at), valid_until=_time(item.get("valid_until")))
+                        Holding(
+                            holder=item["holder"],
+                            category=item["category"],
+                            subject=subject,
+                            valid_from=_time(item.get("valid_from"), at),
+                            valid_until=_time(item.get("valid_until")),
+                        )
                     )
             for item in world.get("relationships", []):
                 for subject in item["subjects"]:
                     session.add(
-                        Relationship(agency=item["agency"], subject=subject, capacity=item["capacity"],
-                                     valid_from=_time(item.get("valid_from"), at),
-                                     valid_until=_time(item.get("valid_until")))
+                        Relationship(
+                            agency=item["agency"],
+                            subject=subject,
+                            capacity=item["capacity"],
+                            valid_from=_time(item.get("valid_from"), at),
+                            valid_until=_time(item.get("valid_until")),
+                        )
                     )
 
     async def set_agency_status(self, agency_id: str, status: str) -> None:
@@ -167,9 +190,13 @@ class DirectoryStore:
 
 def _key_row(kind: str, principal_id: str, key: Mapping[str, Any], at: datetime) -> PrincipalKey:
     return PrincipalKey(
-        key_id=key["key_id"], principal_kind=kind, principal_id=principal_id,
-        public_key_pem=key["public_key_pem"], valid_from=_time(key.get("valid_from"), at),
-        valid_until=_time(key.get("valid_until")), status=key.get("status", "active"),
+        key_id=key["key_id"],
+        principal_kind=kind,
+        principal_id=principal_id,
+        public_key_pem=key["public_key_pem"],
+        valid_from=_time(key.get("valid_from"), at),
+        valid_until=_time(key.get("valid_until")),
+        status=key.get("status", "active"),
     )
 
 

@@ -27,9 +27,16 @@ class Review:
 
     def as_json(self) -> dict[str, object]:
         return {
-            "review": self.id, "exchange": self.exchange, "requester": self.requester, "subject": self.subject,
-            "category": self.category, "purpose": self.purpose, "rule": self.rule_id,
-            "policy_version": self.policy_version, "justification": self.justification, "status": self.status,
+            "review": self.id,
+            "exchange": self.exchange,
+            "requester": self.requester,
+            "subject": self.subject,
+            "category": self.category,
+            "purpose": self.purpose,
+            "rule": self.rule_id,
+            "policy_version": self.policy_version,
+            "justification": self.justification,
+            "status": self.status,
             "created_at": self.created_at.isoformat(),
         }
 

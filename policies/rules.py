@@ -35,8 +35,12 @@ class Rule:
     def from_json(cls, data: dict[str, Any]) -> Rule:
         fields = data.get("fields")
         return cls(
-            id=str(data["id"]), requester=str(data["requester"]), category=str(data["category"]),
-            purpose=str(data["purpose"]), zone=str(data["zone"]), consent=bool(data.get("consent", False)),
+            id=str(data["id"]),
+            requester=str(data["requester"]),
+            category=str(data["category"]),
+            purpose=str(data["purpose"]),
+            zone=str(data["zone"]),
+            consent=bool(data.get("consent", False)),
             fields=None if fields is None else tuple(str(name) for name in fields),
             emergency=bool(data.get("emergency", False)),
         )
@@ -88,8 +92,16 @@ def parse_csv(text: str) -> list[Rule]:
             raise ValueError(f"a rule needs {len(CSV_COLUMNS)} columns: {', '.join(CSV_COLUMNS)}")
         rule_id, requester, category, purpose, zone, consent, fields, emergency = cells
         rules.append(
-            Rule(rule_id, requester, category, purpose, zone, _flag(consent),
-                 tuple(fields.split("|")) if fields else None, _flag(emergency))
+            Rule(
+                rule_id,
+                requester,
+                category,
+                purpose,
+                zone,
+                _flag(consent),
+                tuple(fields.split("|")) if fields else None,
+                _flag(emergency),
+            )
         )
     return rules
 
@@ -98,10 +110,18 @@ def to_csv(rules: Iterable[Rule]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     for rule in rules:
-        writer.writerow([
-            rule.id, rule.requester, rule.category, rule.purpose, rule.zone, str(rule.consent).lower(),
-            "" if rule.fields is None else "|".join(rule.fields), str(rule.emergency).lower(),
-        ])
+        writer.writerow(
+            [
+                rule.id,
+                rule.requester,
+                rule.category,
+                rule.purpose,
+                rule.zone,
+                str(rule.consent).lower(),
+                "" if rule.fields is None else "|".join(rule.fields),
+                str(rule.emergency).lower(),
+            ]
+        )
     return out.getvalue()
 
 

@@ -87,8 +87,9 @@ class PolicyService:
     async def rules(self) -> RuleSet:
         return await self._store.current()
 
-    async def replace(self, rules: list[Rule], groups: list[tuple[str, str, str]], actor: str, reason: str,
-                      at: Any) -> int:
+    async def replace(
+        self, rules: list[Rule], groups: list[tuple[str, str, str]], actor: str, reason: str, at: Any
+    ) -> int:
         version = await self._store.publish(rules, groups, actor, reason, at)
         await self.refresh()
         return version

@@ -47,21 +47,44 @@ class PolicyStore:
             await session.execute(delete(PolicyRule))
             await session.execute(delete(PolicyGroup))
             session.add_all(
-                PolicyRule(id=rule.id, requester=rule.requester, category=rule.category, purpose=rule.purpose,
-                           zone=rule.zone, consent=rule.consent,
-                           fields=None if rule.fields is None else list(rule.fields), emergency=rule.emergency)
+                PolicyRule(
+                    id=rule.id,
+                    requester=rule.requester,
+                    category=rule.category,
+                    purpose=rule.purpose,
+                    zone=rule.zone,
+                    consent=rule.consent,
+                    fields=None if rule.fields is None else list(rule.fields),
+                    emergency=rule.emergency,
+                )
                 for rule in rules
             )
-            session.add_all(PolicyGroup(kind=kind, member=member, group=group) for kind, member, group in groups)
+            session.add_all(
+                PolicyGroup(kind=kind, member=member, group=group) for kind, member, group in groups
+            )
             session.add(
                 PolicyVersion(
-                    version=version, created_at=at, actor=actor, reason=reason,
-                    snapshot={"rules": [rule.as_json() for rule in rules], "groups": [list(g) for g in groups]},
+                    version=version,
+                    created_at=at,
+                    actor=actor,
+                    reason=reason,
+                    snapshot={
+                        "rules": [rule.as_json() for rule in rules],
+                        "groups": [list(g) for g in groups],
+                    },
                 )
             )
         return version
 
 
 def _rule(row: PolicyRule) -> Rule:
-    return Rule(row.id, row.requester, row.category, row.purpose, row.zone, row.consent,
-                None if row.fields is None else tuple(row.fields), row.emergency)
+    return Rule(
+        row.id,
+        row.requester,
+        row.category,
+        row.purpose,
+        row.zone,
+        row.consent,
+        None if row.fields is None else tuple(row.fields),
+        row.emergency,
+    )

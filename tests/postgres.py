@@ -62,13 +62,40 @@ def start() -> Server | str:
         shutil.chown(base, "postgres")
         run_as = ["runuser", "-u", "postgres", "--"]
     port = _free_port()
-    initdb = subprocess.run([*run_as, str(bindir / "initdb"), "-D", str(base / "data"), "-U", "postgres",
-                             "-A", "trust", "--no-sync"], capture_output=True, text=True)
+    initdb = subprocess.run(
+        [
+            *run_as,
+            str(bindir / "initdb"),
+            "-D",
+            str(base / "data"),
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "--no-sync",
+        ],
+        capture_output=True,
+        text=True,
+    )
     if initdb.returncode != 0:
         return f"initdb failed: {initdb.stderr.strip()[-300:]}"
     options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off"
-    started = subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(base / "data"), "-l",
-                              str(base / "server.log"), "-w", "-o", options, "start"], capture_output=True, text=True)
+    started = subprocess.run(
+        [
+            *run_as,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(base / "data"),
+            "-l",
+            str(base / "server.log"),
+            "-w",
+            "-o",
+            options,
+            "start",
+        ],
+        capture_output=True,
+        text=True,
+    )
     if started.returncode != 0:
         return f"PostgreSQL did not start: {(base / 'server.log').read_text()[-300:]}"
     stop = [*run_as, str(bindir / "pg_ctl"), "-D", str(base / "data"), "-m", "immediate", "stop"]

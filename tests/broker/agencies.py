@@ -25,22 +25,40 @@ async def serve(stack: AsyncExitStack, app: web.Application, port: int) -> None:
     stack.push_async_callback(runner.cleanup)
 
 
-async def register(world: DemoWorld, agency: str, url: str, key: SigningKey, category: str = "pension") -> None:
+async def register(
+    world: DemoWorld, agency: str, url: str, key: SigningKey, category: str = "pension"
+) -> None:
     """Make `agency` the holder of `category` for Pieter, and let family-benefits ask it (white)."""
-    await world.hub.directory.load({
-        "agencies": [{"id": agency, "name": agency, "adapter_url": url,
-                      "keys": [{"key_id": key.key_id, "public_key_pem": public_key_pem(key.public_key)}]}],
-        "holdings": [{"holder": agency, "category": category, "subjects": [PIETER]}],
-    }, datetime.now(UTC))
+    await world.hub.directory.load(
+        {
+            "agencies": [
+                {
+                    "id": agency,
+                    "name": agency,
+                    "adapter_url": url,
+                    "keys": [{"key_id": key.key_id, "public_key_pem": public_key_pem(key.public_key)}],
+                }
+            ],
+            "holdings": [{"holder": agency, "category": category, "subjects": [PIETER]}],
+        },
+        datetime.now(UTC),
+    )
     rule_set = await world.hub.policies.rules()
-    rules = [*rule_set.rules, Rule(f"r-{agency}", "agency:family-benefits", category, "benefit-eligibility", "white")]
-    await world.hub.policies.replace(rules, list(rule_set.groups), "test", f"let family-benefits ask {agency}",
-                                     datetime.now(UTC))
+    rules = [
+        *rule_set.rules,
+        Rule(f"r-{agency}", "agency:family-benefits", category, "benefit-eligibility", "white"),
+    ]
+    await world.hub.policies.replace(
+        rules, list(rule_set.groups), "test", f"let family-benefits ask {agency}", datetime.now(UTC)
+    )
 
 
 async def add_holder(
-    world: DemoWorld, stack: AsyncExitStack, agency: str,
-    handler: Callable[[RecordRequest], Awaitable[dict[str, Any]]], category: str = "pension",
+    world: DemoWorld,
+    stack: AsyncExitStack,
+    agency: str,
+    handler: Callable[[RecordRequest], Awaitable[dict[str, Any]]],
+    category: str = "pension",
 ) -> None:
     """A real adapter for `agency` answering `category` with `handler`."""
     key = SigningKey(f"{agency}-key", generate_key())

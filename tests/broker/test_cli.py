@@ -42,12 +42,26 @@ def test_world_load_from_yaml(tmp_path: Path) -> None:
     runner.invoke(main, ["keygen", str(tmp_path / "hub.pem")])
     assert runner.invoke(main, ["db", "upgrade", *state]).exit_code == 0
     world = {
-        "categories": [{"name": "income"}], "purposes": [{"name": "benefit-eligibility"}],
-        "agencies": [{"id": "tax-authority", "name": "Tax", "adapter_url": "http://127.0.0.1:9",
-                      "keys": [{"key_id": "tax-1", "public_key_pem": public}]}],
+        "categories": [{"name": "income"}],
+        "purposes": [{"name": "benefit-eligibility"}],
+        "agencies": [
+            {
+                "id": "tax-authority",
+                "name": "Tax",
+                "adapter_url": "http://127.0.0.1:9",
+                "keys": [{"key_id": "tax-1", "public_key_pem": public}],
+            }
+        ],
         "holdings": [{"holder": "tax-authority", "category": "income", "subjects": ["85073003328"]}],
-        "rules": [{"id": "r-1", "requester": "agency:tax-authority", "category": "income",
-                   "purpose": "benefit-eligibility", "zone": "white"}],
+        "rules": [
+            {
+                "id": "r-1",
+                "requester": "agency:tax-authority",
+                "category": "income",
+                "purpose": "benefit-eligibility",
+                "zone": "white",
+            }
+        ],
     }
     (tmp_path / "world.yaml").write_text(yaml.safe_dump(world))
     result = runner.invoke(main, ["world", "load", str(tmp_path / "world.yaml"), *state])
@@ -56,6 +70,8 @@ def test_world_load_from_yaml(tmp_path: Path) -> None:
     async def check() -> None:
         async with open_hub(Config(state_dir=tmp_path)) as hub:
             assert (await hub.directory.agency("tax-authority")) is not None
-            assert (await hub.policies.decide("tax-authority", "income", "benefit-eligibility")).zone == "white"
+            assert (
+                await hub.policies.decide("tax-authority", "income", "benefit-eligibility")
+            ).zone == "white"
 
     asyncio.run(check())

@@ -15,7 +15,7 @@ import pytest
 from aiohttp import web
 from sqlalchemy import text
 
-from adapters.client import HubClient, HubProblem
+from adapters.client import HubProblem
 from adapters.examples.demo_agencies import ANNA, JAN, PIETER, SOFIE
 from adapters.server import RecordRequest
 from broker.demo import SCENARIO, DemoWorld, demo_world, free_port
@@ -25,15 +25,25 @@ from tests.broker.agencies import add_holder, register, serve
 WHITE = {"subject": ANNA, "category": "civil-status", "purpose": "benefit-eligibility"}
 
 
-async def post(session: aiohttp.ClientSession, world: DemoWorld, body: bytes, headers: dict[str, str],
-               path: str = "/v1/exchanges") -> tuple[int, dict[str, Any], dict[str, str], bytes]:
+async def post(
+    session: aiohttp.ClientSession,
+    world: DemoWorld,
+    body: bytes,
+    headers: dict[str, str],
+    path: str = "/v1/exchanges",
+) -> tuple[int, dict[str, Any], dict[str, str], bytes]:
     async with session.post(world.hub_url + path, data=body, headers=headers) as answer:
         raw = await answer.read()
         return answer.status, json.loads(raw), dict(answer.headers), raw
 
 
-def signed(world: DemoWorld, document: Any, principal: str = "family-benefits", path: str = "/v1/exchanges",
-           key: SigningKey | None = None) -> tuple[bytes, dict[str, str]]:
+def signed(
+    world: DemoWorld,
+    document: Any,
+    principal: str = "family-benefits",
+    path: str = "/v1/exchanges",
+    key: SigningKey | None = None,
+) -> tuple[bytes, dict[str, str]]:
     body = document if isinstance(document, bytes) else json.dumps(document).encode()
     return body, sign_request("POST", world.hub_url + path, body, key or world.keys[principal])
 
@@ -52,7 +62,11 @@ async def test_scenario_answers_as_declared_with_one_audit_record_each(
             status, zone, problem = result.status, result.zone, None
         except HubProblem as refused:
             status, zone, problem = refused.status, case.expect["zone"], refused.name
-        assert (status, zone, problem) == (case.expect["status"], case.expect["zone"], case.expect["problem"]), case
+        assert (status, zone, problem) == (
+            case.expect["status"],
+            case.expect["zone"],
+            case.expect["problem"],
+        ), case
     records = await exchange_records(world)
     assert [record.status for record in records] == [case.expect["status"] for case in SCENARIO]
     assert all(record.outcome != "forwarding" and record.request_digest for record in records)
@@ -66,12 +80,17 @@ async def test_white_answer_is_minimised_signed_and_bound_to_its_request(
     assert status == 200
     assert document["data"] == {"taxable_income": 35400, "year": 2025}  # rule r-2 lists these fields only
     request = Request("POST", world.hub_url + "/v1/exchanges", {"Content-Digest": headers["Content-Digest"]})
-    covered = verify_response(Response(status, answer_headers, request), raw, "crossroads-hub",
-                              world.hub.key.public_key)
+    covered = verify_response(
+        Response(status, answer_headers, request), raw, "crossroads-hub", world.hub.key.public_key
+    )
     assert {'"@method";req', '"@target-uri";req', '"content-digest";req'} <= set(covered)
     [record] = await exchange_records(world)
-    assert (record.outcome, record.holder, record.rule_id, record.policy_version) == ("delivered", "tax-authority",
-                                                                                      "r-2", 1)
+    assert (record.outcome, record.holder, record.rule_id, record.policy_version) == (
+        "delivered",
+        "tax-authority",
+        "r-2",
+        1,
+    )
     assert record.consent_id is not None and record.exchange == document["exchange"]
 
 
@@ -79,7 +98,7 @@ async def test_records_never_hold_payload(sqlite_world: DemoWorld, session: aioh
     await sqlite_world.client("family-benefits", session).exchange(**WHITE)
     dump = json.dumps([vars(record) for record in await sqlite_world.hub.audit.records()], default=str)
     assert "Anna Peeters" not in dump and "Bondgenotenlaan" not in dump
-    log = (sqlite_world.state_dir / "hub.log")
+    log = sqlite_world.state_dir / "hub.log"
     assert not log.exists() or "Anna Peeters" not in log.read_text()
 
 
@@ -93,16 +112,30 @@ async def test_records_never_hold_payload(sqlite_world: DemoWorld, session: aioh
         (json.dumps({**WHITE, "extra": 1}).encode(), "application/json", 422, "invalid"),
         (json.dumps({**WHITE, "subject": "85 07"}).encode(), "application/json", 422, "invalid"),
         (json.dumps({**WHITE, "purpose": "curiosity"}).encode(), "application/json", 422, "unknown-purpose"),
-        (json.dumps({**WHITE, "category": "shoe-size"}).encode(), "application/json", 404, "unknown-category"),
+        (
+            json.dumps({**WHITE, "category": "shoe-size"}).encode(),
+            "application/json",
+            404,
+            "unknown-category",
+        ),
         (json.dumps({**WHITE, "params": [1]}).encode(), "application/json", 422, "invalid"),
     ],
 )
 async def test_bad_requests_get_problems_and_audit_records(
-    sqlite_world: DemoWorld, session: aiohttp.ClientSession, body: bytes, content_type: str, status: int,
+    sqlite_world: DemoWorld,
+    session: aiohttp.ClientSession,
+    body: bytes,
+    content_type: str,
+    status: int,
     problem: str,
 ) -> None:
-    headers = sign_request("POST", sqlite_world.hub_url + "/v1/exchanges", body,
-                           sqlite_world.keys["family-benefits"], content_type=content_type)
+    headers = sign_request(
+        "POST",
+        sqlite_world.hub_url + "/v1/exchanges",
+        body,
+        sqlite_world.keys["family-benefits"],
+        content_type=content_type,
+    )
     got, document, answer_headers, _ = await post(session, sqlite_world, body, headers)
     assert (got, document["type"]) == (status, f"https://crossroads.example/problems/{problem}")
     assert answer_headers["Content-Type"].startswith("application/problem+json")
@@ -120,8 +153,9 @@ async def test_oversized_body_is_refused(sqlite_world: DemoWorld, session: aioht
     assert record.reason == "too-large"
 
 
-async def _refusal(world: DemoWorld, session: aiohttp.ClientSession, body: bytes,
-                   headers: dict[str, str]) -> tuple[int, str]:
+async def _refusal(
+    world: DemoWorld, session: aiohttp.ClientSession, body: bytes, headers: dict[str, str]
+) -> tuple[int, str]:
     status, document, _, _ = await post(session, world, body, headers)
     return status, document["type"].rsplit("/", 1)[1]
 
@@ -133,18 +167,30 @@ async def test_signature_problems(sqlite_world: DemoWorld, session: aiohttp.Clie
     assert await _refusal(world, session, body, unsigned) == (401, "unsigned")
     changed = json.dumps({**WHITE, "subject": JAN}).encode()
     assert await _refusal(world, session, changed, headers) == (401, "bad-digest")
-    forged = sign_request("POST", world.hub_url + "/v1/exchanges", body,
-                          SigningKey(world.keys["family-benefits"].key_id, generate_key()))
+    forged = sign_request(
+        "POST",
+        world.hub_url + "/v1/exchanges",
+        body,
+        SigningKey(world.keys["family-benefits"].key_id, generate_key()),
+    )
     assert await _refusal(world, session, body, forged) == (401, "bad-signature")
     wrong_target = sign_request("POST", world.hub_url + "/v1/consents", body, world.keys["family-benefits"])
     assert await _refusal(world, session, body, wrong_target) == (401, "bad-signature")
-    stranger = sign_request("POST", world.hub_url + "/v1/exchanges", body, SigningKey("nobody", generate_key()))
+    stranger = sign_request(
+        "POST", world.hub_url + "/v1/exchanges", body, SigningKey("nobody", generate_key())
+    )
     assert await _refusal(world, session, body, stranger) == (401, "unknown-key")
     assert {record.reason for record in await exchange_records(world)} == {
-        "unsigned", "bad-digest", "bad-signature", "unknown-key"}
+        "unsigned",
+        "bad-digest",
+        "bad-signature",
+        "unknown-key",
+    }
 
 
-async def test_stale_and_future_signatures_are_refused(sqlite_world: DemoWorld, session: aiohttp.ClientSession) -> None:
+async def test_stale_and_future_signatures_are_refused(
+    sqlite_world: DemoWorld, session: aiohttp.ClientSession
+) -> None:
     from broker import signing
 
     for shift in (-301, 301):
@@ -154,26 +200,55 @@ async def test_stale_and_future_signatures_are_refused(sqlite_world: DemoWorld, 
         signer = signing.HTTPMessageSigner(
             signature_algorithm=signing.algorithms.ED25519,
             key_resolver=signing.MappingKeyResolver(
-                public_keys={}, private_keys={"family-benefits-2026": sqlite_world.keys["family-benefits"].private_key}))
-        signer.sign(message, key_id="family-benefits-2026", nonce=f"n{shift}", label="sig1",
-                    covered_component_ids=signing.BODY_COMPONENTS, use_existing_digest=True,
-                    created=datetime.now(UTC) + timedelta(seconds=shift))
+                public_keys={},
+                private_keys={"family-benefits-2026": sqlite_world.keys["family-benefits"].private_key},
+            ),
+        )
+        signer.sign(
+            message,
+            key_id="family-benefits-2026",
+            nonce=f"n{shift}",
+            label="sig1",
+            covered_component_ids=signing.BODY_COMPONENTS,
+            use_existing_digest=True,
+            created=datetime.now(UTC) + timedelta(seconds=shift),
+        )
         assert await _refusal(sqlite_world, session, body, headers) == (401, "stale-signature")
 
 
-async def test_revoked_and_expired_keys_are_refused(sqlite_world: DemoWorld, session: aiohttp.ClientSession) -> None:
+async def test_revoked_and_expired_keys_are_refused(
+    sqlite_world: DemoWorld, session: aiohttp.ClientSession
+) -> None:
     world = sqlite_world
     now = datetime.now(UTC)
     from broker.signing import public_key_pem
 
     revoked, expired = SigningKey("fb-revoked", generate_key()), SigningKey("fb-expired", generate_key())
-    await world.hub.directory.load({"agencies": [{
-        "id": "family-benefits", "name": "Family Benefits Agency", "adapter_url": world.adapter_urls["family-benefits"],
-        "keys": [
-            {"key_id": revoked.key_id, "public_key_pem": public_key_pem(revoked.public_key), "status": "revoked"},
-            {"key_id": expired.key_id, "public_key_pem": public_key_pem(expired.public_key),
-             "valid_from": (now - timedelta(days=30)).isoformat(), "valid_until": (now - timedelta(days=1)).isoformat()},
-        ]}]}, now)
+    await world.hub.directory.load(
+        {
+            "agencies": [
+                {
+                    "id": "family-benefits",
+                    "name": "Family Benefits Agency",
+                    "adapter_url": world.adapter_urls["family-benefits"],
+                    "keys": [
+                        {
+                            "key_id": revoked.key_id,
+                            "public_key_pem": public_key_pem(revoked.public_key),
+                            "status": "revoked",
+                        },
+                        {
+                            "key_id": expired.key_id,
+                            "public_key_pem": public_key_pem(expired.public_key),
+                            "valid_from": (now - timedelta(days=30)).isoformat(),
+                            "valid_until": (now - timedelta(days=1)).isoformat(),
+                        },
+                    ],
+                }
+            ]
+        },
+        now,
+    )
     for key in (revoked, expired):
         body, headers = signed(world, WHITE, key=key)
         assert await _refusal(world, session, body, headers) == (401, "unknown-key")
@@ -192,7 +267,9 @@ async def test_suspended_agency_is_refused(sqlite_world: DemoWorld, session: aio
     assert await _refusal(sqlite_world, session, body, headers) == (403, "suspended")
 
 
-async def test_agencies_cannot_call_operator_endpoints(sqlite_world: DemoWorld, session: aiohttp.ClientSession) -> None:
+async def test_agencies_cannot_call_operator_endpoints(
+    sqlite_world: DemoWorld, session: aiohttp.ClientSession
+) -> None:
     client = sqlite_world.client("family-benefits", session)
     with pytest.raises(HubProblem) as refused:
         await client.call("GET", "/v1/audit")
@@ -205,9 +282,12 @@ async def test_unknown_subject_at_the_holder(sqlite_world: DemoWorld, session: a
     # The directory says the register holds Pieter's civil status, but the register has no record of him.
     await sqlite_world.hub.directory.load(
         {"holdings": [{"holder": "population-register", "category": "civil-status", "subjects": [PIETER]}]},
-        datetime.now(UTC))
+        datetime.now(UTC),
+    )
     with pytest.raises(HubProblem) as refused:
-        await sqlite_world.client("family-benefits", session).exchange(PIETER, "civil-status", "benefit-eligibility")
+        await sqlite_world.client("family-benefits", session).exchange(
+            PIETER, "civil-status", "benefit-eligibility"
+        )
     assert (refused.value.status, refused.value.name) == (404, "unknown-subject")
     assert refused.value.exchange is not None
 
@@ -233,9 +313,13 @@ async def test_holder_answering_unsigned_is_a_bad_gateway(
     async with AsyncExitStack() as stack:
         port = free_port()
         await serve(stack, app, port)
-        await register(sqlite_world, "rogue-fund", f"http://127.0.0.1:{port}", SigningKey("rogue", generate_key()))
+        await register(
+            sqlite_world, "rogue-fund", f"http://127.0.0.1:{port}", SigningKey("rogue", generate_key())
+        )
         with pytest.raises(HubProblem) as refused:
-            await sqlite_world.client("family-benefits", session).exchange(PIETER, "pension", "benefit-eligibility")
+            await sqlite_world.client("family-benefits", session).exchange(
+                PIETER, "pension", "benefit-eligibility"
+            )
     assert (refused.value.status, refused.value.name) == (502, "bad-holder-answer")
     [record] = await exchange_records(sqlite_world)
     assert (record.outcome, record.reason, record.holder) == ("failed", "bad-holder-answer", "rogue-fund")
@@ -257,7 +341,9 @@ async def test_holder_not_answering_in_time(tmp_path: Any, session: aiohttp.Clie
 
 
 FAIL_AUDIT = {
-    "sqlite": ["CREATE TRIGGER audit_full BEFORE INSERT ON audit_records BEGIN SELECT RAISE(ABORT, 'full'); END"],
+    "sqlite": [
+        "CREATE TRIGGER audit_full BEFORE INSERT ON audit_records BEGIN SELECT RAISE(ABORT, 'full'); END"
+    ],
     "postgresql": [
         "CREATE FUNCTION audit_full() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'full'; END $$ LANGUAGE plpgsql",
         "CREATE TRIGGER audit_full BEFORE INSERT ON audit_records FOR EACH ROW EXECUTE FUNCTION audit_full()",

@@ -38,8 +38,11 @@ def test_request_round_trip_covers_protocol_components() -> None:
 
 @pytest.mark.parametrize(
     ("method", "url", "body", "kind"),
-    [("PUT", URL, BODY, "bad-signature"), ("POST", URL + "?x=1", BODY, "bad-signature"),
-     ("POST", URL, BODY + b" ", "bad-digest")],
+    [
+        ("PUT", URL, BODY, "bad-signature"),
+        ("POST", URL + "?x=1", BODY, "bad-signature"),
+        ("POST", URL, BODY + b" ", "bad-digest"),
+    ],
 )
 def test_tampering_is_caught(method: str, url: str, body: bytes, kind: str) -> None:
     headers = sign_request("POST", URL, BODY, KEY)
@@ -50,17 +53,25 @@ def test_tampering_is_caught(method: str, url: str, body: bytes, kind: str) -> N
 
 def test_another_key_does_not_verify() -> None:
     with pytest.raises(SignatureProblem):
-        verify("POST", URL, sign_request("POST", URL, BODY, KEY), BODY, SigningKey("agency-2026", generate_key()))
+        verify(
+            "POST", URL, sign_request("POST", URL, BODY, KEY), BODY, SigningKey("agency-2026", generate_key())
+        )
 
 
 def test_missing_nonce_or_two_signatures_are_refused() -> None:
     headers = sign_request("POST", URL, BODY, KEY)
-    no_nonce = {**headers, "Signature-Input": headers["Signature-Input"].split(';nonce=')[0] + ';alg="ed25519"'}
+    no_nonce = {
+        **headers,
+        "Signature-Input": headers["Signature-Input"].split(";nonce=")[0] + ';alg="ed25519"',
+    }
     with pytest.raises(SignatureProblem, match="nonce"):
         read_signature_input(no_nonce)
     label, value = headers["Signature"].split("=", 1)
-    doubled = {**headers, "Signature": f"{label}={value}, b={value}",
-               "Signature-Input": headers["Signature-Input"] + ", b" + headers["Signature-Input"][len(label):]}
+    doubled = {
+        **headers,
+        "Signature": f"{label}={value}, b={value}",
+        "Signature-Input": headers["Signature-Input"] + ", b" + headers["Signature-Input"][len(label) :],
+    }
     with pytest.raises(SignatureProblem, match="exactly one"):
         read_signature_input(doubled)
 

@@ -10,8 +10,13 @@ from adapters.examples.demo_agencies import ANNA
 from broker.demo import DemoWorld
 
 INCOME = {"subject": ANNA, "category": "income", "purpose": "benefit-eligibility"}
-CONSENT = {"subject": ANNA, "grantee": "family-benefits", "categories": ["income"],
-           "purposes": ["benefit-eligibility"], "evidence": "portal session 7731"}
+CONSENT = {
+    "subject": ANNA,
+    "grantee": "family-benefits",
+    "categories": ["income"],
+    "purposes": ["benefit-eligibility"],
+    "evidence": "portal session 7731",
+}
 
 
 async def test_give_use_withdraw(world: DemoWorld, session: aiohttp.ClientSession) -> None:
@@ -30,17 +35,23 @@ async def test_give_use_withdraw(world: DemoWorld, session: aiohttp.ClientSessio
     assert twice.value.status == 409
     _, history = await portal.call("GET", f"/v1/subjects/{ANNA}/consents")
     assert [(c["consent"], c["status"]) for c in history["consents"]] == [(given["consent"], "withdrawn")]
-    audited = [(record.kind, record.status) for record in await world.hub.audit.records(consent_id=given["consent"])]
+    audited = [
+        (record.kind, record.status) for record in await world.hub.audit.records(consent_id=given["consent"])
+    ]
     assert audited == [("consent", 201), ("exchange", 200), ("consent", 200), ("consent", 409)]
 
 
 @pytest.mark.parametrize(
     ("change", "problem"),
-    [({"grantee": "nobody"}, "invalid"), ({"categories": ["shoe-size"]}, "invalid"),
-     ({"purposes": ["curiosity"]}, "invalid")],
+    [
+        ({"grantee": "nobody"}, "invalid"),
+        ({"categories": ["shoe-size"]}, "invalid"),
+        ({"purposes": ["curiosity"]}, "invalid"),
+    ],
 )
-async def test_bad_consents_change_nothing(sqlite_world: DemoWorld, session: aiohttp.ClientSession,
-                                           change: dict[str, object], problem: str) -> None:
+async def test_bad_consents_change_nothing(
+    sqlite_world: DemoWorld, session: aiohttp.ClientSession, change: dict[str, object], problem: str
+) -> None:
     portal = sqlite_world.client("citizen-portal", session)
     with pytest.raises(HubProblem) as refused:
         await portal.call("POST", "/v1/consents", {**CONSENT, **change})

@@ -12,11 +12,27 @@ from consent.service import ConsentInvalid, parse_consent
 NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)
 
 
-def consent(id: str = "c-1", grantee: str = "family-benefits", categories: tuple[str, ...] = ("income",),
-            purposes: tuple[str, ...] = ("benefit-eligibility",), days: int = 30, withdrawn: bool = False,
-            created: datetime = NOW - timedelta(days=1)) -> Consent:
-    return Consent(id, "85073003328", grantee, categories, purposes, NOW - timedelta(days=1),
-                   NOW + timedelta(days=days), "form", created, NOW - timedelta(hours=1) if withdrawn else None)
+def consent(
+    id: str = "c-1",
+    grantee: str = "family-benefits",
+    categories: tuple[str, ...] = ("income",),
+    purposes: tuple[str, ...] = ("benefit-eligibility",),
+    days: int = 30,
+    withdrawn: bool = False,
+    created: datetime = NOW - timedelta(days=1),
+) -> Consent:
+    return Consent(
+        id,
+        "85073003328",
+        grantee,
+        categories,
+        purposes,
+        NOW - timedelta(days=1),
+        NOW + timedelta(days=days),
+        "form",
+        created,
+        NOW - timedelta(hours=1) if withdrawn else None,
+    )
 
 
 @pytest.mark.parametrize(
@@ -40,8 +56,12 @@ def test_named_grantee_beats_wildcard_then_newest() -> None:
     wildcard = consent("c-any", grantee="*", created=NOW)
     named_old = consent("c-old", created=NOW - timedelta(days=5))
     named_new = consent("c-new", created=NOW - timedelta(days=2))
-    assert covering_consent([wildcard, named_old, named_new], "family-benefits", "income", "benefit-eligibility",
-                            NOW) == named_new
+    assert (
+        covering_consent(
+            [wildcard, named_old, named_new], "family-benefits", "income", "benefit-eligibility", NOW
+        )
+        == named_new
+    )
 
 
 @pytest.mark.parametrize(
@@ -50,11 +70,31 @@ def test_named_grantee_beats_wildcard_then_newest() -> None:
         {"grantee": "x", "categories": ["income"], "purposes": ["p"], "evidence": "e"},
         {"subject": "s", "grantee": "x", "categories": [], "purposes": ["p"], "evidence": "e"},
         {"subject": "s", "grantee": "x", "categories": ["income"], "purposes": ["p"], "evidence": ""},
-        {"subject": "s", "grantee": "x", "categories": ["income"], "purposes": ["p"], "evidence": "e",
-         "valid_from": "2026-12-01T00:00:00+00:00", "valid_until": "2026-11-01T00:00:00+00:00"},
-        {"subject": "s", "grantee": "x", "categories": ["income"], "purposes": ["p"], "evidence": "e",
-         "valid_until": "2026-12-01"},
-        {"subject": "s", "grantee": "x", "categories": ["income"], "purposes": ["p"], "evidence": "e", "more": 1},
+        {
+            "subject": "s",
+            "grantee": "x",
+            "categories": ["income"],
+            "purposes": ["p"],
+            "evidence": "e",
+            "valid_from": "2026-12-01T00:00:00+00:00",
+            "valid_until": "2026-11-01T00:00:00+00:00",
+        },
+        {
+            "subject": "s",
+            "grantee": "x",
+            "categories": ["income"],
+            "purposes": ["p"],
+            "evidence": "e",
+            "valid_until": "2026-12-01",
+        },
+        {
+            "subject": "s",
+            "grantee": "x",
+            "categories": ["income"],
+            "purposes": ["p"],
+            "evidence": "e",
+            "more": 1,
+        },
     ],
 )
 def test_invalid_consents_are_refused(document: dict[str, object]) -> None:
