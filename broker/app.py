@@ -70,9 +70,7 @@ async def respond(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         body = await read_body(request)
         entry.request_digest = digest(body)
-        principal = await hub.authenticator.authenticate(
-            request.method, request.raw_path, request.headers, body, entry
-        )
+        principal = await hub.authenticator.authenticate(request.method, request.raw_path, request.headers, body, entry)
         if "Content-Digest" in request.headers:
             bound = Request(bound.method, bound.url, {"Content-Digest": request.headers["Content-Digest"]})
         hub.authenticator.authorize(principal, request.path, request.method)

@@ -25,9 +25,7 @@ class Principal:
 
 
 class Authenticator:
-    def __init__(
-        self, directory: DirectoryStore, nonces: NonceStore, gate: OperatorGate, public_url: str
-    ) -> None:
+    def __init__(self, directory: DirectoryStore, nonces: NonceStore, gate: OperatorGate, public_url: str) -> None:
         self._directory = directory
         self._nonces = nonces
         self._gate = gate
@@ -46,9 +44,7 @@ class Authenticator:
                 raise errors.UnknownKey(f"key {signature.key_id!r}: {refusal}")
             entry.requester = key.principal_id
             check_created(signature.created, at.timestamp())
-            verify_request(
-                Request(method, self._public_url + path_qs, headers), body, signature, key.public_key
-            )
+            verify_request(Request(method, self._public_url + path_qs, headers), body, signature, key.public_key)
         except SignatureProblem as problem:
             raise errors.SIGNATURE_PROBLEMS[problem.kind](problem.detail) from problem
         try:

@@ -140,9 +140,7 @@ def world_load(path: Path, state_dir: Path, database_url: str, hub_key: Path | N
 
 
 @main.command()
-@click.option(
-    "--serve", "serve_", is_flag=True, help="Keep the world running and write STATE_DIR/world.json."
-)
+@click.option("--serve", "serve_", is_flag=True, help="Keep the world running and write STATE_DIR/world.json.")
 @click.option(
     "--state-dir",
     type=click.Path(path_type=Path),

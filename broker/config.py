@@ -13,9 +13,7 @@ class Config:
     state_dir: Path
     host: str = "127.0.0.1"
     port: int = 8080
-    public_url: str = (
-        ""  # the scheme://host:port agencies sign as @target-uri; derived from host:port if empty
-    )
+    public_url: str = ""  # the scheme://host:port agencies sign as @target-uri; derived from host:port if empty
     database_url: str = ""  # SQLite in state_dir if empty
     hub_key_path: Path | None = None  # state_dir/hub.pem if None (created by `crossroads keygen`)
     hub_key_id: str = "crossroads-hub"

@@ -230,74 +230,98 @@ def _seed(keys: dict[str, SigningKey], adapter_urls: dict[str, str]) -> dict[str
 
 
 async def run_scenario(world: DemoWorld) -> list[str]:
-    """Broker every case, give Anna's consent through the citizen portal, and summarise the audit log."""
+    """Broker every case; give Anna's consent and approve the grey review in between; summarise the audit."""
     lines = []
     async with aiohttp.ClientSession() as session:
         for case in SCENARIO:
-            lines.append(await _run_case(world, session, case))
+            line, review = await _run_case(world, session, case)
+            lines.append(line)
+            if review is not None:
+                lines += await _approve_and_repeat(world, session, case, review)
             if case.expect["problem"] == "no-consent":
-                portal = world.client("citizen-portal", session)
-                _, given = await portal.call(
-                    "POST",
-                    "/v1/consents",
-                    {
-                        "subject": case.request["subject"],
-                        "grantee": case.requester,
-                        "categories": ["income"],
-                        "purposes": ["benefit-eligibility"],
-                        "evidence": "signed online through the citizen portal",
-                    },
-                )
-                lines.append(
-                    f"{'consent given':<14} citizen-portal records consent {given['consent'][:8]} "
-                    f"for {case.request['subject']} → {case.requester}: income, benefit-eligibility"
-                )
-                again = Case(
-                    "consent: the same, after consent",
-                    case.requester,
-                    case.request,
-                    {"status": 200, "zone": "white", "problem": None},
-                )
-                lines.append(await _run_case(world, session, again))
+                lines += await _consent_and_repeat(world, session, case)
         _, audit = await world.client("privacy-office", session).call("GET", "/v1/audit")
-    records = audit["records"]
-    exchanges = [record for record in records if record["kind"] == "exchange"]
-    lines.append("")
-    lines.append(
-        f"audit: {len(records)} records committed, {len(exchanges)} of them exchanges; by outcome: "
-        + ", ".join(
-            f"{outcome} {count}" for outcome, count in sorted(Counter(record["outcome"] for record in records).items())
-        )
+    return lines + _audit_summary(audit["records"])
+
+
+async def _approve_and_repeat(world: DemoWorld, session: aiohttp.ClientSession, case: Case, review: str) -> list[str]:
+    reason = "job-seeker allowance file open for this person"
+    await world.client("privacy-office", session).call(
+        "POST", f"/v1/reviews/{review}/decision", {"decision": "approve", "reason": reason}
     )
+    repeat = Case(
+        "grey: the same, once approved",
+        case.requester,
+        {**case.request, "review": review},
+        {"status": 200, "zone": "grey", "problem": None},
+    )
+    line, _ = await _run_case(world, session, repeat)
+    return [f"{'review':<14} privacy-office approves review {review[:8]}: {reason}", line]
+
+
+async def _consent_and_repeat(world: DemoWorld, session: aiohttp.ClientSession, case: Case) -> list[str]:
+    consent = {
+        "subject": case.request["subject"],
+        "grantee": case.requester,
+        "categories": ["income"],
+        "purposes": ["benefit-eligibility"],
+        "evidence": "signed online through the citizen portal",
+    }
+    _, given = await world.client("citizen-portal", session).call("POST", "/v1/consents", consent)
+    repeat = Case(
+        "consent: the same, after consent",
+        case.requester,
+        case.request,
+        {"status": 200, "zone": "white", "problem": None},
+    )
+    line, _ = await _run_case(world, session, repeat)
+    return [
+        f"{'consent given':<14} citizen-portal records consent {given['consent'][:8]} for "
+        f"{case.request['subject']} → {case.requester}: income, benefit-eligibility",
+        line,
+    ]
+
+
+async def _run_case(world: DemoWorld, session: aiohttp.ClientSession, case: Case) -> tuple[str, str | None]:
+    """One exchange and its one-line outcome; the review id when it is left pending."""
+    request = case.request
+    asked = f"{case.requester} asks {request['category']} of {request['subject']} for {request['purpose']}"
+    review = None
+    try:
+        result = await world.client(case.requester, session).exchange(
+            request["subject"], request["category"], request["purpose"], review=request.get("review")
+        )
+    except HubProblem as problem:
+        outcome, zone = f"{problem.status} {problem.name}", case.expect["zone"] or "-"
+    else:
+        zone = result.zone
+        if result.status == 202:
+            review = result.review
+            outcome = f"202 pending review {(review or '')[:8]}"
+        else:
+            outcome = f"200 from {result.holder}, fields: {', '.join(result.data or {})}"
+    expected = case.expect["status"]
+    mark = "" if outcome.startswith(str(expected)) else f"  (UNEXPECTED: wanted {expected})"
+    return f"{zone:<14} {asked} → {outcome}{mark}", review
+
+
+def _audit_summary(records: list[dict[str, Any]]) -> list[str]:
+    exchanges = [record for record in records if record["kind"] == "exchange"]
+    outcomes = Counter(record["outcome"] for record in records)
+    lines = [
+        "",
+        f"audit: {len(records)} records committed, {len(exchanges)} of them exchanges; by outcome: "
+        + ", ".join(f"{outcome} {count}" for outcome, count in sorted(outcomes.items())),
+    ]
     for record in exchanges:
         lines.append(
             f"  #{record['seq']:<3} {record['requester']:<20} {record['category'] or '-':<18} "
             f"{record['outcome']:<9} {record['reason'] or record['zone'] or '-':<16} "
             f"rule {record['rule_id'] or '-':<5} v{record['policy_version'] or '-'} "
-            f"consent {(record['consent_id'] or '-')[:8]:<8} {record['response_digest'][:19]}"
+            f"consent {(record['consent_id'] or '-')[:8]:<8} review {(record['review_id'] or '-')[:8]:<8} "
+            f"{record['response_digest'][:19]}"
         )
     return lines
-
-
-async def _run_case(world: DemoWorld, session: aiohttp.ClientSession, case: Case) -> str:
-    request = case.request
-    asked = f"{case.requester} asks {request['category']} of {request['subject']} for {request['purpose']}"
-    try:
-        result = await world.client(case.requester, session).exchange(
-            request["subject"], request["category"], request["purpose"]
-        )
-    except HubProblem as problem:
-        outcome = f"{problem.status} {problem.name}"
-        zone = case.expect["zone"] or "-"
-    else:
-        zone = result.zone
-        if result.status == 202:
-            outcome = f"202 pending review {result.review[:8] if result.review else ''}"
-        else:
-            outcome = f"200 from {result.holder}, fields: {', '.join(result.data or {})}"
-    expected = case.expect["status"]
-    mark = "" if outcome.startswith(str(expected)) else f"  (UNEXPECTED: wanted {expected})"
-    return f"{zone:<14} {asked} → {outcome}{mark}"
 
 
 async def run_demo(state_dir: Path) -> None:

@@ -51,13 +51,14 @@ UnknownKey = _problem(401, "unknown-key", "The signing key is unknown, revoked o
 StaleSignature = _problem(401, "stale-signature", "The signature was created too far from the hub clock")
 Forbidden = _problem(403, "forbidden", "This principal may not call this endpoint")
 Suspended = _problem(403, "suspended", "The requesting agency is suspended")
-NoRelationship = _problem(
-    403, "no-relationship", "The requester has no current relationship with the subject"
-)
+NoRelationship = _problem(403, "no-relationship", "The requester has no current relationship with the subject")
 BlackZone = _problem(403, "black-zone", "The sharing policy forbids this exchange")
 NoConsent = _problem(403, "no-consent", "No consent covers this exchange")
+ReviewRejected = _problem(403, "review-rejected", "A privacy officer rejected this exchange")
+ReviewExpired = _problem(403, "review-expired", "The approved review was already used or has expired")
 NotFound = _problem(404, "not-found", "No such resource")
 UnknownConsent = _problem(404, "unknown-consent", "No such consent")
+UnknownReview = _problem(404, "unknown-review", "No such review for this exchange")
 UnknownCategory = _problem(404, "unknown-category", "The data category is not registered")
 NoHolder = _problem(404, "no-holder", "No agency holds this category for this subject")
 UnknownSubject = _problem(404, "unknown-subject", "The holder does not know this subject")
@@ -70,9 +71,7 @@ Invalid = _problem(422, "invalid", "The request is well-formed JSON but not a va
 UnknownPurpose = _problem(422, "unknown-purpose", "The purpose is not in the registered vocabulary")
 RateLimited = _problem(429, "rate-limited", "Too many requests from this agency")
 BadHolderAnswer = _problem(502, "bad-holder-answer", "The holder's adapter answered badly")
-Unavailable = _problem(
-    503, "unavailable", "The hub cannot reach its store or write its audit log; it fails closed"
-)
+Unavailable = _problem(503, "unavailable", "The hub cannot reach its store or write its audit log; it fails closed")
 HolderTimeout = _problem(504, "holder-timeout", "The holder's adapter did not answer in time")
 
 SIGNATURE_PROBLEMS: dict[str, type[Problem]] = {

@@ -27,17 +27,13 @@ KeyLookup = Callable[[str], Awaitable[KeyEntry | None]]
 
 
 class HolderClient:
-    def __init__(
-        self, session: aiohttp.ClientSession, hub_key: SigningKey, keys: KeyLookup, timeout_s: float
-    ) -> None:
+    def __init__(self, session: aiohttp.ClientSession, hub_key: SigningKey, keys: KeyLookup, timeout_s: float) -> None:
         self._session = session
         self._hub_key = hub_key
         self._keys = keys
         self._timeout = aiohttp.ClientTimeout(total=timeout_s)
 
-    async def post(
-        self, holder: AgencyEntry, path: str, payload: dict[str, Any]
-    ) -> tuple[int, dict[str, Any]]:
+    async def post(self, holder: AgencyEntry, path: str, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """POST a hub-signed JSON body to the holder's adapter; return its verified status and JSON answer."""
         url = holder.adapter_url.rstrip("/") + path
         body = json.dumps(payload, separators=(",", ":")).encode()
@@ -74,16 +70,8 @@ class HolderClient:
         try:
             key_id = read_signature_input(response.headers, require_nonce=False).key_id
             key = await self._keys(key_id)
-            if (
-                key is None
-                or key.principal_id != holder.id
-                or key_refusal(key, datetime.now(UTC)) is not None
-            ):
-                raise SignatureProblem(
-                    "bad-signature", f"key {key_id!r} is not an active key of {holder.id!r}"
-                )
+            if key is None or key.principal_id != holder.id or key_refusal(key, datetime.now(UTC)) is not None:
+                raise SignatureProblem("bad-signature", f"key {key_id!r} is not an active key of {holder.id!r}")
             verify_response(response, body, key_id, key.public_key)
         except SignatureProblem as problem:
-            raise errors.BadHolderAnswer(
-                f"holder {holder.id!r}'s answer is not validly signed: {problem}"
-            ) from problem
+            raise errors.BadHolderAnswer(f"holder {holder.id!r}'s answer is not validly signed: {problem}") from problem

@@ -17,14 +17,13 @@ from broker.appkeys import AUDIT, BODY, HUB, PRINCIPAL
 from broker.pipeline import parse_json_object
 from consent.service import ConsentInvalid, consent_json
 from consent.store import AlreadyWithdrawn
+from policies.reviews import ReviewNotPending
 
 AUDIT_FILTERS = ("subject", "requester", "holder", "category", "purpose", "outcome", "zone")
 
 
 def reply(document: dict[str, Any], status: int = 200) -> web.Response:
-    return web.json_response(
-        document, status=status, dumps=lambda value: json.dumps(value, separators=(",", ":"))
-    )
+    return web.json_response(document, status=status, dumps=lambda value: json.dumps(value, separators=(",", ":")))
 
 
 def _document(request: web.Request) -> dict[str, Any]:
@@ -72,8 +71,33 @@ async def subject_consents(request: web.Request) -> web.Response:
 
 async def reviews(request: web.Request) -> web.Response:
     status = request.query.get("status", "pending")
+    if status not in ("pending", "approved", "rejected", "used"):
+        raise errors.Invalid("status is one of pending, approved, rejected, used")
     found = await request.app[HUB].reviews.with_status(status)
     return reply({"reviews": [review.as_json() for review in found]})
+
+
+async def decide_review(request: web.Request) -> web.Response:
+    hub, entry = request.app[HUB], request[AUDIT]
+    review_id = entry.review_id = request.match_info["id"]
+    document = _document(request)
+    decision, reason = document.get("decision"), document.get("reason")
+    if set(document) != {"decision", "reason"} or decision not in ("approve", "reject"):
+        raise errors.Invalid('a decision is {"decision": "approve" | "reject", "reason": "..."}')
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > 2000:
+        raise errors.Invalid("a decision needs its reason, at most 2000 characters")
+    try:
+        review = await hub.reviews.decide(
+            review_id, decision == "approve", reason, request[PRINCIPAL].id, datetime.now(UTC)
+        )
+    except ReviewNotPending as error:
+        found = await hub.reviews.get(review_id)
+        if found is None:
+            raise errors.UnknownReview(f"no review {review_id!r}") from error
+        raise errors.Conflict(f"review {review_id!r} is {found.status}, not pending") from error
+    entry.subject = review.subject
+    entry.category, entry.purpose, entry.rule_id = review.category, review.purpose, review.rule_id
+    return reply(review.as_json())
 
 
 async def policies(request: web.Request) -> web.Response:
@@ -102,9 +126,7 @@ async def audit(request: web.Request) -> web.Response:
     unknown = sorted(set(request.query) - set(AUDIT_FILTERS))
     if unknown:
         raise errors.Invalid(f"unknown filters: {', '.join(unknown)}")
-    records = await request.app[HUB].audit.records(
-        **{name: request.query.get(name) for name in AUDIT_FILTERS}
-    )
+    records = await request.app[HUB].audit.records(**{name: request.query.get(name) for name in AUDIT_FILTERS})
     return reply(
         {
             "records": [
@@ -148,6 +170,7 @@ def add_routes(app: web.Application) -> None:
             web.post("/v1/consents/{id}/withdraw", withdraw_consent),
             web.get("/v1/subjects/{subject}/consents", subject_consents),
             web.get("/v1/reviews", reviews),
+            web.post("/v1/reviews/{id}/decision", decide_review),
             web.get("/v1/policies", policies),
             web.post("/v1/policies/evaluate", evaluate),
             web.get("/v1/audit", audit),

@@ -44,9 +44,7 @@ class ExchangeRequest:
 def parse_json_object(body: bytes, content_type: str) -> dict[str, Any]:
     """The request body as a JSON object, or the problem saying why it is not one."""
     if content_type.split(";")[0].strip().lower() != "application/json":
-        raise errors.UnsupportedMediaType(
-            f"Content-Type must be application/json, not {content_type or 'absent'!r}"
-        )
+        raise errors.UnsupportedMediaType(f"Content-Type must be application/json, not {content_type or 'absent'!r}")
     try:
         document = json.loads(body)
     except (ValueError, RecursionError) as error:
@@ -73,9 +71,7 @@ def validate(document: dict[str, Any]) -> ExchangeRequest:
     if review is not None and (not isinstance(review, str) or len(review) > 40):
         raise errors.Invalid("review must be a review id")
     justification = document.get("justification")
-    if justification is not None and (
-        not isinstance(justification, str) or len(justification) > MAX_JUSTIFICATION
-    ):
+    if justification is not None and (not isinstance(justification, str) or len(justification) > MAX_JUSTIFICATION):
         raise errors.Invalid(f"justification must be text of at most {MAX_JUSTIFICATION} characters")
     assert isinstance(category, str) and isinstance(purpose, str)
     return ExchangeRequest(subject, category, purpose, params, review, justification)
@@ -85,9 +81,7 @@ def zone_gate(decision: Decision) -> None:
     """Black stops here; grey and white go on."""
     if decision.zone == "black":
         rule = "no rule matches" if decision.rule is None else f"rule {decision.rule.id}"
-        raise errors.BlackZone(
-            f"the sharing policy forbids this exchange ({rule}, version {decision.version})"
-        )
+        raise errors.BlackZone(f"the sharing policy forbids this exchange ({rule}, version {decision.version})")
 
 
 def consent_gate(consents: list[Consent], requester: str, request: ExchangeRequest, at: datetime) -> Consent:
@@ -116,9 +110,7 @@ class ExchangePipeline:
         self._holders = holders
         self._audit = audit
 
-    async def run(
-        self, requester: str, document: dict[str, Any], entry: AuditEntry
-    ) -> tuple[int, dict[str, Any]]:
+    async def run(self, requester: str, document: dict[str, Any], entry: AuditEntry) -> tuple[int, dict[str, Any]]:
         at = datetime.now(UTC)
         entry.exchange = str(uuid.uuid4())
         request = validate(document)
@@ -132,9 +124,11 @@ class ExchangePipeline:
         entry.rule_id = None if decision.rule is None else decision.rule.id
         zone_gate(decision)
         if decision.zone == "grey":
-            review = await self.open_review(requester, request, decision, entry.exchange, at)
+            entry.review_id = request.review
+            review = await self.grey_review(requester, request, decision, entry.exchange, at)
             entry.review_id = review.id
-            return 202, {"exchange": entry.exchange, "zone": "grey", "review": review.id, "status": "pending"}
+            if review.status == "pending":
+                return 202, {"exchange": entry.exchange, "zone": "grey", "review": review.id, "status": "pending"}
         if decision.consent:
             consent = consent_gate(await self._consents.history(request.subject), requester, request, at)
             entry.consent_id = consent.id
@@ -161,6 +155,23 @@ class ExchangePipeline:
         if not holders:
             raise errors.NoHolder(f"no active agency holds {request.category!r} for this subject")
         return holders[0]
+
+    async def grey_review(
+        self, requester: str, request: ExchangeRequest, decision: Decision, exchange: str, at: datetime
+    ) -> Review:
+        """A new pending review, the still-pending one named, or the approved one spent on this exchange."""
+        if request.review is None:
+            return await self.open_review(requester, request, decision, exchange, at)
+        review = await self._reviews.get(request.review)
+        if review is None or not review.covers(requester, request.subject, request.category, request.purpose):
+            raise errors.UnknownReview(f"no review {request.review!r} for this requester, subject and question")
+        if review.status == "rejected":
+            raise errors.ReviewRejected(f"review rejected: {review.decision_reason}")
+        if review.status == "pending":
+            return review
+        if not await self._reviews.use(review.id, exchange, at):
+            raise errors.ReviewExpired("an approved review allows one exchange within its validity")
+        return review
 
     async def open_review(
         self, requester: str, request: ExchangeRequest, decision: Decision, exchange: str, at: datetime

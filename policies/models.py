@@ -65,3 +65,8 @@ class ReviewRecord(Base):
     justification: Mapped[str | None] = mapped_column(String(2000))
     status: Mapped[str] = mapped_column(String(16), index=True)
     created_at: Mapped[datetime]
+    decided_by: Mapped[str | None] = mapped_column(String(63))
+    decided_at: Mapped[datetime | None]
+    decision_reason: Mapped[str | None] = mapped_column(String(2000))
+    valid_until: Mapped[datetime | None]
+    used_by_exchange: Mapped[str | None] = mapped_column(String(40))

@@ -1,14 +1,19 @@
-"""Grey-zone reviews: opened when a rule puts an exchange in the grey zone; only this module touches them."""
+"""Grey-zone reviews: opened when a rule puts an exchange in the grey zone, decided by a privacy officer,
+and, once approved, good for one repeat of that exact exchange within its validity. Only this module
+touches the reviews table.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from policies.models import ReviewRecord
+
+APPROVAL_VALIDITY = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -22,23 +27,27 @@ class Review:
     rule_id: str
     policy_version: int
     justification: str | None
-    status: str
+    status: str  # pending, approved, rejected, used
     created_at: datetime
+    decided_by: str | None = None
+    decided_at: datetime | None = None
+    decision_reason: str | None = None
+    valid_until: datetime | None = None
+    used_by_exchange: str | None = None
 
     def as_json(self) -> dict[str, object]:
-        return {
-            "review": self.id,
-            "exchange": self.exchange,
-            "requester": self.requester,
-            "subject": self.subject,
-            "category": self.category,
-            "purpose": self.purpose,
-            "rule": self.rule_id,
-            "policy_version": self.policy_version,
-            "justification": self.justification,
-            "status": self.status,
-            "created_at": self.created_at.isoformat(),
+        document = {
+            name: value.isoformat() if isinstance(value, datetime) else value for name, value in asdict(self).items()
         }
+        document["review"] = document.pop("id")
+        return document
+
+    def covers(self, requester: str, subject: str, category: str, purpose: str) -> bool:
+        return (self.requester, self.subject, self.category, self.purpose) == (requester, subject, category, purpose)
+
+
+class ReviewNotPending(Exception):
+    pass
 
 
 class ReviewStore:
@@ -47,10 +56,52 @@ class ReviewStore:
 
     async def open(self, review: Review) -> None:
         async with self._sessions() as session, session.begin():
-            session.add(ReviewRecord(**{name: getattr(review, name) for name in Review.__dataclass_fields__}))
+            session.add(ReviewRecord(**asdict(review)))
+
+    async def get(self, review_id: str) -> Review | None:
+        async with self._sessions() as session:
+            row = await session.get(ReviewRecord, review_id)
+        return None if row is None else _review(row)
 
     async def with_status(self, status: str) -> list[Review]:
         query = select(ReviewRecord).where(ReviewRecord.status == status).order_by(ReviewRecord.created_at)
         async with self._sessions() as session:
             rows = (await session.scalars(query)).all()
-        return [Review(**{name: getattr(row, name) for name in Review.__dataclass_fields__}) for row in rows]
+        return [_review(row) for row in rows]
+
+    async def decide(self, review_id: str, approve: bool, reason: str, by: str, at: datetime) -> Review:
+        """Record a privacy officer's decision on a pending review; raises ReviewNotPending otherwise."""
+        values = {
+            "status": "approved" if approve else "rejected",
+            "decided_by": by,
+            "decided_at": at,
+            "decision_reason": reason,
+            "valid_until": at + APPROVAL_VALIDITY if approve else None,
+        }
+        async with self._sessions() as session, session.begin():
+            result = await session.execute(
+                update(ReviewRecord)
+                .where(ReviewRecord.id == review_id, ReviewRecord.status == "pending")
+                .values(**values)
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                raise ReviewNotPending(review_id)
+            row = await session.get(ReviewRecord, review_id)
+            assert row is not None
+            await session.refresh(row)
+            return _review(row)
+
+    async def use(self, review_id: str, exchange: str, at: datetime) -> bool:
+        """Spend an approved, unexpired review on `exchange`; False if it was already spent or has expired."""
+        async with self._sessions() as session, session.begin():
+            result = await session.execute(
+                update(ReviewRecord)
+                .where(ReviewRecord.id == review_id, ReviewRecord.status == "approved")
+                .where(ReviewRecord.valid_until > at)
+                .values(status="used", used_by_exchange=exchange)
+            )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def _review(row: ReviewRecord) -> Review:
+    return Review(**{field.name: getattr(row, field.name) for field in fields(Review)})

@@ -59,9 +59,7 @@ class PolicyStore:
                 )
                 for rule in rules
             )
-            session.add_all(
-                PolicyGroup(kind=kind, member=member, group=group) for kind, member, group in groups
-            )
+            session.add_all(PolicyGroup(kind=kind, member=member, group=group) for kind, member, group in groups)
             session.add(
                 PolicyVersion(
                     version=version,

@@ -32,9 +32,7 @@ rules = st.builds(
 
 def matches(rule: Rule, requester: str, category: str, purpose: str) -> bool:
     requesters = {f"agency:{requester}", *(f"role:{role}" for role in ROLES[requester])}
-    return (
-        rule.requester in requesters and rule.category in (category, "*") and rule.purpose in (purpose, "*")
-    )
+    return rule.requester in requesters and rule.category in (category, "*") and rule.purpose in (purpose, "*")
 
 
 @settings(max_examples=60, deadline=None)
@@ -44,14 +42,10 @@ def matches(rule: Rule, requester: str, category: str, purpose: str) -> bool:
     category=st.sampled_from(CATEGORIES),
     purpose=st.sampled_from(PURPOSES),
 )
-def test_precedence_and_default_deny(
-    rule_list: list[Rule], requester: str, category: str, purpose: str
-) -> None:
+def test_precedence_and_default_deny(rule_list: list[Rule], requester: str, category: str, purpose: str) -> None:
     decision = SharingPolicy(RuleSet(3, tuple(rule_list), GROUPS)).decide(requester, category, purpose)
     matching = [rule for rule in rule_list if matches(rule, requester, category, purpose)]
-    expected = next(
-        (zone for zone in ("black", "grey", "white") if any(r.zone == zone for r in matching)), "black"
-    )
+    expected = next((zone for zone in ("black", "grey", "white") if any(r.zone == zone for r in matching)), "black")
     assert decision.zone == expected and decision.version == 3
     if not matching:
         assert decision.rule is None
@@ -61,9 +55,7 @@ def test_precedence_and_default_deny(
 
 def test_the_most_specific_rule_of_the_zone_decides() -> None:
     broad = Rule("r-broad", "role:social-security", "*", "*", "white", consent=True)
-    narrow = Rule(
-        "r-narrow", "agency:family-benefits", "income", "benefit-eligibility", "white", fields=("year",)
-    )
+    narrow = Rule("r-narrow", "agency:family-benefits", "income", "benefit-eligibility", "white", fields=("year",))
     decision = SharingPolicy(RuleSet(1, (broad, narrow), GROUPS)).decide(
         "family-benefits", "income", "benefit-eligibility"
     )
@@ -81,13 +73,9 @@ def test_category_groups() -> None:
     data=st.dictionaries(st.text(max_size=5), st.integers()),
     fields=st.none() | st.lists(st.text(max_size=5)).map(tuple),
 )
-def test_minimise_never_lets_an_unlisted_field_through(
-    data: dict[str, int], fields: tuple[str, ...] | None
-) -> None:
+def test_minimise_never_lets_an_unlisted_field_through(data: dict[str, int], fields: tuple[str, ...] | None) -> None:
     kept = minimise(data, fields)
-    assert (
-        kept == data if fields is None else set(kept) <= set(fields) and all(kept[k] == data[k] for k in kept)
-    )
+    assert kept == data if fields is None else set(kept) <= set(fields) and all(kept[k] == data[k] for k in kept)
 
 
 def test_csv_round_trip() -> None:

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 21:56:13.278012
+Create Date: 2026-11-22 22:04:05.349343
 """
 
 import sqlalchemy as sa
@@ -158,6 +158,11 @@ def upgrade() -> None:
         sa.Column("justification", sa.String(length=2000), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("created_at", broker.storage.base.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("decided_by", sa.String(length=63), nullable=True),
+        sa.Column("decided_at", broker.storage.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("decision_reason", sa.String(length=2000), nullable=True),
+        sa.Column("valid_until", broker.storage.base.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("used_by_exchange", sa.String(length=40), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_reviews")),
     )
     with op.batch_alter_table("reviews", schema=None) as batch_op:
@@ -182,16 +187,12 @@ def upgrade() -> None:
         sa.Column("subject", sa.String(length=64), nullable=False),
         sa.Column("valid_from", broker.storage.base.UTCDateTime(timezone=True), nullable=False),
         sa.Column("valid_until", broker.storage.base.UTCDateTime(timezone=True), nullable=True),
-        sa.ForeignKeyConstraint(
-            ["category"], ["categories.name"], name=op.f("fk_holdings_category_categories")
-        ),
+        sa.ForeignKeyConstraint(["category"], ["categories.name"], name=op.f("fk_holdings_category_categories")),
         sa.ForeignKeyConstraint(["holder"], ["agencies.id"], name=op.f("fk_holdings_holder_agencies")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_holdings")),
     )
     with op.batch_alter_table("holdings", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_holdings_subject_category"), ["subject", "category"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_holdings_subject_category"), ["subject", "category"], unique=False)
 
     op.create_table(
         "relationships",
@@ -205,9 +206,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_relationships")),
     )
     with op.batch_alter_table("relationships", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_relationships_agency_subject"), ["agency", "subject"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_relationships_agency_subject"), ["agency", "subject"], unique=False)
         batch_op.create_index(batch_op.f("ix_relationships_subject"), ["subject"], unique=False)
 
     # ### end Alembic commands ###
