@@ -62,8 +62,11 @@ def problem_response(problem: errors.Problem, exchange: str | None) -> web.Respo
 @web.middleware
 async def respond(request: web.Request, handler: Handler) -> web.StreamResponse:
     hub = request.app[HUB]
-    if request.path in OPEN_PATHS and request.method == "GET":
-        return sign(hub, await handler(request), bound=None)
+    if request.path in OPEN_PATHS and request.method in ("GET", "HEAD"):
+        try:
+            return sign(hub, await handler(request), bound=None)
+        except errors.Problem as unready:
+            return sign(hub, problem_response(unready, None), bound=None)
     started = time.perf_counter()
     entry = AuditEntry(at=datetime.now(UTC), kind=kind_of(request.path))
     bound = Request(request.method, hub.config.url + request.raw_path)

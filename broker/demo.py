@@ -157,11 +157,8 @@ async def demo_world(state_dir: Path, database_url: str = "", **settings: Any) -
 
     `database_url` picks the store (SQLite in `state_dir` by default); `settings` override Config fields.
     """
-    state_dir.mkdir(parents=True, exist_ok=True)
     keys_dir = state_dir / "keys"
-    principals = [*demo.AGENCIES, *OPERATORS]
-    keys = {name: load_or_create(keys_dir / f"{name}.pem", f"{name}-2026") for name in principals}
-    hub_key = load_or_create(keys_dir / "hub.pem", HUB_KEY_ID)
+    keys, hub_key = await asyncio.to_thread(_key_files, keys_dir)
     hub_port = free_port()
     config = Config(
         state_dir=state_dir,
@@ -188,6 +185,13 @@ async def demo_world(state_dir: Path, database_url: str = "", **settings: Any) -
         await load_world(hub, _seed(keys, adapter_urls), actor="demo", reason="demo world")
         stack.push_async_callback((await _serve(build_app(config, hub), hub_port)).cleanup)
         yield DemoWorld(state_dir, hub, config.url, keys, adapter_urls, adapters)
+
+
+def _key_files(keys_dir: Path) -> tuple[dict[str, SigningKey], SigningKey]:
+    """Every principal's key and the hub's, created on first use."""
+    keys_dir.mkdir(parents=True, exist_ok=True)
+    keys = {name: load_or_create(keys_dir / f"{name}.pem", f"{name}-2026") for name in [*demo.AGENCIES, *OPERATORS]}
+    return keys, load_or_create(keys_dir / "hub.pem", HUB_KEY_ID)
 
 
 def _seed(keys: dict[str, SigningKey], adapter_urls: dict[str, str]) -> dict[str, Any]:

@@ -17,8 +17,10 @@ from broker.appkeys import AUDIT, BODY, HUB, PRINCIPAL
 from broker.pipeline import parse_json_object
 from consent.service import ConsentInvalid, consent_json
 from consent.store import AlreadyWithdrawn
+from directory.names import SUBJECT
 from policies.reviews import ReviewNotPending
 
+OPENAPI = json.loads(Path(__file__).with_name("openapi.json").read_text())  # read once, at import
 AUDIT_FILTERS = ("subject", "requester", "holder", "category", "purpose", "outcome", "zone")
 
 
@@ -64,6 +66,8 @@ async def withdraw_consent(request: web.Request) -> web.Response:
 async def subject_consents(request: web.Request) -> web.Response:
     hub, now = request.app[HUB], datetime.now(UTC)
     subject = request.match_info["subject"]
+    if not SUBJECT.fullmatch(subject):
+        raise errors.Invalid("subject must be 1 to 64 characters of [0-9A-Za-z.-]")
     request[AUDIT].subject = subject
     history = await hub.consents.history(subject)
     return reply({"subject": subject, "consents": [consent_json(consent, now) for consent in history]})
@@ -157,9 +161,7 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    document = json.loads(Path(__file__).with_name("openapi.json").read_text())
-    document["servers"] = [{"url": request.app[HUB].config.url}]
-    return reply(document)
+    return reply({**OPENAPI, "servers": [{"url": request.app[HUB].config.url}]})
 
 
 def add_routes(app: web.Application) -> None:

@@ -56,7 +56,7 @@ async def open_hub(config: Config) -> AsyncIterator[Hub]:
     try:
         await require_current_schema(engine)
         sessions = async_sessionmaker(engine, expire_on_commit=False)
-        key = load_signing_key(config.key_path, config.hub_key_id)
+        key = await asyncio.to_thread(load_signing_key, config.key_path, config.hub_key_id)
         directory = DirectoryStore(sessions)
         policies = PolicyService(PolicyStore(sessions))
         await policies.refresh()

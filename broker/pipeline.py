@@ -9,7 +9,6 @@ committed. Each step below is a function that raises the problem that stops the 
 from __future__ import annotations
 
 import json
-import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,13 +19,12 @@ from broker.audit import AuditEntry, AuditLog
 from broker.forwarding import HolderClient
 from consent.matching import Consent, covering_consent
 from consent.service import ConsentService
+from directory.names import NAME, SUBJECT
 from directory.store import AgencyEntry, DirectoryStore
 from policies.reviews import Review, ReviewStore
 from policies.rules import Decision, minimise
 from policies.service import PolicyService
 
-SUBJECT = re.compile(r"[0-9A-Za-z.-]{1,64}")
-NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 EXCHANGE_FIELDS = {"subject", "category", "purpose", "params", "review", "justification"}
 MAX_JUSTIFICATION = 2000
 

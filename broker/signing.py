@@ -33,6 +33,7 @@ REQUEST_COMPONENTS = ("@method", "@target-uri")
 BODY_COMPONENTS = ("@method", "@target-uri", "content-digest", "content-type")
 RESPONSE_COMPONENTS = ("@status", "content-digest", "content-type")
 REQUIRED_PARAMS = ("created", "keyid", "nonce")
+MAX_PARAMETER = 128  # longest key id or nonce the hub stores
 
 
 class SignatureProblem(Exception):
@@ -190,9 +191,11 @@ def read_signature_input(headers: Mapping[str, str], *, require_nonce: bool = Tr
         raise SignatureProblem("bad-signature", f"signature parameters missing: {', '.join(missing)}")
     if type(params["created"]) is not int or not isinstance(params["keyid"], str):
         raise SignatureProblem("bad-signature", "created must be an integer and keyid a string")
+    if not 0 < len(params["keyid"]) <= MAX_PARAMETER:
+        raise SignatureProblem("bad-signature", f"keyid must be 1 to {MAX_PARAMETER} characters")
     nonce = params.get("nonce")
-    if require_nonce and (not isinstance(nonce, str) or not nonce):
-        raise SignatureProblem("bad-signature", "nonce must be a non-empty string")
+    if require_nonce and (not isinstance(nonce, str) or not 0 < len(nonce) <= MAX_PARAMETER):
+        raise SignatureProblem("bad-signature", f"nonce must be a string of 1 to {MAX_PARAMETER} characters")
     if params.get("alg", "ed25519") != "ed25519":
         raise SignatureProblem("bad-signature", "alg must be ed25519")
     covered = tuple(http_sf.ser(item) for item in components)

@@ -9,6 +9,7 @@ from typing import Any
 
 from consent.matching import Consent
 from consent.store import ConsentStore
+from directory.names import NAME, SUBJECT
 
 CONSENT_FIELDS = {"subject", "grantee", "categories", "purposes", "valid_from", "valid_until", "evidence"}
 
@@ -25,8 +26,10 @@ def parse_consent(document: dict[str, Any], at: datetime) -> Consent:
     if unknown:
         raise ConsentInvalid(f"unknown fields: {', '.join(unknown)}")
     subject, grantee, evidence = document.get("subject"), document.get("grantee"), document.get("evidence")
-    if not isinstance(subject, str) or not subject or not isinstance(grantee, str) or not grantee:
-        raise ConsentInvalid("subject and grantee are required strings")
+    if not isinstance(subject, str) or not SUBJECT.fullmatch(subject):
+        raise ConsentInvalid("subject must be 1 to 64 characters of [0-9A-Za-z.-]")
+    if not isinstance(grantee, str) or not (grantee == "*" or NAME.fullmatch(grantee)):
+        raise ConsentInvalid("grantee must be an agency id or *")
     if not isinstance(evidence, str) or not evidence or len(evidence) > 500:
         raise ConsentInvalid("evidence is a required reference of at most 500 characters")
     categories, purposes = document.get("categories"), document.get("purposes")

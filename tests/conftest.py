@@ -10,6 +10,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from blockbuster import blockbuster_ctx
 
 from broker.demo import DemoWorld, demo_world
 from tests import postgres
@@ -52,3 +53,19 @@ async def sqlite_world(tmp_path: Path) -> AsyncIterator[DemoWorld]:
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as client_session:
         yield client_session
+
+
+@pytest.fixture(autouse=True)
+def blockbuster() -> Iterator[None]:
+    """Fail any test in which the project's own code makes a blocking call on the event loop.
+
+    Starting a hub (opening the store, running migrations, writing the demo's key files) happens once,
+    before it serves; only the serving path must never block.
+    """
+    with blockbuster_ctx(["broker", "adapters", "consent", "directory", "policies"]) as busters:
+        for function in busters.functions.values():
+            function.can_block_in("broker/demo.py", "demo_world").can_block_in("broker/hub.py", "open_hub")
+            function.can_block_in("broker/cli.py", "run")  # one-shot commands: nothing is being served
+            # Alembic reads its scripts inside run_sync's greenlet, whose stack does not show the caller.
+            function.can_block_in("broker/storage/migrations/__init__.py", ["run", "read"])
+        yield

@@ -39,8 +39,11 @@ async def upgrade(engine: AsyncEngine) -> None:
 
 
 async def current(engine: AsyncEngine) -> str | None:
+    def read(connection: Connection) -> str | None:
+        return MigrationContext.configure(connection).get_current_revision()
+
     async with engine.connect() as connection:
-        return await connection.run_sync(lambda sync: MigrationContext.configure(sync).get_current_revision())
+        return await connection.run_sync(read)
 
 
 async def require_current_schema(engine: AsyncEngine) -> None:
