@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 from broker.signing import CREATED_WINDOW_S
 
 
 class NonceWindow:
     def __init__(self, window_s: int = CREATED_WINDOW_S) -> None:
-        self._window_s = window_s
-        self._seen: dict[str, float] = {}
+        self._horizon_s = 2 * window_s  # a nonce older than this can no longer pass the created check
+        self._seen: set[str] = set()
+        self._order: deque[tuple[float, str]] = deque()
 
     def accept(self, nonce: str, now: float) -> bool:
-        """True the first time `nonce` is seen; nonces older than twice the window are forgotten."""
-        if len(self._seen) > 10_000:
-            horizon = now - 2 * self._window_s
-            self._seen = {seen: at for seen, at in self._seen.items() if at >= horizon}
+        """True the first time `nonce` is seen; nonces past the horizon are forgotten, oldest first."""
+        while self._order and self._order[0][0] < now - self._horizon_s:
+            self._seen.discard(self._order.popleft()[1])
         if nonce in self._seen:
             return False
-        self._seen[nonce] = now
+        self._seen.add(nonce)
+        self._order.append((now, nonce))
         return True
