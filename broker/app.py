@@ -18,7 +18,7 @@ from aiohttp.typedefs import Handler
 from http_message_signatures.exceptions import HTTPMessageSignaturesException
 from sqlalchemy.exc import SQLAlchemyError
 
-from broker import errors, handlers
+from broker import errors, http
 from broker.appkeys import AUDIT, BODY, HUB, PRINCIPAL
 from broker.audit import AuditEntry, digest, outcome_for
 from broker.authentication import Principal
@@ -165,7 +165,7 @@ def sign(hub: Hub, response: web.StreamResponse, bound: Request | None) -> web.S
 def build_app(config: Config, hub: Hub | None = None) -> web.Application:
     """The hub application; with `hub` given the caller owns its lifetime (tests), else the app opens one."""
     app = web.Application(middlewares=[respond], client_max_size=config.max_body_bytes)
-    handlers.add_routes(app)
+    http.add_routes(app)
     if hub is not None:
         app[HUB] = hub
     else:

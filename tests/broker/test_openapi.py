@@ -15,7 +15,7 @@ from openapi_spec_validator import validate
 
 import broker
 from broker import errors
-from broker.handlers import add_routes
+from broker.http import add_routes
 from policies.service import OperatorGate
 
 DOCUMENT = Path(broker.__file__).with_name("openapi.json")

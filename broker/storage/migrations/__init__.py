@@ -22,34 +22,33 @@ def _config() -> Config:
     return config
 
 
-def head() -> str:
-    revision = ScriptDirectory.from_config(_config()).get_current_head()
-    assert revision is not None
-    return revision
+def heads() -> set[str]:
+    """The newest revision of every branch: each package may add its own branch of migrations."""
+    return set(ScriptDirectory.from_config(_config()).get_heads())
 
 
 async def upgrade(engine: AsyncEngine) -> None:
     def run(connection: Connection) -> None:
         config = _config()
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        command.upgrade(config, "heads")
 
     async with engine.begin() as connection:
         await connection.run_sync(run)
 
 
-async def current(engine: AsyncEngine) -> str | None:
-    def read(connection: Connection) -> str | None:
-        return MigrationContext.configure(connection).get_current_revision()
+async def current(engine: AsyncEngine) -> set[str]:
+    def read(connection: Connection) -> set[str]:
+        return set(MigrationContext.configure(connection).get_current_heads())
 
     async with engine.connect() as connection:
         return await connection.run_sync(read)
 
 
 async def require_current_schema(engine: AsyncEngine) -> None:
-    revision, expected = await current(engine), head()
-    if revision != expected:
+    revisions, expected = await current(engine), heads()
+    if revisions != expected:
         raise SchemaNotCurrent(
-            f"the database schema is at {revision or 'nothing'}, this hub needs {expected}: "
-            "run `crossroads db upgrade` first"
+            f"the database schema is at {', '.join(sorted(revisions)) or 'nothing'}, this hub needs "
+            f"{', '.join(sorted(expected))}: run `crossroads db upgrade` first"
         )

@@ -1,0 +1,14 @@
+"""The hub's HTTP handlers, one module per room; each lists its ROUTES. Handlers stay thin: parse, call
+the service, answer. Authentication, authorisation, problems, audit and signing are broker/app.py's.
+"""
+
+from aiohttp import web
+
+from broker.http import audit, consents, exchanges, operations, policies, reviews
+
+MODULES = (exchanges, consents, reviews, policies, audit, operations)
+
+
+def add_routes(app: web.Application) -> None:
+    for module in MODULES:
+        app.add_routes(module.ROUTES)
