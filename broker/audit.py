@@ -40,6 +40,8 @@ class AuditRecord(Base):
     reason: Mapped[str | None] = mapped_column(String(63))
     rule_id: Mapped[str | None] = mapped_column(String(63))
     policy_version: Mapped[int | None]
+    fields: Mapped[list[str] | None]  # the field set the deciding rule let through; None: the whole answer
+    emergency: Mapped[bool] = mapped_column(default=False)
     consent_id: Mapped[str | None] = mapped_column(String(40))
     review_id: Mapped[str | None] = mapped_column(String(40))
     latency_ms: Mapped[float | None]
@@ -66,6 +68,8 @@ class AuditEntry:
     reason: str | None = None
     rule_id: str | None = None
     policy_version: int | None = None
+    fields: list[str] | None = None
+    emergency: bool = False
     consent_id: str | None = None
     review_id: str | None = None
     latency_ms: float | None = None

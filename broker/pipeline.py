@@ -120,6 +120,7 @@ class ExchangePipeline:
         decision = await self._policies.decide(requester, request.category, request.purpose)
         entry.zone, entry.policy_version = decision.zone, decision.version
         entry.rule_id = None if decision.rule is None else decision.rule.id
+        entry.fields = None if decision.fields is None else list(decision.fields)
         zone_gate(decision)
         if decision.zone == "grey":
             entry.review_id = request.review

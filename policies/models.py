@@ -55,6 +55,7 @@ class ReviewRecord(Base):
     __tablename__ = "reviews"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), default="grey")  # grey: before the exchange; emergency: after
     exchange: Mapped[str] = mapped_column(String(40))
     requester: Mapped[str] = mapped_column(String(63), index=True)
     subject: Mapped[str] = mapped_column(String(64))

@@ -34,6 +34,7 @@ class Review:
     decision_reason: str | None = None
     valid_until: datetime | None = None
     used_by_exchange: str | None = None
+    kind: str = "grey"  # grey: decided before the exchange; emergency: reviewed after a break-the-glass access
 
     def as_json(self) -> dict[str, object]:
         document = {

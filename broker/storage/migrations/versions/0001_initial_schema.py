@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-22 22:04:05.349343
+Create Date: 2026-11-22 22:12:55.983277
 """
 
 import sqlalchemy as sa
@@ -44,6 +44,8 @@ def upgrade() -> None:
         sa.Column("reason", sa.String(length=63), nullable=True),
         sa.Column("rule_id", sa.String(length=63), nullable=True),
         sa.Column("policy_version", sa.Integer(), nullable=True),
+        sa.Column("fields", sa.JSON(), nullable=True),
+        sa.Column("emergency", sa.Boolean(), nullable=False),
         sa.Column("consent_id", sa.String(length=40), nullable=True),
         sa.Column("review_id", sa.String(length=40), nullable=True),
         sa.Column("latency_ms", sa.Double(), nullable=True),
@@ -148,6 +150,7 @@ def upgrade() -> None:
     op.create_table(
         "reviews",
         sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("exchange", sa.String(length=40), nullable=False),
         sa.Column("requester", sa.String(length=63), nullable=False),
         sa.Column("subject", sa.String(length=64), nullable=False),
