@@ -6,13 +6,14 @@ import asyncio
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 import click
 from aiohttp import web
 
 from broker import logs
 from broker.app import build_app
+from broker.cli_options import store_options
+from broker.cli_policy import policy
 from broker.config import Config
 from broker.demo import run_demo, serve_demo
 from broker.hub import open_hub
@@ -23,30 +24,13 @@ from broker.storage.migrations import upgrade
 from broker.world import load_world, read_world
 
 
-def _store_options(command: Any) -> Any:
-    command = click.option(
-        "--state-dir",
-        type=click.Path(path_type=Path),
-        default=Path("state"),
-        envvar="CROSSROADS_STATE_DIR",
-        show_default=True,
-        help="Where the embedded SQLite store and the hub key live.",
-    )(command)
-    return click.option(
-        "--database-url",
-        envvar="CROSSROADS_DATABASE_URL",
-        default="",
-        help="SQLAlchemy URL of the store, e.g. postgresql+asyncpg://... (default: SQLite).",
-    )(command)
-
-
 @click.group()
 def main() -> None:
     """Crossroads: an information-brokering hub for public agencies."""
 
 
 @main.command()
-@_store_options
+@store_options
 @click.option("--host", envvar="CROSSROADS_HOST", default="127.0.0.1", show_default=True)
 @click.option("--port", envvar="CROSSROADS_PORT", type=int, default=8080, show_default=True)
 @click.option(
@@ -101,7 +85,7 @@ def db() -> None:
 
 
 @db.command("upgrade")
-@_store_options
+@store_options
 def db_upgrade(state_dir: Path, database_url: str) -> None:
     """Migrate the store to the schema this hub needs."""
 
@@ -124,7 +108,7 @@ def world() -> None:
 
 @world.command("load")
 @click.argument("path", type=click.Path(exists=True, path_type=Path))
-@_store_options
+@store_options
 @click.option("--hub-key", type=click.Path(path_type=Path), default=None, envvar="CROSSROADS_HUB_KEY")
 @click.option("--reason", default="world loaded", show_default=True, help="Recorded with the policy version.")
 def world_load(path: Path, state_dir: Path, database_url: str, hub_key: Path | None, reason: str) -> None:
@@ -155,3 +139,6 @@ def demo(serve_: bool, state_dir: Path | None) -> None:
         with open(directory / "hub.log", "a") as log_file:
             logs.configure(log_file)
             asyncio.run(serve_demo(directory) if serve_ else run_demo(directory))
+
+
+main.add_command(policy)

@@ -220,7 +220,7 @@ def _seed(keys: dict[str, SigningKey], adapter_urls: dict[str, str]) -> dict[str
             {"agency": agency, "capacity": capacity, "subjects": subjects}
             for agency, capacity, subjects in demo.RELATIONSHIPS
         ],
-        "rules": [rule.as_json() for rule in parse_csv(RULES.read_text())],
+        "rules": [rule.as_json() for rule in parse_csv(RULES.read_text()).rules],
         "consents": [
             {
                 "subject": demo.SOFIE,

@@ -58,7 +58,7 @@ async def open_hub(config: Config) -> AsyncIterator[Hub]:
         sessions = async_sessionmaker(engine, expire_on_commit=False)
         key = await asyncio.to_thread(load_signing_key, config.key_path, config.hub_key_id)
         directory = DirectoryStore(sessions)
-        policies = PolicyService(PolicyStore(sessions))
+        policies = PolicyService(PolicyStore(sessions), directory.category_exists, directory.purpose_exists)
         await policies.refresh()
         consents = ConsentService(
             ConsentStore(sessions),

@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 
 from broker.hub import Hub
-from policies.rules import Rule, parse_csv
+from policies.rules import PolicyFile, parse_csv, parse_rule
 
 
 def read_world(path: Path) -> dict[str, Any]:
@@ -27,9 +27,8 @@ async def load_world(hub: Hub, world: dict[str, Any], actor: str, reason: str) -
     at = datetime.now(UTC)
     await hub.directory.load(world, at)
     if "rules" in world or "rules_csv" in world:
-        rules = [Rule.from_json(rule) for rule in world.get("rules", [])]
-        if "rules_csv" in world:
-            rules += parse_csv(Path(world["rules_csv"]).read_text())
+        policy = parse_csv(Path(world["rules_csv"]).read_text()) if "rules_csv" in world else PolicyFile([], [])
+        rules = [parse_rule(rule) for rule in world.get("rules", [])] + policy.rules
         groups = [
             ("g", f"agency:{agency['id']}", f"role:{role}")
             for agency in world.get("agencies", [])
@@ -40,6 +39,6 @@ async def load_world(hub: Hub, world: dict[str, Any], actor: str, reason: str) -
             for group, members in world.get("category_groups", {}).items()
             for category in members
         ]
-        await hub.policies.replace(rules, groups, actor, reason, at)
+        await hub.policies.replace(rules, groups + policy.groups, actor, reason, at)
     for consent in world.get("consents", []):
         await hub.consents.give(consent, actor, at)

@@ -71,3 +71,18 @@ class ReviewRecord(Base):
     decision_reason: Mapped[str | None] = mapped_column(String(2000))
     valid_until: Mapped[datetime | None]
     used_by_exchange: Mapped[str | None] = mapped_column(String(40))
+
+
+class RuleProposal(Base):
+    """A privacy officer's request to make a review's decision standing, for an administrator to accept."""
+
+    __tablename__ = "rule_proposals"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    review_id: Mapped[str] = mapped_column(String(40))
+    rule: Mapped[dict[str, Any]]
+    reason: Mapped[str] = mapped_column(String(2000))
+    proposed_by: Mapped[str] = mapped_column(String(63))
+    proposed_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16), index=True)  # open, accepted
+    accepted_version: Mapped[int | None]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -30,20 +31,6 @@ class Rule:
         data = asdict(self)
         data["fields"] = None if self.fields is None else list(self.fields)
         return data
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Rule:
-        fields = data.get("fields")
-        return cls(
-            id=str(data["id"]),
-            requester=str(data["requester"]),
-            category=str(data["category"]),
-            purpose=str(data["purpose"]),
-            zone=str(data["zone"]),
-            consent=bool(data.get("consent", False)),
-            fields=None if fields is None else tuple(str(name) for name in fields),
-            emergency=bool(data.get("emergency", False)),
-        )
 
 
 @dataclass(frozen=True)
@@ -82,34 +69,96 @@ def minimise(data: dict[str, Any], fields: tuple[str, ...] | None) -> dict[str, 
     return {name: value for name, value in data.items() if name in fields}
 
 
-def parse_csv(text: str) -> list[Rule]:
-    """Rules from CSV lines `id, requester, category, purpose, zone, consent, fields, emergency`."""
-    rules = []
+class RuleInvalid(ValueError):
+    pass
+
+
+RULE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+REQUESTER = re.compile(r"(agency|role):[a-z0-9][a-z0-9-]{0,62}")
+NAME_OR_ANY = re.compile(r"\*|[a-z0-9][a-z0-9-]{0,62}")
+RULE_FIELDS = {"id", "requester", "category", "purpose", "zone", "consent", "fields", "emergency"}
+
+
+def parse_rule(data: object) -> Rule:
+    """A rule from its JSON form (PROTOCOL.md), refusing anything that could not be enforced as written."""
+    if not isinstance(data, dict):
+        raise RuleInvalid("a rule is a JSON object")
+    unknown = sorted(set(data) - RULE_FIELDS)
+    if unknown:
+        raise RuleInvalid(f"unknown rule fields: {', '.join(unknown)}")
+    rule_id, requester, category, purpose, zone = (
+        data.get(name) for name in ("id", "requester", "category", "purpose", "zone")
+    )
+    if not isinstance(rule_id, str) or not RULE_ID.fullmatch(rule_id) or rule_id in GROUP_KINDS:
+        raise RuleInvalid("id must be 1 to 63 characters of [A-Za-z0-9._-]")
+    if not isinstance(requester, str) or not REQUESTER.fullmatch(requester):
+        raise RuleInvalid("requester must be agency:<id> or role:<name>")
+    for name, value in (("category", category), ("purpose", purpose)):
+        if not isinstance(value, str) or not NAME_OR_ANY.fullmatch(value):
+            raise RuleInvalid(f"{name} must be a registered name or *")
+    if zone not in ZONES:
+        raise RuleInvalid("zone must be white, grey or black")
+    fields = data.get("fields")
+    if fields is not None and (
+        not isinstance(fields, list) or not fields or not all(isinstance(f, str) and f and "|" not in f for f in fields)
+    ):
+        raise RuleInvalid("fields must be null (the whole answer) or a non-empty list of field names")
+    for flag in ("consent", "emergency"):
+        if not isinstance(data.get(flag, False), bool):
+            raise RuleInvalid(f"{flag} must be true or false")
+    assert isinstance(category, str) and isinstance(purpose, str) and isinstance(zone, str)
+    return Rule(
+        rule_id,
+        requester,
+        category,
+        purpose,
+        zone,
+        data.get("consent", False),
+        None if fields is None else tuple(fields),
+        data.get("emergency", False),
+    )
+
+
+GROUP_KINDS = ("g", "g2")  # g: agency → role; g2: category → category group
+
+
+@dataclass(frozen=True)
+class PolicyFile:
+    """A rule set as a file holds it: rules, and the role and category groupings they refer to."""
+
+    rules: list[Rule]
+    groups: list[tuple[str, str, str]]
+
+
+def parse_csv(text: str) -> PolicyFile:
+    """Rule lines `id, requester, category, purpose, zone, consent, fields, emergency` and grouping lines
+    `g, agency:<id>, role:<name>` or `g2, <category>, <category group>`; `#` starts a comment line."""
+    rules, groups = [], []
     lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
-    for row in csv.reader(lines, skipinitialspace=True):
+    for number, row in enumerate(csv.reader(lines, skipinitialspace=True), start=1):
         cells = [cell.strip() for cell in row]
+        if cells and cells[0] in GROUP_KINDS and len(cells) == 3:
+            groups.append((cells[0], cells[1], cells[2]))
+            continue
         if len(cells) != len(CSV_COLUMNS):
-            raise ValueError(f"a rule needs {len(CSV_COLUMNS)} columns: {', '.join(CSV_COLUMNS)}")
-        rule_id, requester, category, purpose, zone, consent, fields, emergency = cells
-        rules.append(
-            Rule(
-                rule_id,
-                requester,
-                category,
-                purpose,
-                zone,
-                _flag(consent),
-                tuple(fields.split("|")) if fields else None,
-                _flag(emergency),
-            )
-        )
-    return rules
+            raise RuleInvalid(f"line {number}: a rule needs {len(CSV_COLUMNS)} columns: {', '.join(CSV_COLUMNS)}")
+        data: dict[str, Any] = dict(zip(CSV_COLUMNS, cells, strict=True))
+        try:
+            data["consent"], data["emergency"] = _flag(data["consent"]), _flag(data["emergency"])
+        except ValueError as error:
+            raise RuleInvalid(f"line {number}: {error}") from error
+        data["fields"] = data["fields"].split("|") if data["fields"] else None
+        try:
+            rules.append(parse_rule(data))
+        except RuleInvalid as error:
+            raise RuleInvalid(f"line {number}: {error}") from error
+    return PolicyFile(rules, groups)
 
 
-def to_csv(rules: Iterable[Rule]) -> str:
+def to_csv(policy: PolicyFile) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    for rule in rules:
+    for rule in policy.rules:
         writer.writerow(
             [
                 rule.id,
@@ -122,7 +171,23 @@ def to_csv(rules: Iterable[Rule]) -> str:
                 str(rule.emergency).lower(),
             ]
         )
+    for group in policy.groups:
+        writer.writerow(group)
     return out.getvalue()
+
+
+def diff(before: Iterable[Rule], after: Iterable[Rule]) -> dict[str, list[dict[str, Any]]]:
+    """What a new version changed: rules added, removed, and changed (by id, with both forms)."""
+    old, new = {rule.id: rule for rule in before}, {rule.id: rule for rule in after}
+    return {
+        "added": [new[rule_id].as_json() for rule_id in sorted(new.keys() - old.keys())],
+        "removed": [old[rule_id].as_json() for rule_id in sorted(old.keys() - new.keys())],
+        "changed": [
+            {"before": old[rule_id].as_json(), "after": new[rule_id].as_json()}
+            for rule_id in sorted(old.keys() & new.keys())
+            if old[rule_id] != new[rule_id]
+        ],
+    }
 
 
 def _flag(value: str) -> bool:

@@ -7,14 +7,18 @@ policy version changes; `refresh` polls that version so every hub process follow
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import casbin
 from casbin.persist.adapter import Adapter
 
-from policies.rules import ZONES, Decision, Rule, most_specific_first
-from policies.store import PolicyStore, RuleSet
+from policies.rules import ZONES, Decision, Rule, diff, most_specific_first
+from policies.store import PolicyConflict, PolicyStore, Proposal, RuleSet
+
+Exists = Callable[[str], Awaitable[bool]]
 
 
 class _RuleSetAdapter(Adapter):  # type: ignore[misc]
@@ -52,9 +56,19 @@ class SharingPolicy:
         return Decision("black", None, self.version)
 
 
+class PolicyEditRefused(Exception):
+    """An edit that cannot be made as asked; `status` says how (404 unknown, 409 conflict, 422 invalid)."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+
+
 class PolicyService:
-    def __init__(self, store: PolicyStore) -> None:
+    def __init__(self, store: PolicyStore, category_exists: Exists, purpose_exists: Exists) -> None:
         self._store = store
+        self._category_exists = category_exists
+        self._purpose_exists = purpose_exists
         self._policy: SharingPolicy | None = None
         self._decisions: dict[tuple[str, str, str], Decision] = {}
 
@@ -88,11 +102,93 @@ class PolicyService:
         return await self._store.current()
 
     async def replace(
-        self, rules: list[Rule], groups: list[tuple[str, str, str]], actor: str, reason: str, at: Any
+        self,
+        rules: list[Rule],
+        groups: list[tuple[str, str, str]],
+        actor: str,
+        reason: str,
+        at: datetime,
+        expected: int | None = None,
     ) -> int:
-        version = await self._store.publish(rules, groups, actor, reason, at)
+        try:
+            version = await self._store.publish(rules, groups, actor, reason, at, expected)
+        except PolicyConflict as error:
+            raise PolicyEditRefused(409, str(error)) from error
         await self.refresh()
         return version
+
+    async def add(self, rule: Rule, actor: str, reason: str, at: datetime) -> int:
+        current = await self._store.current()
+        if any(existing.id == rule.id for existing in current.rules):
+            raise PolicyEditRefused(409, f"a rule {rule.id!r} exists; remove it first or choose another id")
+        await self._check_names(rule, current)
+        return await self.replace([*current.rules, rule], list(current.groups), actor, reason, at, current.version)
+
+    async def remove(self, rule_id: str, actor: str, reason: str, at: datetime) -> int:
+        current = await self._store.current()
+        kept = [rule for rule in current.rules if rule.id != rule_id]
+        if len(kept) == len(current.rules):
+            raise PolicyEditRefused(404, f"no rule {rule_id!r}")
+        return await self.replace(kept, list(current.groups), actor, reason, at, current.version)
+
+    async def rollback(self, number: int, actor: str, reason: str, at: datetime) -> int:
+        """Publish the rules and groups of an earlier version as a new version (history is never rewritten)."""
+        earlier = await self._store.version_at(number)
+        if earlier is None:
+            raise PolicyEditRefused(404, f"no policy version {number}")
+        current = await self._store.version()
+        return await self.replace(list(earlier.rules), list(earlier.groups), actor, reason, at, current)
+
+    async def history(self) -> list[dict[str, Any]]:
+        """Every version with who, when, why and what it changed against the one before."""
+        versions = await self._store.versions()
+        previous: tuple[Rule, ...] = ()
+        entries = []
+        for version in versions:
+            entries.append(
+                {
+                    "version": version.version,
+                    "created_at": version.created_at.isoformat(),
+                    "actor": version.actor,
+                    "reason": version.reason,
+                    "diff": diff(previous, version.rules),
+                }
+            )
+            previous = version.rules
+        return entries
+
+    async def propose(self, proposal: Proposal) -> None:
+        await self._check_names(proposal.rule, await self._store.current())
+        await self._store.propose(proposal)
+
+    async def proposals(self, status: str) -> list[Proposal]:
+        return await self._store.proposals(status)
+
+    async def accept(self, proposal_id: str, actor: str, reason: str, at: datetime) -> tuple[int, Rule]:
+        proposal = await self._store.proposal(proposal_id)
+        if proposal is None:
+            raise PolicyEditRefused(404, f"no proposal {proposal_id!r}")
+        if proposal.status != "open":
+            raise PolicyEditRefused(409, f"proposal {proposal_id!r} is {proposal.status}")
+        # The standing rule replaces any rule asking exactly the same question (typically the grey rule
+        # that sent it to review); broader rules stay, and precedence still applies to them.
+        rule, current = proposal.rule, await self._store.current()
+        question = (rule.requester, rule.category, rule.purpose)
+        kept = [r for r in current.rules if (r.requester, r.category, r.purpose) != question and r.id != rule.id]
+        version = await self.replace([*kept, rule], list(current.groups), actor, reason, at, current.version)
+        await self._store.accept(proposal_id, version)
+        return version, rule
+
+    async def _check_names(self, rule: Rule, current: RuleSet) -> None:
+        category_groups = {group for kind, _, group in current.groups if kind == "g2"}
+        if (
+            rule.category != "*"
+            and rule.category not in category_groups
+            and not await self._category_exists(rule.category)
+        ):
+            raise PolicyEditRefused(422, f"category {rule.category!r} is neither registered nor a category group")
+        if rule.purpose != "*" and not await self._purpose_exists(rule.purpose):
+            raise PolicyEditRefused(422, f"purpose {rule.purpose!r} is not registered")
 
 
 class OperatorGate:

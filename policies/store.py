@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from policies.models import PolicyGroup, PolicyRule, PolicyVersion
-from policies.rules import Rule
+from policies.models import PolicyGroup, PolicyRule, PolicyVersion, RuleProposal
+from policies.rules import Rule, parse_rule
+
+
+class PolicyConflict(Exception):
+    """Another edit published the same version first; the caller may retry on the new rule set."""
+
+
+@dataclass(frozen=True)
+class Version:
+    version: int
+    created_at: datetime
+    actor: str
+    reason: str
+    rules: tuple[Rule, ...]
+    groups: tuple[tuple[str, str, str], ...]
 
 
 @dataclass(frozen=True)
@@ -39,11 +55,38 @@ class PolicyStore:
         )
 
     async def publish(
-        self, rules: list[Rule], groups: list[tuple[str, str, str]], actor: str, reason: str, at: datetime
+        self,
+        rules: list[Rule],
+        groups: list[tuple[str, str, str]],
+        actor: str,
+        reason: str,
+        at: datetime,
+        expected: int | None = None,
     ) -> int:
-        """Replace the rule set with `rules` and `groups` as a new version; return its number."""
+        """Replace the rule set with `rules` and `groups` as a new version; return its number.
+
+        With `expected`, refuse (PolicyConflict) unless the current version is still `expected`, so an edit
+        computed from one version never silently undoes another made meanwhile.
+        """
+        try:
+            return await self._publish(rules, groups, actor, reason, at, expected)
+        except IntegrityError as error:
+            raise PolicyConflict("another edit published this version first") from error
+
+    async def _publish(
+        self,
+        rules: list[Rule],
+        groups: list[tuple[str, str, str]],
+        actor: str,
+        reason: str,
+        at: datetime,
+        expected: int | None,
+    ) -> int:
         async with self._sessions() as session, session.begin():
-            version = ((await session.scalar(select(func.max(PolicyVersion.version)))) or 0) + 1
+            current = (await session.scalar(select(func.max(PolicyVersion.version)))) or 0
+            if expected is not None and current != expected:
+                raise PolicyConflict(f"the rules changed meanwhile: version {current}, not {expected}")
+            version = current + 1
             await session.execute(delete(PolicyRule))
             await session.execute(delete(PolicyGroup))
             session.add_all(
@@ -73,6 +116,87 @@ class PolicyStore:
                 )
             )
         return version
+
+    async def versions(self) -> list[Version]:
+        async with self._sessions() as session:
+            rows = (await session.scalars(select(PolicyVersion).order_by(PolicyVersion.version))).all()
+        return [_version(row) for row in rows]
+
+    async def version_at(self, number: int) -> Version | None:
+        async with self._sessions() as session:
+            row = await session.get(PolicyVersion, number)
+        return None if row is None else _version(row)
+
+    async def propose(self, proposal: Proposal) -> None:
+        async with self._sessions() as session, session.begin():
+            session.add(RuleProposal(**{**asdict(proposal), "rule": proposal.rule.as_json()}))
+
+    async def proposals(self, status: str) -> list[Proposal]:
+        query = select(RuleProposal).where(RuleProposal.status == status).order_by(RuleProposal.proposed_at)
+        async with self._sessions() as session:
+            rows = (await session.scalars(query)).all()
+        return [_proposal(row) for row in rows]
+
+    async def proposal(self, proposal_id: str) -> Proposal | None:
+        async with self._sessions() as session:
+            row = await session.get(RuleProposal, proposal_id)
+        return None if row is None else _proposal(row)
+
+    async def accept(self, proposal_id: str, version: int) -> None:
+        async with self._sessions() as session, session.begin():
+            await session.execute(
+                update(RuleProposal)
+                .where(RuleProposal.id == proposal_id)
+                .values(status="accepted", accepted_version=version)
+            )
+
+
+@dataclass(frozen=True)
+class Proposal:
+    id: str
+    review_id: str
+    rule: Rule
+    reason: str
+    proposed_by: str
+    proposed_at: datetime
+    status: str = "open"
+    accepted_version: int | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "proposal": self.id,
+            "review": self.review_id,
+            "rule": self.rule.as_json(),
+            "reason": self.reason,
+            "proposed_by": self.proposed_by,
+            "proposed_at": self.proposed_at.isoformat(),
+            "status": self.status,
+            "accepted_version": self.accepted_version,
+        }
+
+
+def _proposal(row: RuleProposal) -> Proposal:
+    return Proposal(
+        row.id,
+        row.review_id,
+        parse_rule(row.rule),
+        row.reason,
+        row.proposed_by,
+        row.proposed_at,
+        row.status,
+        row.accepted_version,
+    )
+
+
+def _version(row: PolicyVersion) -> Version:
+    return Version(
+        row.version,
+        row.created_at,
+        row.actor,
+        row.reason,
+        tuple(parse_rule(rule) for rule in row.snapshot["rules"]),
+        tuple((kind, member, group) for kind, member, group in row.snapshot["groups"]),
+    )
 
 
 def _rule(row: PolicyRule) -> Rule:

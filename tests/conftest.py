@@ -67,5 +67,5 @@ def blockbuster() -> Iterator[None]:
             function.can_block_in("broker/demo.py", "demo_world").can_block_in("broker/hub.py", "open_hub")
             function.can_block_in("broker/cli.py", "run")  # one-shot commands: nothing is being served
             # Alembic reads its scripts inside run_sync's greenlet, whose stack does not show the caller.
-            function.can_block_in("broker/storage/migrations/__init__.py", ["run", "read"])
+            function.can_block_in("broker/storage/migrations/__init__.py", ["upgrade", "run", "read"])
         yield

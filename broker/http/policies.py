@@ -1,17 +1,76 @@
-"""Sharing rules: listing and explaining (admin; evaluate also privacy_officer)."""
+"""Sharing rules: list, add, remove, explain, history, rollback, and accepting reviewers' proposals (admin;
+explain also privacy_officer). Every edit publishes a new policy version and is audited like an exchange.
+"""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
 
 from aiohttp import web
 
 from broker import errors
-from broker.appkeys import HUB
+from broker.appkeys import AUDIT, HUB, PRINCIPAL
 from broker.http.replies import json_body, reply
+from policies.rules import RuleInvalid, parse_rule
+from policies.service import PolicyEditRefused
+
+REFUSALS: dict[int, type[errors.Problem]] = {404: errors.NotFound, 409: errors.Conflict, 422: errors.Invalid}
+MAX_REASON = 1000
+
+
+def reason_of(document: dict[str, Any], allowed: set[str]) -> str:
+    """The required reason of an edit; refuses fields outside `allowed`."""
+    unknown = sorted(set(document) - allowed - {"reason"})
+    if unknown:
+        raise errors.Invalid(f"unknown fields: {', '.join(unknown)}")
+    reason = document.get("reason")
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON:
+        raise errors.Invalid(f"every policy edit needs its reason, at most {MAX_REASON} characters")
+    return reason
+
+
+def refused(error: PolicyEditRefused) -> errors.Problem:
+    return REFUSALS[error.status](str(error))
 
 
 async def policies(request: web.Request) -> web.Response:
     rule_set = await request.app[HUB].policies.rules()
-    return reply({"version": rule_set.version, "rules": [rule.as_json() for rule in rule_set.rules]})
+    return reply(
+        {
+            "version": rule_set.version,
+            "rules": [rule.as_json() for rule in rule_set.rules],
+            "groups": [{"kind": kind, "member": member, "group": group} for kind, member, group in rule_set.groups],
+        }
+    )
+
+
+async def add_rule(request: web.Request) -> web.Response:
+    hub, entry, document = request.app[HUB], request[AUDIT], json_body(request)
+    reason = reason_of(document, {"rule"})
+    try:
+        rule = parse_rule(document.get("rule"))
+    except RuleInvalid as error:
+        raise errors.Invalid(str(error)) from error
+    entry.rule_id = rule.id
+    try:
+        version = await hub.policies.add(rule, request[PRINCIPAL].id, reason, datetime.now(UTC))
+    except PolicyEditRefused as error:
+        raise refused(error) from error
+    entry.policy_version = version
+    return reply({"version": version, "rule": rule.as_json()}, 201)
+
+
+async def remove_rule(request: web.Request) -> web.Response:
+    hub, entry = request.app[HUB], request[AUDIT]
+    reason = reason_of(json_body(request), set())
+    entry.rule_id = request.match_info["id"]
+    try:
+        version = await hub.policies.remove(entry.rule_id, request[PRINCIPAL].id, reason, datetime.now(UTC))
+    except PolicyEditRefused as error:
+        raise refused(error) from error
+    entry.policy_version = version
+    return reply({"version": version})
 
 
 async def evaluate(request: web.Request) -> web.Response:
@@ -31,4 +90,52 @@ async def evaluate(request: web.Request) -> web.Response:
     )
 
 
-ROUTES = [web.get("/v1/policies", policies), web.post("/v1/policies/evaluate", evaluate)]
+async def history(request: web.Request) -> web.Response:
+    return reply({"versions": await request.app[HUB].policies.history()})
+
+
+async def rollback(request: web.Request) -> web.Response:
+    hub, entry, document = request.app[HUB], request[AUDIT], json_body(request)
+    reason = reason_of(document, {"version"})
+    number = document.get("version")
+    if type(number) is not int or number < 1:
+        raise errors.Invalid("version must be a policy version number")
+    try:
+        version = await hub.policies.rollback(number, request[PRINCIPAL].id, reason, datetime.now(UTC))
+    except PolicyEditRefused as error:
+        raise refused(error) from error
+    entry.policy_version = version
+    return reply({"version": version, "restored": number})
+
+
+async def proposals(request: web.Request) -> web.Response:
+    status = request.query.get("status", "open")
+    if status not in ("open", "accepted"):
+        raise errors.Invalid("status is open or accepted")
+    found = await request.app[HUB].policies.proposals(status)
+    return reply({"proposals": [proposal.as_json() for proposal in found]})
+
+
+async def accept_proposal(request: web.Request) -> web.Response:
+    hub, entry = request.app[HUB], request[AUDIT]
+    reason = reason_of(json_body(request), set())
+    try:
+        version, rule = await hub.policies.accept(
+            request.match_info["id"], request[PRINCIPAL].id, reason, datetime.now(UTC)
+        )
+    except PolicyEditRefused as error:
+        raise refused(error) from error
+    entry.rule_id, entry.policy_version = rule.id, version
+    return reply({"version": version, "rule": rule.as_json()}, 201)
+
+
+ROUTES = [
+    web.get("/v1/policies", policies),
+    web.post("/v1/policies", add_rule),
+    web.delete("/v1/policies/{id}", remove_rule),
+    web.post("/v1/policies/evaluate", evaluate),
+    web.get("/v1/policies/history", history),
+    web.post("/v1/policies/rollback", rollback),
+    web.get("/v1/policies/proposals", proposals),
+    web.post("/v1/policies/proposals/{id}/accept", accept_proposal),
+]

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 
 from aiohttp import web
 
 from broker import errors
 from broker.appkeys import AUDIT, HUB, PRINCIPAL
+from broker.http.policies import reason_of, refused
 from broker.http.replies import json_body, reply
-from policies.reviews import ReviewNotPending
+from policies.reviews import Review, ReviewNotPending
+from policies.rules import Rule, RuleInvalid, parse_rule
+from policies.service import PolicyEditRefused
+from policies.store import Proposal
 
 
 async def reviews(request: web.Request) -> web.Response:
@@ -43,4 +48,45 @@ async def decide_review(request: web.Request) -> web.Response:
     return reply(review.as_json())
 
 
-ROUTES = [web.get("/v1/reviews", reviews), web.post("/v1/reviews/{id}/decision", decide_review)]
+async def propose_rule(request: web.Request) -> web.Response:
+    """Ask the administrators to make a decided review's outcome a standing rule."""
+    hub, entry, document = request.app[HUB], request[AUDIT], json_body(request)
+    reason = reason_of(document, {"zone"})
+    review = await hub.reviews.get(request.match_info["id"])
+    if review is None:
+        raise errors.UnknownReview(f"no review {request.match_info['id']!r}")
+    if review.status == "pending":
+        raise errors.Conflict("decide the review before proposing a standing rule")
+    zone = document.get("zone", "black" if review.status == "rejected" else "white")
+    proposal = Proposal(
+        str(uuid.uuid4()), review.id, standing_rule(review, zone), reason, request[PRINCIPAL].id, datetime.now(UTC)
+    )
+    try:
+        await hub.policies.propose(proposal)
+    except PolicyEditRefused as error:
+        raise refused(error) from error
+    entry.review_id, entry.subject, entry.rule_id = review.id, review.subject, proposal.rule.id
+    return reply(proposal.as_json(), 201)
+
+
+def standing_rule(review: Review, zone: object) -> Rule:
+    """The rule that would have decided this review's question without a human."""
+    try:
+        return parse_rule(
+            {
+                "id": f"p-{review.id[:8]}",
+                "requester": f"agency:{review.requester}",
+                "category": review.category,
+                "purpose": review.purpose,
+                "zone": zone,
+            }
+        )
+    except RuleInvalid as error:
+        raise errors.Invalid(str(error)) from error
+
+
+ROUTES = [
+    web.get("/v1/reviews", reviews),
+    web.post("/v1/reviews/{id}/decision", decide_review),
+    web.post("/v1/reviews/{id}/propose", propose_rule),
+]

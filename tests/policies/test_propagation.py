@@ -1,0 +1,136 @@
+"""Two real hub processes on one PostgreSQL: a rule changed with the CLI is followed by the other process
+(the policy service polls the published version every second and drops its decision cache on a change)."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from adapters.client import HubClient
+from broker.config import Config
+from broker.demo import free_port
+from broker.hub import open_hub
+from broker.keys import write_private_key
+from broker.signing import SigningKey, load_public_key, public_key_pem
+from broker.storage import create_engine
+from broker.storage.migrations import upgrade
+from broker.world import load_world
+from tests import postgres
+
+pytestmark = pytest.mark.postgres
+INCOME = {"requester": "family-benefits", "category": "income", "purpose": "benefit-eligibility"}
+
+
+async def _crossroads(*args: str) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "broker", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await process.communicate()
+    assert process.returncode == 0, (out + err).decode()
+
+
+async def _serve(state: Path, url: str, port: int) -> AsyncIterator[str]:
+    log = await asyncio.to_thread(open, state / f"hub-{port}.log", "wb")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "broker",
+        "serve",
+        "--state-dir",
+        str(state),
+        "--database-url",
+        url,
+        "--port",
+        str(port),
+        stdout=log,
+        stderr=log,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(100):
+                try:
+                    async with session.get(base + "/healthz") as answer:
+                        if answer.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        await process.wait()
+        log.close()
+
+
+async def _zone(client: HubClient) -> str:
+    _, decision = await client.call("POST", "/v1/policies/evaluate", INCOME)
+    return str(decision["zone"])
+
+
+async def test_a_cli_edit_reaches_another_hub_process(postgres_server: postgres.Server, tmp_path: Path) -> None:
+    url = await postgres_server.new_database()
+    engine = create_engine(url)
+    await upgrade(engine)
+    await engine.dispose()
+    hub_key = SigningKey("crossroads-hub", await asyncio.to_thread(write_private_key, tmp_path / "hub.pem"))
+    admin = SigningKey("admin-1", await asyncio.to_thread(write_private_key, tmp_path / "admin.pem"))
+    world = {
+        "categories": [{"name": "income"}],
+        "purposes": [{"name": "benefit-eligibility"}],
+        "operators": [
+            {
+                "id": "admin-desk",
+                "name": "Admin",
+                "role": "admin",
+                "keys": [{"key_id": admin.key_id, "public_key_pem": public_key_pem(admin.public_key)}],
+            }
+        ],
+        "rules": [
+            {
+                "id": "r-income",
+                "requester": "agency:family-benefits",
+                "category": "income",
+                "purpose": "benefit-eligibility",
+                "zone": "white",
+            }
+        ],
+    }
+    async with open_hub(Config(state_dir=tmp_path, database_url=url)) as hub:
+        await load_world(hub, world, actor="test", reason="seed")
+    first, second = _serve(tmp_path, url, free_port()), _serve(tmp_path, url, free_port())
+    first_url, second_url = await anext(first), await anext(second)
+    try:
+        async with aiohttp.ClientSession() as session:
+            clients = [
+                HubClient(base, admin, "crossroads-hub", load_public_key(public_key_pem(hub_key.public_key)), session)
+                for base in (first_url, second_url)
+            ]
+            assert [await _zone(client) for client in clients] == ["white", "white"]
+            await _crossroads(
+                "policy",
+                "remove",
+                "r-income",
+                "--reason",
+                "benefit reform",
+                "--state-dir",
+                str(tmp_path),
+                "--database-url",
+                url,
+            )
+            for client in clients:
+                zone = await _zone(client)
+                for _ in range(100):  # bounded wait: the processes poll the version every second
+                    if zone == "black":
+                        break
+                    await asyncio.sleep(0.1)
+                    zone = await _zone(client)
+                assert zone == "black"
+    finally:
+        for server in (first, second):
+            with pytest.raises(StopAsyncIteration):
+                await anext(server)
