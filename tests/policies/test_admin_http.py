@@ -8,7 +8,7 @@ import pytest
 
 from adapters.client import HubProblem
 from adapters.examples.demo_agencies import ANNA, JAN
-from broker.demo import DemoWorld
+from broker.demo import SCENARIO, DemoWorld
 
 HEALTH = {"subject": ANNA, "category": "health-record", "purpose": "benefit-eligibility"}
 OPEN_HEALTH = {
@@ -120,3 +120,28 @@ async def test_a_reviewed_decision_becomes_a_standing_rule(
     with pytest.raises(HubProblem) as twice:
         await admin.call("POST", f"/v1/policies/proposals/{proposal['proposal']}/accept", {"reason": "again"})
     assert twice.value.status == 409
+
+
+async def test_explain_agrees_with_enforcement(world: DemoWorld, session: aiohttp.ClientSession) -> None:
+    """For every case of the demo scenario that reaches the policy step, evaluate names the zone and rule
+    that the exchange's audit record shows."""
+    admin = world.client("admin-desk", session)
+    for case in SCENARIO:
+        try:
+            await world.client(case.requester, session).exchange(**case.request)
+        except HubProblem:
+            pass
+        [record] = (await world.hub.audit.records(kind="exchange"))[-1:]
+        if record.zone is None:
+            continue  # refused before the policy step (relationship, holder)
+        _, explained = await admin.call(
+            "POST",
+            "/v1/policies/evaluate",
+            {"requester": case.requester, "category": case.request["category"], "purpose": case.request["purpose"]},
+        )
+        assert (explained["zone"], explained["rules"], explained["version"]) == (
+            record.zone,
+            [record.rule_id],
+            record.policy_version,
+        )
+        assert explained["fields"] == record.fields
