@@ -1,29 +1,45 @@
 """The client an agency's applications use to ask the hub: it signs each request with the agency's key,
-verifies the hub's signed answer (bound to this very request), and turns problems into typed exceptions.
+verifies the hub's signed answer (bound to this very request), turns problems into typed exceptions, and
+retries only what is safe to retry, re-signed with a fresh nonce each time.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
+import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from multidict import CIMultiDict
 
-from broker.signing import Request, Response, SigningKey, sign_request, verify_response
+from adapters.problems import HubProblem, PendingReview, problem_for
+from broker.signing import Request, Response, SignatureProblem, SigningKey, sign_request, verify_response
+
+__all__ = ["ExchangeQuestion", "ExchangeResult", "HubClient", "HubProblem", "RetryPolicy", "UnverifiedAnswer"]
+
+log = structlog.get_logger("crossroads.client")
+
+BINDING = ('"@method";req', '"@target-uri";req')
+BODY_BINDING = '"content-digest";req'
 
 
-class HubProblem(Exception):
-    """The hub refused or failed the request; `name` is the last segment of the problem type."""
+class UnverifiedAnswer(SignatureProblem):
+    """The answer is not validly signed by the hub, or not bound to the request this client sent."""
 
-    def __init__(self, status: int, document: dict[str, Any]) -> None:
-        self.status = status
-        self.document = document
-        self.type = str(document.get("type", ""))
-        self.name = self.type.rsplit("/", 1)[-1]
-        self.exchange = document.get("exchange")
-        super().__init__(f"{status} {self.name}: {document.get('detail', '')}")
+
+@dataclass(frozen=True)
+class ExchangeQuestion:
+    """What was asked, kept with its result so that a grey-zone exchange can be repeated once approved."""
+
+    subject: str
+    category: str
+    purpose: str
+    params: dict[str, Any] = field(default_factory=dict)
+    justification: str | None = None
 
 
 @dataclass(frozen=True)
@@ -34,6 +50,58 @@ class ExchangeResult:
     holder: str | None
     data: dict[str, Any] | None
     review: str | None
+    question: ExchangeQuestion | None = None
+
+    @property
+    def pending(self) -> bool:
+        return self.status == 202
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """What the client repeats: a 429 rate limit after its Retry-After (if at most `max_wait_s`), a 503 of a
+    repeatable request, and a connection that could not be opened (nothing was sent). Never a decision."""
+
+    attempts: int = 3
+    backoff_s: float = 0.25  # the first wait after a 503 or a refused connection; doubled each time
+    max_wait_s: float = 10.0
+
+
+NO_RETRY = RetryPolicy(attempts=1)
+
+
+def repeatable(method: str, path: str) -> bool:
+    """Requests whose repetition changes nothing but a new audit record: reads, and exchanges.
+
+    A 503 may come after an operator's change (a consent, a decision) was stored but its audit record was
+    not; repeating that would change state twice, so it is left to the caller.
+    """
+    return method.upper() in ("GET", "HEAD") or path.split("?")[0] == "/v1/exchanges"
+
+
+def retry_wait(policy: RetryPolicy, attempt: int, method: str, path: str, problem: HubProblem) -> float | None:
+    """Seconds to wait before repeating a request that got `problem` on try number `attempt`, or None."""
+    if attempt >= policy.attempts:
+        return None
+    if problem.name == "rate-limited":
+        wait = problem.retry_after
+        return wait if wait is not None and wait <= policy.max_wait_s else None
+    if problem.status == 503 and repeatable(method, path):
+        return min(policy.max_wait_s, problem.retry_after or policy.backoff_s * 2 ** (attempt - 1))
+    return None
+
+
+def require_binding(covered: tuple[str, ...], sent_body: bool, status: int = 200) -> None:
+    """The hub's answer must cover this request's method and target, marked `;req`, and a success answer
+    to a request with a body also its digest: that is what ties the answer to this very request.
+
+    A problem answered before the hub could check the body (401, 413) cannot vouch for its digest; such an
+    answer, replayed, could only refuse, never deliver, so method and target suffice for problems.
+    """
+    needed = (*BINDING, BODY_BINDING) if sent_body and status < 400 else BINDING
+    absent = [component for component in needed if component not in covered]
+    if absent:
+        raise UnverifiedAnswer("bad-signature", f"the answer is not bound to this request: {', '.join(absent)}")
 
 
 class HubClient:
@@ -44,12 +112,14 @@ class HubClient:
         hub_key_id: str,
         hub_public_key: Ed25519PublicKey,
         session: aiohttp.ClientSession,
+        retry: RetryPolicy | None = None,
     ) -> None:
         self._hub_url = hub_url.rstrip("/")
         self._key = key
         self._hub_key_id = hub_key_id
         self._hub_public_key = hub_public_key
         self._session = session
+        self._retry = retry or RetryPolicy()
 
     async def exchange(
         self,
@@ -58,13 +128,26 @@ class HubClient:
         purpose: str,
         params: dict[str, Any] | None = None,
         review: str | None = None,
+        justification: str | None = None,
+        *,
+        emergency: dict[str, str] | None = None,
+        raise_pending: bool = False,
     ) -> ExchangeResult:
+        """Ask for a subject's data. A grey-zone 202 is returned (`result.pending`), or raised as
+        `PendingReview` with `raise_pending=True`; every refusal is raised as its HubProblem subclass."""
+        question = ExchangeQuestion(subject, category, purpose, dict(params or {}), justification)
         document: dict[str, Any] = {"subject": subject, "category": category, "purpose": purpose}
         if params:
             document["params"] = params
         if review is not None:
             document["review"] = review
+        if justification is not None:
+            document["justification"] = justification
+        if emergency is not None:  # `{"reason": "..."}`: a break-the-glass access, where the rule allows it
+            document["emergency"] = emergency
         status, answer = await self.call("POST", "/v1/exchanges", document)
+        if status == 202 and raise_pending:
+            raise PendingReview(status, answer)
         return ExchangeResult(
             status,
             answer["exchange"],
@@ -72,26 +155,71 @@ class HubClient:
             answer.get("holder"),
             answer.get("data"),
             answer.get("review"),
+            question,
         )
 
-    async def call(
-        self, method: str, path: str, document: dict[str, Any] | None = None
-    ) -> tuple[int, dict[str, Any]]:
-        """A signed call to the hub; the verified JSON answer, or HubProblem for a 4xx/5xx."""
-        url = self._hub_url + path
+    async def repeat_with_review(self, pending: ExchangeResult, *, raise_pending: bool = False) -> ExchangeResult:
+        """Repeat a grey-zone exchange naming its review: delivered once approved (200), still pending (202),
+        or `ReviewRejected` / `ReviewExpired`. An approved review allows this repeat once."""
+        if pending.review is None or pending.question is None:
+            raise ValueError("only an exchange left pending by this client can be repeated with its review")
+        question = pending.question
+        return await self.exchange(
+            question.subject,
+            question.category,
+            question.purpose,
+            question.params,
+            review=pending.review,
+            justification=question.justification,
+            raise_pending=raise_pending,
+        )
+
+    async def call(self, method: str, path: str, document: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+        """A signed call to the hub; the verified JSON answer, or the HubProblem subclass of a 4xx/5xx."""
         body = None if document is None else json.dumps(document, separators=(",", ":")).encode()
+        attempt = 1
+        while True:
+            try:
+                status, answer, headers = await self._send(method, path, body)
+            except aiohttp.ClientConnectorError as error:  # no connection: nothing reached the hub
+                if attempt >= self._retry.attempts:
+                    raise
+                wait = self._retry.backoff_s * 2 ** (attempt - 1)
+                log.info("hub.unreachable", attempt=attempt, wait_s=wait, error=type(error).__name__)
+            else:
+                if status < 400:
+                    return status, answer
+                problem = problem_for(status, answer, headers)
+                wait_or_none = retry_wait(self._retry, attempt, method, path, problem)
+                if wait_or_none is None:
+                    raise problem
+                wait = wait_or_none
+                log.info("hub.retry", attempt=attempt, wait_s=wait, problem=problem.name, exchange=problem.exchange)
+            await asyncio.sleep(wait)
+            attempt += 1
+
+    async def _send(self, method: str, path: str, body: bytes | None) -> tuple[int, dict[str, Any], Mapping[str, str]]:
+        """One signed request (a fresh nonce each time) and its verified, bound answer."""
+        url = self._hub_url + path
         headers = sign_request(method, url, body, self._key)
         async with self._session.request(method, url, data=body, headers=headers) as answer:
             answer_body = await answer.read()
-            status, answer_headers = answer.status, dict(answer.headers)
+            status, answer_headers = answer.status, CIMultiDict(answer.headers)
         bound = {"Content-Digest": headers["Content-Digest"]} if body is not None else {}
-        verify_response(
-            Response(status, answer_headers, Request(method, url, bound)),
-            answer_body,
-            self._hub_key_id,
-            self._hub_public_key,
-        )
-        result = json.loads(answer_body)
-        if status >= 400:
-            raise HubProblem(status, result)
-        return status, result
+        try:
+            covered = verify_response(
+                Response(status, answer_headers, Request(method.upper(), url, bound)),
+                answer_body,
+                self._hub_key_id,
+                self._hub_public_key,
+            )
+        except SignatureProblem as problem:
+            raise UnverifiedAnswer(problem.kind, f"{status} answer to {method} {path}: {problem.detail}") from problem
+        require_binding(covered, body is not None, status)
+        try:
+            result = json.loads(answer_body)
+        except ValueError as error:
+            raise UnverifiedAnswer("bad-answer", f"{status} answer to {method} {path} is not JSON") from error
+        if not isinstance(result, dict):
+            raise UnverifiedAnswer("bad-answer", f"{status} answer to {method} {path} is not a JSON object")
+        return status, result, answer_headers

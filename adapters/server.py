@@ -1,20 +1,24 @@
-"""The adapter an agency runs in front of its own store: it verifies the hub's signature, calls the
-agency's handler for the category asked, and answers signed with the agency's key, bound to the request.
+"""The adapter an agency runs in front of its own store: it verifies the hub's signature, checks the
+category's params, calls the agency's handler (or store) for the category asked, and answers signed with
+the agency's key, bound to the request. It also receives the hub's change notifications, once each.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from adapters.mapping import jsonable
 from adapters.nonces import NonceWindow
+from adapters.recent import RecentIds
+from adapters.validation import InvalidParams, ParamsCheck, ParamsValidator, params_validator
 from broker.signing import (
     Request,
     SignatureProblem,
@@ -26,6 +30,7 @@ from broker.signing import (
 )
 
 PROBLEMS = "https://crossroads.example/problems/"
+MAX_BODY_BYTES = 64 * 1024
 log = structlog.get_logger("crossroads.adapter")
 
 
@@ -51,8 +56,22 @@ class UnknownSubject(Exception):
     """Raised by a handler when the agency's store has no record of the subject."""
 
 
+class StoreUnavailable(Exception):
+    """Raised by a handler when the agency's own system cannot answer now; the adapter answers 503."""
+
+
 RecordHandler = Callable[[RecordRequest], Awaitable[dict[str, Any]]]
 NotificationHandler = Callable[[Notification], Awaitable[None]]
+
+
+class Store(Protocol):
+    """An agency system an adapter answers a category from: opened when the adapter starts, closed after."""
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def fetch(self, request: RecordRequest) -> dict[str, Any]: ...
 
 
 class _Refusal(Exception):
@@ -61,35 +80,67 @@ class _Refusal(Exception):
         self.status, self.name, self.detail = status, name, detail
 
 
+@dataclass(frozen=True)
+class _Category:
+    handler: RecordHandler
+    validate: ParamsValidator | None
+
+
 class Adapter:
-    """Declare handlers with `@adapter.category("income")`, then serve `adapter.app()`."""
+    """Declare handlers with `@adapter.category("income")` (or `adapter.serve("income", store)`), then
+    serve `adapter.app()`."""
 
     def __init__(
-        self, agency: str, key: SigningKey, hub_key_id: str, hub_public_key: Ed25519PublicKey, public_url: str
+        self,
+        agency: str,
+        key: SigningKey,
+        hub_key_id: str,
+        hub_public_key: Ed25519PublicKey,
+        public_url: str,
+        notifications_remembered: int = 10_000,
     ) -> None:
         self.agency = agency
         self._key = key
         self._hub_key_id = hub_key_id
         self._hub_public_key = hub_public_key
         self._public_url = public_url.rstrip("/")
-        self._handlers: dict[str, RecordHandler] = {}
+        self._categories: dict[str, _Category] = {}
+        self._stores: list[Store] = []
         self._on_notification: NotificationHandler | None = None
         self._nonces = NonceWindow()
-        self._notifications_seen: set[str] = set()
+        self._notifications_seen = RecentIds(notifications_remembered)
 
-    def category(self, name: str) -> Callable[[RecordHandler], RecordHandler]:
+    @property
+    def public_key(self) -> Ed25519PublicKey:
+        """The agency's public key, which the hub verifies this adapter's answers with."""
+        return self._key.public_key
+
+    @property
+    def categories(self) -> list[str]:
+        return sorted(self._categories)
+
+    def category(self, name: str, params: ParamsCheck | None = None) -> Callable[[RecordHandler], RecordHandler]:
+        """Register the handler answering `name`; `params` is a JSON Schema or a function raising InvalidParams."""
+        validate = None if params is None else params_validator(params)
+
         def register(handler: RecordHandler) -> RecordHandler:
-            self._handlers[name] = handler
+            self._categories[name] = _Category(handler, validate)
             return handler
 
         return register
+
+    def serve(self, name: str, store: Store, params: ParamsCheck | None = None) -> None:
+        """Answer `name` from `store`, opened with the adapter's application and closed with it."""
+        if store not in self._stores:
+            self._stores.append(store)
+        self.category(name, params)(store.fetch)
 
     def notifications(self, handler: NotificationHandler) -> NotificationHandler:
         self._on_notification = handler
         return handler
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=64 * 1024)
+        app = web.Application(client_max_size=MAX_BODY_BYTES)
         app.add_routes(
             [
                 web.post("/v1/records", self._records),
@@ -97,25 +148,36 @@ class Adapter:
                 web.get("/healthz", self._health),
             ]
         )
+        app.cleanup_ctx.append(self._lifetime)
         return app
+
+    async def _lifetime(self, app: web.Application) -> AsyncIterator[None]:
+        opened: list[Store] = []
+        try:
+            for store in self._stores:
+                await store.open()
+                opened.append(store)
+            log.info("adapter.started", agency=self.agency, categories=self.categories)
+            yield
+        finally:
+            for store in reversed(opened):
+                await store.close()
 
     async def _health(self, request: web.Request) -> web.Response:
         return self._answer(request, b"", 200, {"status": "alive", "agency": self.agency})
 
     async def _records(self, request: web.Request) -> web.Response:
         body = await request.read()
+        exchange = None
         try:
-            document = self._verified(request, body)
-            record = _record_request(document)
-            handler = self._handlers.get(record.category)
-            if handler is None:
+            record = _record_request(self._verified(request, body))
+            exchange = record.exchange
+            category = self._categories.get(record.category)
+            if category is None:
                 raise _Refusal(404, "unknown-category", f"{self.agency} does not serve {record.category!r}")
-            try:
-                data = await handler(record)
-            except UnknownSubject as error:
-                raise _Refusal(404, "unknown-subject", "no record of this subject") from error
+            data = await _answer_with(category, record)
         except _Refusal as refusal:
-            log.info("records.refused", problem=refusal.name, status=refusal.status)
+            log.info("records.refused", exchange=exchange, problem=refusal.name, status=refusal.status)
             return self._problem(request, body, refusal)
         log.info("records.answered", exchange=record.exchange, category=record.category, requester=record.requester)
         return self._answer(request, body, 200, {"data": data})
@@ -129,9 +191,18 @@ class Adapter:
             return self._problem(request, body, refusal)
         except KeyError:
             return self._problem(request, body, _Refusal(422, "invalid", "incomplete notification"))
-        if notice.notification not in self._notifications_seen and self._on_notification is not None:
-            await self._on_notification(notice)
-        self._notifications_seen.add(notice.notification)
+        if notice.notification in self._notifications_seen:
+            log.info("notification.repeated", notification=notice.notification)
+        else:
+            if self._on_notification is not None:
+                try:
+                    await self._on_notification(notice)
+                except Exception as error:  # not acknowledged: the hub delivers it again later
+                    log.error("notification.failed", notification=notice.notification, error=type(error).__name__)
+                    unhandled = _Refusal(503, "unavailable", "the notification could not be handled; deliver it again")
+                    return self._problem(request, body, unhandled)
+            self._notifications_seen.add(notice.notification)
+            log.info("notification.received", notification=notice.notification, category=notice.category)
         return self._answer(request, body, 200, {"notification": notice.notification, "received": True})
 
     def _verified(self, request: web.Request, body: bytes) -> dict[str, Any]:
@@ -186,6 +257,28 @@ class Adapter:
         )
         headers = sign_response(status, {"Content-Type": content_type}, body, self._key, bound)
         return web.Response(status=status, body=body, headers=headers)
+
+
+async def _answer_with(category: _Category, record: RecordRequest) -> dict[str, Any]:
+    """The handler's answer, or the refusal its outcome calls for; a failing handler never leaks its error."""
+    try:
+        if category.validate is not None:
+            category.validate(record.params)
+        data = jsonable(await category.handler(record))
+    except InvalidParams as error:
+        raise _Refusal(422, "invalid", str(error)) from error
+    except UnknownSubject as error:
+        raise _Refusal(404, "unknown-subject", "no record of this subject") from error
+    except StoreUnavailable as error:
+        log.warning("records.store_unavailable", exchange=record.exchange, category=record.category)
+        raise _Refusal(503, "unavailable", "the agency's system cannot answer now") from error
+    except Exception as error:
+        log.error("records.failed", exchange=record.exchange, category=record.category, error=type(error).__name__)
+        raise _Refusal(500, "internal", "the adapter could not answer") from error
+    if not isinstance(data, dict):
+        log.error("records.not_an_object", exchange=record.exchange, category=record.category)
+        raise _Refusal(500, "internal", "the adapter could not answer")
+    return data
 
 
 def _record_request(document: dict[str, Any]) -> RecordRequest:

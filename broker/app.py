@@ -30,7 +30,7 @@ from broker.storage import StoreUnavailable
 log = structlog.get_logger("crossroads.http")
 
 # Operations endpoints answer anyone, unsigned and unaudited: they carry no subject's data.
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json"})
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/metrics"})
 PROBLEM_JSON = "application/problem+json"
 
 
@@ -41,6 +41,7 @@ def kind_of(path: str) -> str:
         return {
             "exchanges": "exchange",
             "consents": "consent",
+            "refusals": "consent",
             "subjects": "subject",
             "policies": "policy",
             "reviews": "review",
@@ -91,6 +92,7 @@ async def respond(request: web.Request, handler: Handler) -> web.StreamResponse:
     except StoreUnavailable:
         log.error("audit.unwritable", exchange=entry.exchange, kind=entry.kind)
         response = problem_response(errors.Unavailable("the audit log cannot be written"), entry.exchange)
+    hub.metrics.calls.labels(entry.kind, entry.outcome).inc()
     log.info(
         f"{entry.kind}.answered",
         exchange=entry.exchange,

@@ -12,6 +12,10 @@ from aiohttp import web
 
 from broker import logs
 from broker.app import build_app
+from broker.cli_adapter import adapter
+from broker.cli_audit import audit
+from broker.cli_consent import consent
+from broker.cli_notifications import notifications
 from broker.cli_options import store_options
 from broker.cli_policy import policy
 from broker.config import Config
@@ -47,6 +51,14 @@ def main() -> None:
     help="The hub's Ed25519 private key (PEM); default STATE_DIR/hub.pem.",
 )
 @click.option("--hub-key-id", envvar="CROSSROADS_HUB_KEY_ID", default="crossroads-hub", show_default=True)
+@click.option(
+    "--emergency-per-day",
+    envvar="CROSSROADS_EMERGENCY_PER_DAY",
+    type=click.IntRange(min=0),
+    default=Config.emergency_per_day,
+    show_default=True,
+    help="Emergency (break-the-glass) accesses each agency may make per UTC day.",
+)
 def serve(
     state_dir: Path,
     database_url: str,
@@ -55,6 +67,7 @@ def serve(
     public_url: str,
     hub_key: Path | None,
     hub_key_id: str,
+    emergency_per_day: int,
 ) -> None:
     """Run the hub until interrupted."""
     logs.configure(sys.stdout)
@@ -66,6 +79,7 @@ def serve(
         database_url=database_url,
         hub_key_path=hub_key,
         hub_key_id=hub_key_id,
+        emergency_per_day=emergency_per_day,
     )
     web.run_app(build_app(config), host=host, port=port, access_log=None, print=None)
 
@@ -142,3 +156,7 @@ def demo(serve_: bool, state_dir: Path | None) -> None:
 
 
 main.add_command(policy)
+main.add_command(notifications)
+main.add_command(consent)
+main.add_command(audit)
+main.add_command(adapter)

@@ -23,6 +23,18 @@ class Config:
     rate_per_s: float = 200.0
     rate_burst: float = 400.0
     policy_poll_s: float = 1.0
+    audit_batch_max: int = 256  # records one group-commit transaction holds at most
+    audit_batch_wait_s: float = 0.0  # how long a batch waits for more; 0: commit once the last commit is done
+    audit_link_interval_s: float = 0.5  # how often committed audit records are linked into the chain
+    audit_checkpoint_every: int = 1000  # records between signed audit checkpoints...
+    audit_checkpoint_interval_s: float = 60.0  # ...or seconds, whichever comes first
+    audit_abandon_after_s: float = 300.0  # an exchange left `forwarding` this long (its process died) is closed
+    notification_poll_s: float = 0.5  # how often the outbox is checked for due deliveries
+    notification_backoff_s: float = 1.0  # first retry delay; doubles per attempt, with jitter
+    notification_backoff_cap_s: float = 300.0
+    notification_max_attempts: int = 10  # then the delivery is dead-lettered
+    notification_max_age_s: float = 86_400.0  # a delivery older than this is dead-lettered too
+    emergency_per_day: int = 3  # break-the-glass accesses each agency may make per UTC day, on all hub processes
 
     @property
     def url(self) -> str:

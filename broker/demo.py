@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from aiohttp import web
 
 from adapters.client import HubClient, HubProblem
 from adapters.examples import demo_agencies as demo
-from adapters.server import Adapter
+from adapters.server import Adapter, Notification
 from broker.app import build_app
 from broker.config import Config
 from broker.hub import Hub, open_hub
@@ -34,18 +35,25 @@ from policies.rules import parse_csv
 HUB_KEY_ID = "crossroads-hub"
 OPERATORS = {"admin-desk": "admin", "privacy-office": "privacy_officer", "citizen-portal": "citizen_portal"}
 RULES = Path(__file__).resolve().parent.parent / "policies" / "default_rules.csv"
+# Accesses for these purposes reach citizens' access logs only this many days after they happen.
+EMBARGOES = {"fraud-investigation": 365}
 
 
 @dataclass(frozen=True)
 class Case:
     name: str
     requester: str
-    request: dict[str, str]
+    request: dict[str, Any]
     expect: dict[str, Any]
+    then: str | None = None  # what run_scenario shows after this case: `consent-lifecycle`, `emergency-review`
 
+
+FIRE = {"reason": "house fire overnight: the household needs emergency housing today"}
 
 # Each case with the answer the hub gives it in the seeded world: Sofie has consented to her income
-# being shared for benefit eligibility, Anna has not (until the demo gives it on her behalf).
+# being shared for benefit eligibility, Anna has not (until the demo gives it on her behalf); Jan consented
+# too, then refused family benefits everything. Every case answers the same in a fresh world, in this
+# order, so world.json replays; what changes state between cases happens in run_scenario only.
 SCENARIO = [
     Case(
         "white: civil status delivered",
@@ -70,12 +78,44 @@ SCENARIO = [
         "family-benefits",
         {"subject": demo.ANNA, "category": "income", "purpose": "benefit-eligibility"},
         {"status": 403, "zone": "white", "problem": "no-consent"},
+        then="consent-lifecycle",
     ),
     Case(
         "consent: income delivered under consent, minimised",
         "family-benefits",
         {"subject": demo.SOFIE, "category": "income", "purpose": "benefit-eligibility"},
         {"status": 200, "zone": "white", "problem": None},
+    ),
+    Case(
+        "refusal: Jan's refusal beats his consent",
+        "family-benefits",
+        {"subject": demo.JAN, "category": "income", "purpose": "benefit-eligibility"},
+        {"status": 403, "zone": "white", "problem": "consent-refused"},
+    ),
+    Case(
+        "legal mandate: a refusal does not stop a fraud investigation",
+        "family-benefits",
+        {"subject": demo.JAN, "category": "income", "purpose": "fraud-investigation"},
+        {"status": 200, "zone": "white", "problem": None},
+    ),
+    Case(
+        "consent: the municipality has no consent",
+        "municipality-leuven",
+        {"subject": demo.ANNA, "category": "civil-status", "purpose": "benefit-eligibility"},
+        {"status": 403, "zone": "white", "problem": "no-consent"},
+    ),
+    Case(
+        "emergency: the municipality breaks the glass",
+        "municipality-leuven",
+        {"subject": demo.ANNA, "category": "civil-status", "purpose": "benefit-eligibility", "emergency": FIRE},
+        {"status": 200, "zone": "white", "problem": None},
+        then="emergency-review",
+    ),
+    Case(
+        "emergency: refused where the rule does not allow it",
+        "family-benefits",
+        {"subject": demo.ANNA, "category": "civil-status", "purpose": "benefit-eligibility", "emergency": FIRE},
+        {"status": 403, "zone": "white", "problem": "emergency-not-allowed"},
     ),
     Case(
         "relationship: municipality has no relationship",
@@ -172,13 +212,16 @@ async def demo_world(state_dir: Path, database_url: str = "", **settings: Any) -
     await upgrade(engine)
     await engine.dispose()
     async with AsyncExitStack() as stack:
+        systems = await stack.enter_async_context(demo.legacy_systems(state_dir / "systems"))
         adapter_urls: dict[str, str] = {}
         adapters: dict[str, Adapter] = {}
         for agency in demo.AGENCIES:
             port = free_port()
             adapter_urls[agency] = f"http://127.0.0.1:{port}"
             adapters[agency] = demo.build_adapter(
-                agency, Adapter(agency, keys[agency], HUB_KEY_ID, hub_key.public_key, adapter_urls[agency])
+                agency,
+                Adapter(agency, keys[agency], HUB_KEY_ID, hub_key.public_key, adapter_urls[agency]),
+                systems,
             )
             stack.push_async_callback((await _serve(adapters[agency].app(), port)).cleanup)
         hub = await stack.enter_async_context(open_hub(config))
@@ -200,7 +243,10 @@ def _seed(keys: dict[str, SigningKey], adapter_urls: dict[str, str]) -> dict[str
 
     return {
         "categories": [{"name": name, "description": text} for name, text in demo.CATEGORIES.items()],
-        "purposes": [{"name": name, "description": text} for name, text in demo.PURPOSES.items()],
+        "purposes": [
+            {"name": name, "description": text, "confidential": name in EMBARGOES, "embargo_days": EMBARGOES.get(name)}
+            for name, text in demo.PURPOSES.items()
+        ],
         "agencies": [
             {
                 "id": agency,
@@ -228,24 +274,82 @@ def _seed(keys: dict[str, SigningKey], adapter_urls: dict[str, str]) -> dict[str
                 "categories": ["income"],
                 "purposes": ["benefit-eligibility"],
                 "evidence": "paper form 2026/0412, Ghent office",
-            }
+                "channel": "paper",
+            },
+            {
+                "subject": demo.JAN,
+                "grantee": "family-benefits",
+                "categories": ["income"],
+                "purposes": ["benefit-eligibility"],
+                "evidence": "portal session 2026-03-02/118",
+                "channel": "portal",
+                "notice_version": "2026-1",
+            },
         ],
+        "refusals": [{"subject": demo.JAN, "agency": "family-benefits", "channel": "counter"}],
     }
 
 
 async def run_scenario(world: DemoWorld) -> list[str]:
-    """Broker every case; give Anna's consent and approve the grey review in between; summarise the audit."""
-    lines = []
+    """Broker every case; approve the grey review, give and withdraw Anna's consent and show the emergency
+    review in between; summarise the audit."""
     async with aiohttp.ClientSession() as session:
+        lines = await _seeded(world, session)
         for case in SCENARIO:
-            line, review = await _run_case(world, session, case)
+            line, answer = await _run_case(world, session, case)
             lines.append(line)
-            if review is not None:
-                lines += await _approve_and_repeat(world, session, case, review)
-            if case.expect["problem"] == "no-consent":
-                lines += await _consent_and_repeat(world, session, case)
+            if answer.get("status") == "pending":
+                lines += await _approve_and_repeat(world, session, case, answer["review"])
+            if case.then == "consent-lifecycle":
+                lines += await _consent_lifecycle(world, session, case)
+            if case.then == "emergency-review":
+                lines += await _emergency_review(world, session, answer["emergency"]["review"])
+        lines += await _change_notification(world, session)
         _, audit = await world.client("privacy-office", session).call("GET", "/v1/audit")
     return lines + _audit_summary(audit["records"])
+
+
+async def _change_notification(world: DemoWorld, session: aiohttp.ClientSession) -> list[str]:
+    """Anna moves: the population register tells the hub, which tells the agencies that know her and may hear."""
+    inbox: dict[str, list[Notification]] = {agency: [] for agency in world.adapters}
+    for agency, adapter in world.adapters.items():
+        adapter.notifications(partial(_receive, inbox[agency]))
+    change = {"subject": demo.ANNA, "category": "civil-status", "event": "updated", "ref": "move-2026-1187"}
+    _, accepted = await world.client("population-register", session).call("POST", "/v1/notifications", change)
+    for _ in range(100):  # the outbox delivers within moments; wait at most ten seconds
+        if sum(len(notices) for notices in inbox.values()) >= accepted["recipients"]:
+            break
+        await asyncio.sleep(0.1)
+    told = sorted(agency for agency, notices in inbox.items() if notices)
+    untold = sorted(agency for agency, notices in inbox.items() if not notices and agency != "population-register")
+    return [
+        f"{'notification':<14} population-register: {demo.ANNA}'s civil status changed → "
+        f"{accepted['recipients']} recipients; delivered to {', '.join(told)}",
+        f"{'':<14} not told: {', '.join(untold)} (no relationship, or no rule to hear about civil status)",
+    ]
+
+
+async def _receive(inbox: list[Notification], notice: Notification) -> None:
+    inbox.append(notice)
+
+
+async def _seeded(world: DemoWorld, session: aiohttp.ClientSession) -> list[str]:
+    """The consents and refusals the world starts with, as the citizen portal reads them back."""
+    lines = []
+    for subject in (demo.SOFIE, demo.JAN):
+        _, history = await world.client("citizen-portal", session).call("GET", f"/v1/subjects/{subject}/consents")
+        for consent in history["consents"]:
+            lines.append(
+                f"{'consent':<14} {subject} lets {consent['grantee']} have {', '.join(consent['categories'])} for "
+                f"{', '.join(consent['purposes'])} ({consent['status']}, {consent['channel']}: {consent['evidence']})"
+            )
+        for refusal in history["refusals"]:
+            scope = "everything" if refusal["categories"] is None else ", ".join(refusal["categories"])
+            lines.append(
+                f"{'refusal':<14} {subject} refuses {refusal['agency']} {scope} "
+                f"({refusal['status']}, {refusal['channel']})"
+            )
+    return lines
 
 
 async def _approve_and_repeat(world: DemoWorld, session: aiohttp.ClientSession, case: Case, review: str) -> list[str]:
@@ -263,50 +367,70 @@ async def _approve_and_repeat(world: DemoWorld, session: aiohttp.ClientSession, 
     return [f"{'review':<14} privacy-office approves review {review[:8]}: {reason}", line]
 
 
-async def _consent_and_repeat(world: DemoWorld, session: aiohttp.ClientSession, case: Case) -> list[str]:
+async def _consent_lifecycle(world: DemoWorld, session: aiohttp.ClientSession, case: Case) -> list[str]:
+    """The person consents through the portal, the same exchange is delivered, the person withdraws with one
+    call, and the very next exchange is refused again."""
+    portal = world.client("citizen-portal", session)
     consent = {
         "subject": case.request["subject"],
         "grantee": case.requester,
-        "categories": ["income"],
-        "purposes": ["benefit-eligibility"],
+        "categories": [case.request["category"]],
+        "purposes": [case.request["purpose"]],
         "evidence": "signed online through the citizen portal",
+        "notice_version": "2026-1",
     }
-    _, given = await world.client("citizen-portal", session).call("POST", "/v1/consents", consent)
-    repeat = Case(
-        "consent: the same, after consent",
-        case.requester,
-        case.request,
-        {"status": 200, "zone": "white", "problem": None},
+    _, given = await portal.call("POST", "/v1/consents", consent)
+    delivered, _ = await _run_case(
+        world, session, Case("consent: after consent", case.requester, case.request, {"status": 200, "zone": "white"})
     )
-    line, _ = await _run_case(world, session, repeat)
+    _, withdrawn = await portal.call("POST", f"/v1/consents/{given['consent']}/withdraw")
+    refused, _ = await _run_case(
+        world,
+        session,
+        Case("consent: after withdrawal", case.requester, case.request, {"status": 403, "zone": "white"}),
+    )
     return [
         f"{'consent given':<14} citizen-portal records consent {given['consent'][:8]} for "
-        f"{case.request['subject']} → {case.requester}: income, benefit-eligibility",
-        line,
+        f"{case.request['subject']} → {case.requester}: {case.request['category']}, {case.request['purpose']}",
+        delivered,
+        f"{'withdrawn':<14} citizen-portal withdraws consent {given['consent'][:8]} "
+        f"(one call, channel {withdrawn['withdrawn_channel']}): status {withdrawn['status']}",
+        refused,
     ]
 
 
-async def _run_case(world: DemoWorld, session: aiohttp.ClientSession, case: Case) -> tuple[str, str | None]:
-    """One exchange and its one-line outcome; the review id when it is left pending."""
+async def _emergency_review(world: DemoWorld, session: aiohttp.ClientSession, review_id: str) -> list[str]:
+    """The review the emergency access opened, as the privacy officer finds it in the queue."""
+    _, queue = await world.client("privacy-office", session).call("GET", "/v1/reviews?status=pending")
+    [review] = [review for review in queue["reviews"] if review["review"] == review_id]
+    return [
+        f"{'review':<14} privacy-office finds {review['kind']} review {review_id[:8]} ({review['status']}) of "
+        f"{review['requester']}'s access, rule {review['rule_id']}: {review['justification']}"
+    ]
+
+
+async def _run_case(world: DemoWorld, session: aiohttp.ClientSession, case: Case) -> tuple[str, dict[str, Any]]:
+    """One exchange, sent as the case writes it, and its one-line outcome; the hub's answer (empty if refused)."""
     request = case.request
     asked = f"{case.requester} asks {request['category']} of {request['subject']} for {request['purpose']}"
-    review = None
+    if "emergency" in request:
+        asked += " in an emergency"
+    answer: dict[str, Any] = {}
     try:
-        result = await world.client(case.requester, session).exchange(
-            request["subject"], request["category"], request["purpose"], review=request.get("review")
-        )
+        status, answer = await world.client(case.requester, session).call("POST", "/v1/exchanges", request)
     except HubProblem as problem:
-        outcome, zone = f"{problem.status} {problem.name}", case.expect["zone"] or "-"
+        outcome, zone = f"{problem.status} {problem.name}", case.expect.get("zone") or "-"
     else:
-        zone = result.zone
-        if result.status == 202:
-            review = result.review
-            outcome = f"202 pending review {(review or '')[:8]}"
+        zone = answer["zone"]
+        if status == 202:
+            outcome = f"202 pending review {answer['review'][:8]}"
         else:
-            outcome = f"200 from {result.holder}, fields: {', '.join(result.data or {})}"
+            outcome = f"200 from {answer['holder']}, fields: {', '.join(answer['data'])}"
+        if "emergency" in answer:
+            outcome += f"; review {answer['emergency']['review'][:8]} opened"
     expected = case.expect["status"]
     mark = "" if outcome.startswith(str(expected)) else f"  (UNEXPECTED: wanted {expected})"
-    return f"{zone:<14} {asked} → {outcome}{mark}", review
+    return f"{zone:<14} {asked} → {outcome}{mark}", answer
 
 
 def _audit_summary(records: list[dict[str, Any]]) -> list[str]:
@@ -320,9 +444,10 @@ def _audit_summary(records: list[dict[str, Any]]) -> list[str]:
     for record in exchanges:
         lines.append(
             f"  #{record['seq']:<3} {record['requester']:<20} {record['category'] or '-':<18} "
-            f"{record['outcome']:<9} {record['reason'] or record['zone'] or '-':<16} "
-            f"rule {record['rule_id'] or '-':<5} v{record['policy_version'] or '-'} "
+            f"{record['outcome']:<9} {record['reason'] or record['zone'] or '-':<21} "
+            f"rule {record['rule_id'] or '-':<13} v{record['policy_version'] or '-'} "
             f"consent {(record['consent_id'] or '-')[:8]:<8} review {(record['review_id'] or '-')[:8]:<8} "
+            f"{'EMERGENCY ' if record['emergency'] else ''}"
             f"{record['response_digest'][:19]}"
         )
     return lines

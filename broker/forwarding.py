@@ -61,6 +61,9 @@ class HolderClient:
         status, document = await self.post(holder, "/v1/records", payload)
         if status == 404 and str(document.get("type", "")).endswith("/unknown-subject"):
             raise errors.UnknownSubject(f"holder {holder.id!r} does not know this subject")
+        if status == 422 and str(document.get("type", "")).endswith("/invalid"):
+            # The requester's params do not suit the category: the question's fault, not the holder's.
+            raise errors.Invalid(f"holder {holder.id!r} refused the params: {str(document.get('detail', ''))[:300]}")
         data = document.get("data")
         if status != 200 or not isinstance(data, dict):
             raise errors.BadHolderAnswer(f"holder {holder.id!r} answered {status} without a data object")

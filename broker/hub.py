@@ -18,8 +18,12 @@ from broker.config import Config
 from broker.forwarding import HolderClient
 from broker.keys import load_signing_key
 from broker.limits import RateLimiter
+from broker.metrics import Metrics
+from broker.notifications import DeliverySettings, DeliveryWorker, NotificationService
+from broker.outbox import OutboxStore
 from broker.pipeline import ExchangePipeline
 from broker.replay import NonceStore
+from broker.sequencer import Sequencer, SequencerSettings
 from broker.signing import SigningKey
 from broker.storage import create_engine
 from broker.storage.migrations import require_current_schema
@@ -47,6 +51,9 @@ class Hub:
     authenticator: Authenticator
     limiter: RateLimiter
     pipeline: ExchangePipeline
+    metrics: Metrics
+    notifications: NotificationService
+    sequencer: Sequencer
 
 
 @asynccontextmanager
@@ -67,9 +74,14 @@ async def open_hub(config: Config) -> AsyncIterator[Hub]:
             directory.purpose_exists,
         )
         reviews = ReviewStore(sessions)
-        audit, nonces = AuditLog(sessions), NonceStore(sessions)
+        audit, nonces = AuditLog(sessions, config.audit_batch_max, config.audit_batch_wait_s), NonceStore(sessions)
+        sequencer = Sequencer(audit, key, _sequencer_settings(config))
+        metrics = Metrics()
+        notifications = NotificationService(OutboxStore(sessions), directory, policies)
         connector = aiohttp.TCPConnector(limit=config.holder_connections)
-        async with aiohttp.ClientSession(connector=connector) as session:
+        # On exit the client session closes first, then the audit writer commits what it holds, then the
+        # sequencer links it and signs a last checkpoint.
+        async with sequencer.running(), audit.writing(), aiohttp.ClientSession(connector=connector) as session:
             holders = HolderClient(session, key, directory.key, config.holder_timeout_s)
             hub = Hub(
                 config,
@@ -83,9 +95,26 @@ async def open_hub(config: Config) -> AsyncIterator[Hub]:
                 nonces,
                 Authenticator(directory, nonces, OperatorGate(), config.url),
                 RateLimiter(config.rate_per_s, config.rate_burst),
-                ExchangePipeline(directory, policies, consents, reviews, holders, audit),
+                ExchangePipeline(directory, policies, consents, reviews, holders, audit, config.emergency_per_day),
+                metrics=metrics,
+                notifications=notifications,
+                sequencer=sequencer,
             )
-            tasks = [asyncio.create_task(_refresh_policies(hub)), asyncio.create_task(_prune_nonces(hub))]
+            worker = DeliveryWorker(
+                notifications.outbox,
+                directory,
+                audit,
+                key,
+                session,
+                _delivery_settings(config),
+                metrics,
+                notifications.wake,
+            )
+            tasks = [
+                asyncio.create_task(_refresh_policies(hub)),
+                asyncio.create_task(_prune_nonces(hub)),
+                asyncio.create_task(worker.run()),
+            ]
             try:
                 yield hub
             finally:
@@ -96,6 +125,26 @@ async def open_hub(config: Config) -> AsyncIterator[Hub]:
                         await task
     finally:
         await engine.dispose()
+
+
+def _sequencer_settings(config: Config) -> SequencerSettings:
+    return SequencerSettings(
+        interval_s=config.audit_link_interval_s,
+        checkpoint_every=config.audit_checkpoint_every,
+        checkpoint_interval_s=config.audit_checkpoint_interval_s,
+        abandon_after_s=config.audit_abandon_after_s,
+    )
+
+
+def _delivery_settings(config: Config) -> DeliverySettings:
+    return DeliverySettings(
+        poll_s=config.notification_poll_s,
+        backoff_s=config.notification_backoff_s,
+        backoff_cap_s=config.notification_backoff_cap_s,
+        max_attempts=config.notification_max_attempts,
+        max_age_s=config.notification_max_age_s,
+        timeout_s=config.holder_timeout_s,
+    )
 
 
 def _exists(lookup: Callable[[str], Awaitable[object | None]]) -> Callable[[str], Awaitable[bool]]:

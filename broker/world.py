@@ -1,5 +1,5 @@
 """Loading a world file (JSON or YAML): agencies and their keys, operators, categories, purposes,
-holdings, relationships, role memberships, sharing rules and consents, each through its own service.
+holdings, relationships, role memberships, sharing rules, consents and refusals, each through its own service.
 """
 
 from __future__ import annotations
@@ -42,3 +42,5 @@ async def load_world(hub: Hub, world: dict[str, Any], actor: str, reason: str) -
         await hub.policies.replace(rules, groups + policy.groups, actor, reason, at)
     for consent in world.get("consents", []):
         await hub.consents.give(consent, actor, at)
+    for refusal in world.get("refusals", []):
+        await hub.consents.refuse(refusal, actor, at)

@@ -1,74 +1,197 @@
-"""Reads and appends of the consent tables; the only code that touches them. Nothing is updated or deleted."""
+"""Reads and appends of the consent tables; the only code that touches them. Nothing is updated or deleted:
+a withdrawal, a lift and an emergency use are rows of their own. Every read goes to the store, so what one
+hub process records is what every other process decides on at its next exchange.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from consent.matching import Consent
-from consent.models import ConsentRecord, ConsentWithdrawal
+from consent.matching import Consent, Ending, Refusal
+from consent.models import ConsentRecord, ConsentWithdrawal, EmergencyUse, RefusalLift, RefusalRecord
 
 
-class AlreadyWithdrawn(Exception):
-    pass
+class AlreadyEnded(Exception):
+    """The consent is already withdrawn, or the refusal already lifted."""
 
 
 class ConsentStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
-    async def give(self, consent: Consent, created_by: str) -> None:
+    async def give(self, consent: Consent) -> None:
         async with self._sessions() as session, session.begin():
             session.add(
                 ConsentRecord(
                     id=consent.id,
                     subject=consent.subject,
+                    representative=consent.representative,
+                    mandate=consent.mandate,
                     grantee=consent.grantee,
                     categories=list(consent.categories),
                     purposes=list(consent.purposes),
                     valid_from=consent.valid_from,
                     valid_until=consent.valid_until,
+                    channel=consent.channel,
                     evidence=consent.evidence,
+                    evidence_sha256=consent.evidence_sha256,
+                    notice_version=consent.notice_version,
                     created_at=consent.created_at,
-                    created_by=created_by,
+                    created_by=consent.created_by,
                 )
             )
 
-    async def withdraw(self, consent_id: str, at: datetime, by: str) -> Consent | None:
-        """Record the withdrawal; None when no such consent exists."""
-        async with self._sessions() as session, session.begin():
-            record = await session.get(ConsentRecord, consent_id)
-            if record is None:
-                return None
-            if await session.get(ConsentWithdrawal, consent_id) is not None:
-                raise AlreadyWithdrawn(consent_id)
-            session.add(ConsentWithdrawal(consent_id=consent_id, withdrawn_at=at, withdrawn_by=by))
-        return _consent(record, at)
+    async def withdraw(self, consent_id: str, ending: Ending) -> Consent | None:
+        """Record the withdrawal; None when no such consent exists, AlreadyEnded when it was withdrawn."""
+        try:
+            async with self._sessions() as session, session.begin():
+                record = await session.get(ConsentRecord, consent_id)
+                if record is None:
+                    return None
+                if await session.get(ConsentWithdrawal, consent_id) is not None:
+                    raise AlreadyEnded(consent_id)
+                session.add(
+                    ConsentWithdrawal(
+                        consent_id=consent_id, withdrawn_at=ending.at, withdrawn_by=ending.by, channel=ending.channel
+                    )
+                )
+                withdrawn = _consent(record, ending)
+        except IntegrityError as error:  # another process withdrew it between the read and the write
+            raise AlreadyEnded(consent_id) from error
+        return withdrawn
 
-    async def of_subject(self, subject: str) -> list[Consent]:
-        query = (
-            select(ConsentRecord, ConsentWithdrawal.withdrawn_at)
+    async def refuse(self, refusal: Refusal) -> None:
+        async with self._sessions() as session, session.begin():
+            session.add(
+                RefusalRecord(
+                    id=refusal.id,
+                    subject=refusal.subject,
+                    representative=refusal.representative,
+                    mandate=refusal.mandate,
+                    agency=refusal.agency,
+                    categories=None if refusal.categories is None else list(refusal.categories),
+                    channel=refusal.channel,
+                    created_at=refusal.created_at,
+                    created_by=refusal.created_by,
+                )
+            )
+
+    async def lift(self, refusal_id: str, ending: Ending) -> Refusal | None:
+        """Record the lift; None when no such refusal exists, AlreadyEnded when it was lifted."""
+        try:
+            async with self._sessions() as session, session.begin():
+                record = await session.get(RefusalRecord, refusal_id)
+                if record is None:
+                    return None
+                if await session.get(RefusalLift, refusal_id) is not None:
+                    raise AlreadyEnded(refusal_id)
+                session.add(
+                    RefusalLift(refusal_id=refusal_id, lifted_at=ending.at, lifted_by=ending.by, channel=ending.channel)
+                )
+                lifted = _refusal(record, ending)
+        except IntegrityError as error:
+            raise AlreadyEnded(refusal_id) from error
+        return lifted
+
+    async def of_subject(self, subject: str) -> tuple[list[Consent], list[Refusal]]:
+        """Every consent and refusal of the subject, oldest first, with their withdrawals and lifts."""
+        return await self._read(subject, None)
+
+    async def for_exchange(self, subject: str, agency: str) -> tuple[list[Consent], list[Refusal]]:
+        """The subject's consents that could name `agency` (itself or `*`) and its refusals of `agency`."""
+        return await self._read(subject, agency)
+
+    async def _read(self, subject: str, agency: str | None) -> tuple[list[Consent], list[Refusal]]:
+        consents = (
+            select(ConsentRecord, ConsentWithdrawal)
             .outerjoin(ConsentWithdrawal, ConsentWithdrawal.consent_id == ConsentRecord.id)
             .where(ConsentRecord.subject == subject)
             .order_by(ConsentRecord.created_at, ConsentRecord.id)
         )
-        async with self._sessions() as session:
-            rows = (await session.execute(query)).all()
-        return [_consent(record, withdrawn_at) for record, withdrawn_at in rows]
+        refusals = (
+            select(RefusalRecord, RefusalLift)
+            .outerjoin(RefusalLift, RefusalLift.refusal_id == RefusalRecord.id)
+            .where(RefusalRecord.subject == subject)
+            .order_by(RefusalRecord.created_at, RefusalRecord.id)
+        )
+        if agency is not None:
+            consents = consents.where(or_(ConsentRecord.grantee == agency, ConsentRecord.grantee == "*"))
+            refusals = refusals.where(RefusalRecord.agency == agency)
+        async with self._sessions() as session, session.begin():  # one transaction: one consistent view
+            consent_rows = (await session.execute(consents)).all()
+            refusal_rows = (await session.execute(refusals)).all()
+            return (
+                [_consent(record, _withdrawal(withdrawal)) for record, withdrawal in consent_rows],
+                [_refusal(record, _lift(lift)) for record, lift in refusal_rows],
+            )
+
+    async def use_emergency(self, agency: str, exchange: str, at: datetime, per_day: int) -> int | None:
+        """Count one emergency access of `agency` on `at`'s UTC day: how many it has used that day, this one
+        included; None when `per_day` were already used.
+
+        Each use takes the next free slot of the day; two processes taking the same slot collide on the
+        primary key and the loser counts again, so no interleaving lets a day hold more than `per_day`.
+        """
+        day = at.date().isoformat()
+        for _ in range(per_day + 1):
+            try:
+                async with self._sessions() as session, session.begin():
+                    used = await session.scalar(
+                        select(func.count()).where(EmergencyUse.agency == agency, EmergencyUse.day == day)
+                    )
+                    slot = used or 0
+                    if slot >= per_day:
+                        return None
+                    session.add(EmergencyUse(agency=agency, day=day, slot=slot, exchange=exchange, at=at))
+            except IntegrityError:
+                continue
+            return slot + 1
+        return None
 
 
-def _consent(record: ConsentRecord, withdrawn_at: datetime | None) -> Consent:
+def _withdrawal(row: ConsentWithdrawal | None) -> Ending | None:
+    return None if row is None else Ending(row.withdrawn_at, row.withdrawn_by, row.channel)
+
+
+def _lift(row: RefusalLift | None) -> Ending | None:
+    return None if row is None else Ending(row.lifted_at, row.lifted_by, row.channel)
+
+
+def _consent(record: ConsentRecord, withdrawal: Ending | None) -> Consent:
     return Consent(
-        record.id,
-        record.subject,
-        record.grantee,
-        tuple(record.categories),
-        tuple(record.purposes),
-        record.valid_from,
-        record.valid_until,
-        record.evidence,
-        record.created_at,
-        withdrawn_at,
+        id=record.id,
+        subject=record.subject,
+        representative=record.representative,
+        mandate=record.mandate,
+        grantee=record.grantee,
+        categories=tuple(record.categories),
+        purposes=tuple(record.purposes),
+        valid_from=record.valid_from,
+        valid_until=record.valid_until,
+        channel=record.channel,
+        evidence=record.evidence,
+        evidence_sha256=record.evidence_sha256,
+        notice_version=record.notice_version,
+        created_at=record.created_at,
+        created_by=record.created_by,
+        withdrawal=withdrawal,
+    )
+
+
+def _refusal(record: RefusalRecord, lift: Ending | None) -> Refusal:
+    return Refusal(
+        id=record.id,
+        subject=record.subject,
+        representative=record.representative,
+        mandate=record.mandate,
+        agency=record.agency,
+        categories=None if record.categories is None else tuple(record.categories),
+        channel=record.channel,
+        created_at=record.created_at,
+        created_by=record.created_by,
+        lift=lift,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import ForeignKey, Index, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from broker.storage import Base
@@ -54,6 +54,10 @@ class Purpose(Base):
 
     name: Mapped[str] = mapped_column(String(63), primary_key=True)
     description: Mapped[str] = mapped_column(String(500), default="")
+    # Confidential purposes (e.g. fraud investigation) stay out of citizens' access logs until embargo_days
+    # after each access; with no embargo_days they stay out.
+    confidential: Mapped[bool] = mapped_column(default=False, server_default=false())
+    embargo_days: Mapped[int | None]
 
 
 class Holding(Base):

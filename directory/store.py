@@ -32,6 +32,14 @@ class OperatorEntry:
 
 
 @dataclass(frozen=True)
+class PurposeEntry:
+    name: str
+    description: str
+    confidential: bool
+    embargo_days: int | None
+
+
+@dataclass(frozen=True)
 class KeyEntry:
     key_id: str
     principal_kind: str
@@ -102,6 +110,11 @@ class DirectoryStore:
         async with self._sessions() as session:
             return await session.get(Purpose, name) is not None
 
+    async def purposes(self) -> list[PurposeEntry]:
+        async with self._sessions() as session:
+            rows = (await session.scalars(select(Purpose).order_by(Purpose.name))).all()
+        return [PurposeEntry(row.name, row.description, row.confidential, row.embargo_days) for row in rows]
+
     async def relationship(self, agency: str, subject: str, at: datetime) -> str | None:
         """The capacity in which `agency` currently has `subject` as a client, if it does."""
         query = (
@@ -113,6 +126,20 @@ class DirectoryStore:
         )
         async with self._sessions() as session:
             return (await session.scalars(query)).first()
+
+    async def related_agencies(self, subject: str, at: datetime) -> list[AgencyEntry]:
+        """Active agencies with a current relationship to `subject`, in a stable order."""
+        query = (
+            select(Agency)
+            .join(Relationship, Relationship.agency == Agency.id)
+            .where(Relationship.subject == subject, Agency.status == "active")
+            .where(Relationship.valid_from <= at)
+            .where(or_(Relationship.valid_until.is_(None), Relationship.valid_until > at))
+            .order_by(Agency.id)
+        )
+        async with self._sessions() as session:
+            rows = (await session.scalars(query)).unique().all()
+        return [AgencyEntry(row.id, row.name, row.adapter_url, row.status) for row in rows]
 
     async def holders(self, subject: str, category: str, at: datetime) -> list[AgencyEntry]:
         """Active agencies that currently hold `category` for `subject`, in a stable order."""
@@ -134,7 +161,14 @@ class DirectoryStore:
             for item in world.get("categories", []):
                 await session.merge(Category(name=item["name"], description=item.get("description", "")))
             for item in world.get("purposes", []):
-                await session.merge(Purpose(name=item["name"], description=item.get("description", "")))
+                await session.merge(
+                    Purpose(
+                        name=item["name"],
+                        description=item.get("description", ""),
+                        confidential=item.get("confidential", False),
+                        embargo_days=item.get("embargo_days"),
+                    )
+                )
             for item in world.get("agencies", []):
                 await session.merge(
                     Agency(

@@ -66,6 +66,17 @@ def blockbuster() -> Iterator[None]:
         for function in busters.functions.values():
             function.can_block_in("broker/demo.py", "demo_world").can_block_in("broker/hub.py", "open_hub")
             function.can_block_in("broker/cli.py", "run")  # one-shot commands: nothing is being served
+            function.can_block_in("broker/cli_audit.py", "run")
             # Alembic reads its scripts inside run_sync's greenlet, whose stack does not show the caller.
-            function.can_block_in("broker/storage/migrations/__init__.py", ["upgrade", "run", "read"])
+            function.can_block_in("broker/storage/migrations/__init__.py", ["upgrade", "run", "read", "heads"])
+            function.can_block_in("broker/storage/engine.py", "create_engine")
+            # Opening a pooled store connection (aiosqlite's file, asyncpg's passfile) stats files once per
+            # connection; the pool keeps connections open, so requests do not pay it again.
+            function.can_block_in("sqlalchemy/pool/base.py", "_create_connection")
+            # asyncpg looks for ~/.postgresql client certificates when it connects; its coroutine runs outside
+            # the pool's greenlet frames, so the exemption above does not see it.
+            function.can_block_in("asyncpg/connect_utils.py", "_parse_connect_dsn_and_args")
+            # asyncpg looks for its passfile and TLS files in the event loop, outside SQLAlchemy's greenlet, where
+            # the frame above is not on the stack: a pool growing under concurrent requests connects this way.
+            function.can_block_in("asyncpg/connect_utils.py", "_parse_connect_dsn_and_args")
         yield

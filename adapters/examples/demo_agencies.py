@@ -1,14 +1,22 @@
-"""The demo world's agencies and the records their own systems hold, served through the adapter SDK.
-
-Each agency's store here is a small table of sample records keyed by national number; the adapter
-answers from it exactly as it would from the agency's database.
+"""The demo world's agencies, the records their own systems hold, and those systems themselves: the
+population register is a SQLite database, the tax authority an export file (CSV), the employment office
+a legacy REST service; each is answered through the store adapter of its kind, the others by handlers.
 """
 
 from __future__ import annotations
 
+import asyncio
+import csv
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, closing
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from adapters.examples.legacy_rest import legacy_app, serving
 from adapters.server import Adapter, RecordRequest, UnknownSubject
+from adapters.stores import build_store
 
 ANNA, JAN, SOFIE, PIETER = "85073003328", "90021512345", "78112233344", "66040412399"
 
@@ -137,10 +145,15 @@ def holdings() -> list[dict[str, Any]]:
     ]
 
 
-def build_adapter(agency: str, adapter: Adapter) -> Adapter:
-    """Register a handler per category the agency holds, answering from its own records."""
+def build_adapter(agency: str, adapter: Adapter, systems: LegacySystems | None = None) -> Adapter:
+    """Register a handler per category the agency holds: through its legacy system's store adapter where
+    `systems` has one for it, else answering from the records above."""
     for category, records in AGENCIES[agency]["holds"].items():
-        adapter.category(category)(_answer_from(records))
+        spec = None if systems is None else systems.stores().get((agency, category))
+        if systems is None or spec is None:
+            adapter.category(category)(_answer_from(records))
+        else:
+            adapter.serve(category, build_store(category, spec, systems.directory), spec.get("params"))
     return adapter
 
 
@@ -152,3 +165,100 @@ def _answer_from(records: dict[str, dict[str, Any]]) -> Any:
         return dict(record)
 
     return answer
+
+
+REGISTER_DB, TAX_EXPORT = "population-register.db", "tax-authority-income.csv"
+CITIZEN_COLUMNS = {  # the register's own column names → the answer's
+    "full_name": "name",
+    "date_of_birth": "birth_date",
+    "marital_status": "civil_status",
+    "street_address": "address",
+    "household_members": "household_size",
+}
+TAX_COLUMNS = ["niss", "tax_year", "taxable_income", "tax_class", "employer", "withholding"]
+
+
+@dataclass(frozen=True)
+class LegacySystems:
+    """Where the demo agencies' own systems are: files in `directory`, and the employment office's service."""
+
+    directory: Path
+    employment_url: str
+
+    def stores(self) -> dict[tuple[str, str], dict[str, Any]]:
+        """Each system's store entry, exactly as it would appear in an adapter config file."""
+        return {
+            ("population-register", "civil-status"): {
+                "store": "sql",
+                "url": f"sqlite+aiosqlite:///{REGISTER_DB}",
+                "table": "citizens",
+                "key": "national_number",
+                "fields": {answer: column for column, answer in CITIZEN_COLUMNS.items()},
+            },
+            ("tax-authority", "income"): {
+                "store": "csv",
+                "path": TAX_EXPORT,
+                "delimiter": ";",
+                "key": "niss",
+                "filters": {"year": "tax_year"},
+                "params": {
+                    "type": "object",
+                    "properties": {"year": {"type": "integer", "minimum": 1990, "maximum": 2100}},
+                    "additionalProperties": False,
+                },
+                "fields": {
+                    "taxable_income": {"source": "taxable_income", "type": "integer"},
+                    "year": {"source": "tax_year", "type": "integer"},
+                    "tax_class": "tax_class",
+                    "employer": "employer",
+                    "withholding": {"source": "withholding", "type": "integer"},
+                },
+            },
+            ("employment-office", "employment-status"): {
+                "store": "http",
+                "url": self.employment_url + "/api/v2/job-seekers/{subject}",
+                "fields": {"status": "situation.code", "since": "situation.since", "contract": "contract.type"},
+            },
+        }
+
+
+@asynccontextmanager
+async def legacy_systems(directory: Path) -> AsyncIterator[LegacySystems]:
+    """Write the register's database and the tax export into `directory` (off the event loop) and run the
+    employment office's REST service, all from the records above."""
+    await asyncio.to_thread(write_systems, directory)
+    employment = AGENCIES["employment-office"]["holds"]["employment-status"]
+    async with serving(legacy_app(employment)) as url:
+        yield LegacySystems(directory, url)
+
+
+def write_systems(directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    database = directory / REGISTER_DB
+    database.unlink(missing_ok=True)
+    with closing(sqlite3.connect(database)) as connection, connection:
+        connection.execute(
+            "CREATE TABLE citizens (national_number TEXT PRIMARY KEY, full_name TEXT, date_of_birth TEXT, "
+            "marital_status TEXT, street_address TEXT, household_members INTEGER)"
+        )
+        connection.executemany(
+            "INSERT INTO citizens VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (subject, *(record[answer] for answer in CITIZEN_COLUMNS.values()))
+                for subject, record in AGENCIES["population-register"]["holds"]["civil-status"].items()
+            ],
+        )
+    with (directory / TAX_EXPORT).open("w", newline="", encoding="utf-8") as export:
+        writer = csv.writer(export, delimiter=";")
+        writer.writerow(TAX_COLUMNS)
+        for subject, record in AGENCIES["tax-authority"]["holds"]["income"].items():
+            writer.writerow(
+                [
+                    subject,
+                    record["year"],
+                    record["taxable_income"],
+                    record["tax_class"],
+                    record["employer"],
+                    record["withholding"],
+                ]
+            )

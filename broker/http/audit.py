@@ -1,35 +1,95 @@
-"""Reading the audit log (privacy_officer)."""
+"""Reading the audit log: privacy officers search it, verify its chain and look for anomalies; citizens
+(through the citizen portal) read who accessed their data, when and why.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+import asyncio
+from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
 from broker import errors
-from broker.appkeys import HUB
+from broker.access_log import access_entry, disclosed
+from broker.anomalies import Thresholds, detect
+from broker.appkeys import AUDIT, HUB
+from broker.audit_query import AuditQuery, Cursor, page_size, parse_query, rfc3339
+from broker.chain import timestamp
 from broker.http.replies import reply
+from directory.names import SUBJECT
 
-AUDIT_FILTERS = ("subject", "requester", "holder", "category", "purpose", "outcome", "zone")
+ANOMALY_PERIOD = timedelta(days=7)  # looked at when the request names no since
+MAX_LOOKUPS = 200_000  # exchange attempts one anomaly report reads at most
 
 
 async def audit(request: web.Request) -> web.Response:
-    unknown = sorted(set(request.query) - set(AUDIT_FILTERS))
+    query = parse_query(request.query)
+    request[AUDIT].subject = query.filters.get("subject")
+    records, after = await request.app[HUB].audit.search(query)
+    return reply({"records": records, "next": None if after is None else after.encode()})
+
+
+async def verify(request: web.Request) -> web.Response:
+    if request.query:
+        raise errors.Invalid("verify takes no query parameters")
+    hub = request.app[HUB]
+    await hub.sequencer.step()
+    verdict = await hub.audit.verify([hub.key.public_key])
+    return reply(verdict.as_json())
+
+
+async def anomalies(request: web.Request) -> web.Response:
+    unknown = sorted(set(request.query) - {"since", "until"})
     if unknown:
-        raise errors.Invalid(f"unknown filters: {', '.join(unknown)}")
-    records = await request.app[HUB].audit.records(**{name: request.query.get(name) for name in AUDIT_FILTERS})
+        raise errors.Invalid(f"unknown query parameters: {', '.join(unknown)}")
+    until = rfc3339(request.query.get("until"), "until") or datetime.now(UTC)
+    since = rfc3339(request.query.get("since"), "since") or until - ANOMALY_PERIOD
+    if until <= since:
+        raise errors.Invalid("until must be later than since")
+    lookups = await request.app[HUB].audit.lookups(since, until, MAX_LOOKUPS)
+    if lookups is None:
+        raise errors.Invalid(f"more than {MAX_LOOKUPS} exchange attempts in this period: narrow since and until")
+    findings = await asyncio.to_thread(detect, lookups, since, until, Thresholds())
     return reply(
         {
-            "records": [
-                {name: _json_value(getattr(record, name)) for name in record.__table__.columns.keys()}  # noqa: SIM118 (a ColumnCollection, not a dict)
-                for record in records
-            ]
+            "since": timestamp(since),
+            "until": timestamp(until),
+            "lookups": len(lookups),
+            "findings": [finding.as_json() for finding in findings],
         }
     )
 
 
-def _json_value(value: object) -> object:
-    return value.isoformat() if isinstance(value, datetime) else value
+async def access_log(request: web.Request) -> web.Response:
+    hub, subject = request.app[HUB], request.match_info["subject"]
+    if not SUBJECT.fullmatch(subject):
+        raise errors.Invalid("subject must be 1 to 64 characters of [0-9A-Za-z.-]")
+    unknown = sorted(set(request.query) - {"cursor", "limit"})
+    if unknown:
+        raise errors.Invalid(f"unknown query parameters: {', '.join(unknown)}")
+    request[AUDIT].subject = subject
+    cursor = request.query.get("cursor")
+    query = AuditQuery(
+        {"subject": subject, "kind": "exchange", "outcome": "delivered"},
+        after=None if cursor is None else Cursor.decode(cursor),
+        limit=page_size(request.query.get("limit")),
+        newest_first=True,
+    )
+    records, after = await hub.audit.search(query)
+    purposes = {purpose.name: purpose for purpose in await hub.directory.purposes()}
+    agencies = {agency.id: agency.name for agency in await hub.directory.agencies()}
+    now = datetime.now(UTC)
+    accesses = [
+        access_entry(record, agencies, purposes.get(record["purpose"]))
+        for record in records
+        if disclosed(purposes.get(record["purpose"]), datetime.fromisoformat(record["at"]), now)
+    ]
+    return reply({"subject": subject, "accesses": accesses, "next": None if after is None else after.encode()})
 
 
-ROUTES = [web.get("/v1/audit", audit)]
+ROUTES = [
+    web.get("/v1/audit", audit),
+    web.get("/v1/audit/verify", verify),
+    web.get("/v1/audit/anomalies", anomalies),
+    web.get("/v1/subjects/{subject}/access-log", access_log),
+]

@@ -1,4 +1,6 @@
-"""Giving, withdrawing and reading consents (citizen_portal and admin)."""
+"""Giving and withdrawing consents, recording and lifting refusals, and reading a subject's consent history
+(citizen_portal and admin).
+"""
 
 from __future__ import annotations
 
@@ -9,34 +11,78 @@ from aiohttp import web
 from broker import errors
 from broker.appkeys import AUDIT, HUB, PRINCIPAL
 from broker.http.replies import json_body, reply
-from consent.service import ConsentInvalid, consent_json
-from consent.store import AlreadyWithdrawn
+from consent.matching import Ending
+from consent.service import ConsentInvalid, consent_json, default_channel, parse_channel, refusal_json
+from consent.store import AlreadyEnded
 from directory.names import SUBJECT
 
 
-async def give_consent(request: web.Request) -> web.Response:
-    hub, entry, now = request.app[HUB], request[AUDIT], datetime.now(UTC)
-    document = json_body(request)
-    entry.subject = document.get("subject") if isinstance(document.get("subject"), str) else None
+def _subject_of(document: dict[str, object]) -> str | None:
+    subject = document.get("subject")
+    return subject if isinstance(subject, str) and SUBJECT.fullmatch(subject) else None
+
+
+def _ending(request: web.Request, at: datetime) -> Ending:
+    """Who ends a consent or refusal, now, through the channel named by `?channel=` or the caller's default."""
+    unknown = sorted(set(request.query) - {"channel"})
+    if unknown:
+        raise errors.Invalid(f"unknown query parameters: {', '.join(unknown)}")
+    principal = request[PRINCIPAL]
     try:
-        consent = await hub.consents.give(document, request[PRINCIPAL].id, now)
+        channel = parse_channel(request.query.get("channel"), default_channel(principal.role))
+    except ConsentInvalid as error:
+        raise errors.Invalid(str(error)) from error
+    return Ending(at, principal.id, channel)
+
+
+async def give_consent(request: web.Request) -> web.Response:
+    hub, entry, principal, now = request.app[HUB], request[AUDIT], request[PRINCIPAL], datetime.now(UTC)
+    document = json_body(request)
+    entry.subject = _subject_of(document)
+    try:
+        consent = await hub.consents.give(document, principal.id, now, default_channel(principal.role))
     except ConsentInvalid as error:
         raise errors.Invalid(str(error)) from error
     entry.consent_id = consent.id
-    return reply({"consent": consent.id, **consent_json(consent, now)}, 201)
+    return reply(consent_json(consent, now), 201)
 
 
 async def withdraw_consent(request: web.Request) -> web.Response:
     hub, entry, now = request.app[HUB], request[AUDIT], datetime.now(UTC)
     consent_id = entry.consent_id = request.match_info["id"]
     try:
-        consent = await hub.consents.withdraw(consent_id, request[PRINCIPAL].id, now)
-    except AlreadyWithdrawn as error:
+        consent = await hub.consents.withdraw(consent_id, _ending(request, now))
+    except AlreadyEnded as error:
         raise errors.Conflict("this consent was already withdrawn") from error
     if consent is None:
         raise errors.UnknownConsent(f"no consent {consent_id!r}")
     entry.subject = consent.subject
     return reply(consent_json(consent, now))
+
+
+async def refuse(request: web.Request) -> web.Response:
+    hub, entry, principal, now = request.app[HUB], request[AUDIT], request[PRINCIPAL], datetime.now(UTC)
+    document = json_body(request)
+    entry.subject = _subject_of(document)
+    try:
+        refusal = await hub.consents.refuse(document, principal.id, now, default_channel(principal.role))
+    except ConsentInvalid as error:
+        raise errors.Invalid(str(error)) from error
+    entry.consent_id = refusal.id
+    return reply(refusal_json(refusal, now), 201)
+
+
+async def lift_refusal(request: web.Request) -> web.Response:
+    hub, entry, now = request.app[HUB], request[AUDIT], datetime.now(UTC)
+    refusal_id = entry.consent_id = request.match_info["id"]
+    try:
+        refusal = await hub.consents.lift(refusal_id, _ending(request, now))
+    except AlreadyEnded as error:
+        raise errors.Conflict("this refusal was already lifted") from error
+    if refusal is None:
+        raise errors.UnknownRefusal(f"no refusal {refusal_id!r}")
+    entry.subject = refusal.subject
+    return reply(refusal_json(refusal, now))
 
 
 async def subject_consents(request: web.Request) -> web.Response:
@@ -45,12 +91,20 @@ async def subject_consents(request: web.Request) -> web.Response:
     if not SUBJECT.fullmatch(subject):
         raise errors.Invalid("subject must be 1 to 64 characters of [0-9A-Za-z.-]")
     request[AUDIT].subject = subject
-    history = await hub.consents.history(subject)
-    return reply({"subject": subject, "consents": [consent_json(consent, now) for consent in history]})
+    consents, refusals = await hub.consents.history(subject)
+    return reply(
+        {
+            "subject": subject,
+            "consents": [consent_json(consent, now) for consent in consents],
+            "refusals": [refusal_json(refusal, now) for refusal in refusals],
+        }
+    )
 
 
 ROUTES = [
     web.post("/v1/consents", give_consent),
     web.post("/v1/consents/{id}/withdraw", withdraw_consent),
+    web.post("/v1/refusals", refuse),
+    web.post("/v1/refusals/{id}/lift", lift_refusal),
     web.get("/v1/subjects/{subject}/consents", subject_consents),
 ]

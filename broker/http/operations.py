@@ -34,4 +34,18 @@ async def openapi(request: web.Request) -> web.Response:
     return reply({**OPENAPI, "servers": [{"url": request.app[HUB].config.url}]})
 
 
-ROUTES = [web.get("/healthz", healthz), web.get("/readyz", readyz), web.get("/openapi.json", openapi)]
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(
+        body=request.app[HUB].metrics.exposition(),
+        content_type="text/plain",
+        charset="utf-8",
+        headers={"X-Content-Format": "prometheus 0.0.4"},
+    )
+
+
+ROUTES = [
+    web.get("/healthz", healthz),
+    web.get("/readyz", readyz),
+    web.get("/openapi.json", openapi),
+    web.get("/metrics", metrics),
+]

@@ -1,16 +1,25 @@
-"""The adapter SDK trusts the hub's key alone, refuses replays, and answers signed and bound."""
+"""The adapter SDK trusts the hub's key alone, refuses replays, answers signed and bound, checks params
+per category, never leaks a failing handler's error, and handles each notification once."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
+import jsonschema
+import pytest
 
 from adapters.examples.demo_agencies import ANNA
-from broker.demo import DemoWorld
+from adapters.examples.legacy_rest import serving
+from adapters.recent import RecentIds
+from adapters.server import Adapter, Notification, RecordRequest, StoreUnavailable
+from adapters.validation import InvalidParams
+from broker.demo import DemoWorld, free_port
 from broker.signing import Request, Response, SigningKey, generate_key, sign_request, verify_response
 
-RECORD = {
+RECORD: dict[str, object] = {
     "exchange": "x-1",
     "requester": "family-benefits",
     "subject": ANNA,
@@ -61,3 +70,105 @@ async def test_unknown_subject_at_the_adapter(sqlite_world: DemoWorld, session: 
     url = sqlite_world.adapter_urls["population-register"] + "/v1/records"
     status, document, _, _ = await _post(session, url, sqlite_world.hub.key, {**RECORD, "subject": "00000000000"})
     assert (status, document["type"]) == (404, "https://crossroads.example/problems/unknown-subject")
+
+
+class Running:
+    """An Adapter of our own on a loopback port, trusting `hub`, called with hub-signed requests."""
+
+    def __init__(self, adapter: Adapter, hub: SigningKey, url: str, session: aiohttp.ClientSession) -> None:
+        self.adapter, self.hub, self.url, self.session = adapter, hub, url, session
+
+    async def post(self, path: str, document: dict[str, object]) -> tuple[int, dict[str, Any]]:
+        url = self.url + path
+        sent = sign_request("POST", url, json.dumps(document).encode(), self.hub)
+        status, answer, headers, raw = await _post(self.session, url, self.hub, document, sent)
+        bound = Request("POST", url, {"Content-Digest": sent["Content-Digest"]})
+        verify_response(Response(status, headers, bound), raw, "pf-1", self.adapter.public_key)
+        return status, answer
+
+
+@pytest.fixture
+async def pension_fund(session: aiohttp.ClientSession) -> AsyncIterator[Running]:
+    hub = SigningKey("crossroads-hub", generate_key())
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    adapter = Adapter("pension-fund", SigningKey("pf-1", generate_key()), hub.key_id, hub.public_key, url, 3)
+    async with serving(adapter.app(), port=port):
+        yield Running(adapter, hub, url, session)
+
+
+async def test_params_are_checked_per_category(pension_fund: Running) -> None:
+    def whole_years(params: dict[str, Any]) -> None:
+        if not isinstance(params.get("years"), int):
+            raise InvalidParams("years must be a whole number")
+
+    schema = {"type": "object", "properties": {"year": {"type": "integer"}}, "additionalProperties": False}
+
+    @pension_fund.adapter.category("pension", params=schema)
+    @pension_fund.adapter.category("career", params=whole_years)
+    async def answer(request: RecordRequest) -> dict[str, Any]:
+        return {"asked": request.category}
+
+    record = {**RECORD, "category": "pension"}
+    assert await pension_fund.post("/v1/records", {**record, "params": {"year": 2025}}) == (
+        200,
+        {"data": {"asked": "pension"}},
+    )
+    status, problem = await pension_fund.post("/v1/records", {**record, "params": {"year": "secret-value"}})
+    assert (status, problem["type"]) == (422, "https://crossroads.example/problems/invalid")
+    assert "secret-value" not in problem["detail"] and "params/year" in problem["detail"]
+    status, problem = await pension_fund.post("/v1/records", {**record, "params": {"month": 1}})
+    assert status == 422
+    status, problem = await pension_fund.post("/v1/records", {**record, "category": "career"})
+    assert (status, problem["detail"]) == (422, "years must be a whole number")
+    with pytest.raises(jsonschema.SchemaError):
+        pension_fund.adapter.category("broken", params={"type": "no-such-type"})
+
+
+async def test_failing_handlers_answer_signed_problems_without_their_error(pension_fund: Running) -> None:
+    @pension_fund.adapter.category("pension")
+    async def broken(request: RecordRequest) -> dict[str, Any]:
+        raise RuntimeError("connection string postgres://secret")
+
+    @pension_fund.adapter.category("career")
+    async def down(request: RecordRequest) -> dict[str, Any]:
+        raise StoreUnavailable
+
+    status, problem = await pension_fund.post("/v1/records", {**RECORD, "category": "pension"})
+    assert (status, problem["type"]) == (500, "https://crossroads.example/problems/internal")
+    assert "secret" not in json.dumps(problem)
+    status, problem = await pension_fund.post("/v1/records", {**RECORD, "category": "career"})
+    assert (status, problem["type"]) == (503, "https://crossroads.example/problems/unavailable")
+
+
+async def test_notifications_are_handled_once_and_remembered_within_a_bound(pension_fund: Running) -> None:
+    handled: list[str] = []
+    failures = [RuntimeError("first delivery fails")]
+
+    @pension_fund.adapter.notifications
+    async def changed(notification: Notification) -> None:
+        if failures:
+            raise failures.pop()
+        handled.append(notification.notification)
+
+    def notice(number: int) -> dict[str, object]:
+        return {"notification": f"n-{number}", "subject": ANNA, "category": "income", "event": "updated"}
+
+    status, _ = await pension_fund.post("/v1/notifications", notice(1))
+    assert status == 503 and handled == []  # not acknowledged: the hub delivers it again
+    for number in (1, 1, 2, 3, 4, 1):
+        status, answer = await pension_fund.post("/v1/notifications", notice(number))
+        assert status == 200 and answer == {"notification": f"n-{number}", "received": True}
+    # n-1 handled once while remembered; forgotten after 3 newer ids (the bound), so handled again.
+    assert handled == ["n-1", "n-2", "n-3", "n-4", "n-1"]
+    status, _ = await pension_fund.post("/v1/notifications", {"notification": "n-9"})
+    assert status == 422
+
+
+def test_recent_ids_keep_the_newest_within_their_limit() -> None:
+    recent = RecentIds(limit=2)
+    for item in ("a", "b", "a", "c"):
+        recent.add(item)
+    assert "a" in recent and "c" in recent and "b" not in recent and len(recent) == 2
+    with pytest.raises(ValueError):
+        RecentIds(limit=0)

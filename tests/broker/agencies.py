@@ -25,9 +25,7 @@ async def serve(stack: AsyncExitStack, app: web.Application, port: int) -> None:
     stack.push_async_callback(runner.cleanup)
 
 
-async def register(
-    world: DemoWorld, agency: str, url: str, key: SigningKey, category: str = "pension"
-) -> None:
+async def register(world: DemoWorld, agency: str, url: str, key: SigningKey, category: str = "pension") -> None:
     """Make `agency` the holder of `category` for Pieter, and let family-benefits ask it (white)."""
     await world.hub.directory.load(
         {
@@ -59,12 +57,13 @@ async def add_holder(
     agency: str,
     handler: Callable[[RecordRequest], Awaitable[dict[str, Any]]],
     category: str = "pension",
+    params: dict[str, Any] | None = None,
 ) -> None:
     """A real adapter for `agency` answering `category` with `handler`."""
     key = SigningKey(f"{agency}-key", generate_key())
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     adapter = Adapter(agency, key, HUB_KEY_ID, world.hub.key.public_key, url)
-    adapter.category(category)(handler)
+    adapter.category(category, params)(handler)
     await serve(stack, adapter.app(), port)
     await register(world, agency, url, key, category)

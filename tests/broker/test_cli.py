@@ -70,8 +70,6 @@ def test_world_load_from_yaml(tmp_path: Path) -> None:
     async def check() -> None:
         async with open_hub(Config(state_dir=tmp_path)) as hub:
             assert (await hub.directory.agency("tax-authority")) is not None
-            assert (
-                await hub.policies.decide("tax-authority", "income", "benefit-eligibility")
-            ).zone == "white"
+            assert (await hub.policies.decide("tax-authority", "income", "benefit-eligibility")).zone == "white"
 
     asyncio.run(check())

@@ -176,9 +176,7 @@ async def test_signature_problems(sqlite_world: DemoWorld, session: aiohttp.Clie
     assert await _refusal(world, session, body, forged) == (401, "bad-signature")
     wrong_target = sign_request("POST", world.hub_url + "/v1/consents", body, world.keys["family-benefits"])
     assert await _refusal(world, session, body, wrong_target) == (401, "bad-signature")
-    stranger = sign_request(
-        "POST", world.hub_url + "/v1/exchanges", body, SigningKey("nobody", generate_key())
-    )
+    stranger = sign_request("POST", world.hub_url + "/v1/exchanges", body, SigningKey("nobody", generate_key()))
     assert await _refusal(world, session, body, stranger) == (401, "unknown-key")
     assert {record.reason for record in await exchange_records(world)} == {
         "unsigned",
@@ -188,9 +186,7 @@ async def test_signature_problems(sqlite_world: DemoWorld, session: aiohttp.Clie
     }
 
 
-async def test_stale_and_future_signatures_are_refused(
-    sqlite_world: DemoWorld, session: aiohttp.ClientSession
-) -> None:
+async def test_stale_and_future_signatures_are_refused(sqlite_world: DemoWorld, session: aiohttp.ClientSession) -> None:
     from broker import signing
 
     for shift in (-301, 301):
@@ -216,9 +212,7 @@ async def test_stale_and_future_signatures_are_refused(
         assert await _refusal(sqlite_world, session, body, headers) == (401, "stale-signature")
 
 
-async def test_revoked_and_expired_keys_are_refused(
-    sqlite_world: DemoWorld, session: aiohttp.ClientSession
-) -> None:
+async def test_revoked_and_expired_keys_are_refused(sqlite_world: DemoWorld, session: aiohttp.ClientSession) -> None:
     world = sqlite_world
     now = datetime.now(UTC)
     from broker.signing import public_key_pem
@@ -267,9 +261,7 @@ async def test_suspended_agency_is_refused(sqlite_world: DemoWorld, session: aio
     assert await _refusal(sqlite_world, session, body, headers) == (403, "suspended")
 
 
-async def test_agencies_cannot_call_operator_endpoints(
-    sqlite_world: DemoWorld, session: aiohttp.ClientSession
-) -> None:
+async def test_agencies_cannot_call_operator_endpoints(sqlite_world: DemoWorld, session: aiohttp.ClientSession) -> None:
     client = sqlite_world.client("family-benefits", session)
     with pytest.raises(HubProblem) as refused:
         await client.call("GET", "/v1/audit")
@@ -285,9 +277,7 @@ async def test_unknown_subject_at_the_holder(sqlite_world: DemoWorld, session: a
         datetime.now(UTC),
     )
     with pytest.raises(HubProblem) as refused:
-        await sqlite_world.client("family-benefits", session).exchange(
-            PIETER, "civil-status", "benefit-eligibility"
-        )
+        await sqlite_world.client("family-benefits", session).exchange(PIETER, "civil-status", "benefit-eligibility")
     assert (refused.value.status, refused.value.name) == (404, "unknown-subject")
     assert refused.value.exchange is not None
 
@@ -313,13 +303,9 @@ async def test_holder_answering_unsigned_is_a_bad_gateway(
     async with AsyncExitStack() as stack:
         port = free_port()
         await serve(stack, app, port)
-        await register(
-            sqlite_world, "rogue-fund", f"http://127.0.0.1:{port}", SigningKey("rogue", generate_key())
-        )
+        await register(sqlite_world, "rogue-fund", f"http://127.0.0.1:{port}", SigningKey("rogue", generate_key()))
         with pytest.raises(HubProblem) as refused:
-            await sqlite_world.client("family-benefits", session).exchange(
-                PIETER, "pension", "benefit-eligibility"
-            )
+            await sqlite_world.client("family-benefits", session).exchange(PIETER, "pension", "benefit-eligibility")
     assert (refused.value.status, refused.value.name) == (502, "bad-holder-answer")
     [record] = await exchange_records(sqlite_world)
     assert (record.outcome, record.reason, record.holder) == ("failed", "bad-holder-answer", "rogue-fund")
@@ -341,9 +327,7 @@ async def test_holder_not_answering_in_time(tmp_path: Any, session: aiohttp.Clie
 
 
 FAIL_AUDIT = {
-    "sqlite": [
-        "CREATE TRIGGER audit_full BEFORE INSERT ON audit_records BEGIN SELECT RAISE(ABORT, 'full'); END"
-    ],
+    "sqlite": ["CREATE TRIGGER audit_full BEFORE INSERT ON audit_records BEGIN SELECT RAISE(ABORT, 'full'); END"],
     "postgresql": [
         "CREATE FUNCTION audit_full() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'full'; END $$ LANGUAGE plpgsql",
         "CREATE TRIGGER audit_full BEFORE INSERT ON audit_records FOR EACH ROW EXECUTE FUNCTION audit_full()",
@@ -369,3 +353,20 @@ async def test_unwritable_audit_log_fails_closed(world: DemoWorld, session: aioh
             await client.exchange(PIETER, "pension", "benefit-eligibility")
     assert (refused.value.status, refused.value.name) == (503, "unavailable")
     assert len(asked) == 1  # the second exchange never reached the holder
+
+
+async def test_params_the_holder_refuses_are_the_requesters_error(
+    sqlite_world: DemoWorld, session: aiohttp.ClientSession
+) -> None:
+    async def pension(request: RecordRequest) -> dict[str, Any]:
+        return {"monthly_pension": 1480, "year": request.params["year"]}
+
+    schema = {"type": "object", "properties": {"year": {"type": "integer"}}, "required": ["year"]}
+    async with AsyncExitStack() as stack:
+        await add_holder(sqlite_world, stack, "pension-fund", pension, params=schema)
+        client = sqlite_world.client("family-benefits", session)
+        assert (await client.exchange(PIETER, "pension", "benefit-eligibility", {"year": 2025})).status == 200
+        with pytest.raises(HubProblem) as refused:
+            await client.exchange(PIETER, "pension", "benefit-eligibility", {"year": "last"})
+    assert (refused.value.status, refused.value.name) == (422, "invalid")
+    assert refused.value.exchange is not None and "last" not in str(refused.value)

@@ -20,7 +20,7 @@ from policies.service import OperatorGate
 
 DOCUMENT = Path(broker.__file__).with_name("openapi.json")
 ROLES = ("agency", "admin", "privacy_officer", "citizen_portal")
-OPEN_PATHS = {"/healthz", "/readyz", "/openapi.json"}
+OPEN_PATHS = {"/healthz", "/readyz", "/openapi.json", "/metrics"}
 
 
 @pytest.fixture(scope="module")

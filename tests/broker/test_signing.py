@@ -53,9 +53,7 @@ def test_tampering_is_caught(method: str, url: str, body: bytes, kind: str) -> N
 
 def test_another_key_does_not_verify() -> None:
     with pytest.raises(SignatureProblem):
-        verify(
-            "POST", URL, sign_request("POST", URL, BODY, KEY), BODY, SigningKey("agency-2026", generate_key())
-        )
+        verify("POST", URL, sign_request("POST", URL, BODY, KEY), BODY, SigningKey("agency-2026", generate_key()))
 
 
 def test_missing_nonce_or_two_signatures_are_refused() -> None:

@@ -1,15 +1,23 @@
-"""Consent matching: partial coverage by grantee, category, purpose and time; withdrawal; specificity."""
+"""Consent matching, pure: partial coverage by grantee, category, purpose and time; expiry at the boundary;
+withdrawal; the most specific consent; refusals beating consents; the emergency gate."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from consent.matching import Consent, covering_consent
-from consent.service import ConsentInvalid, parse_consent
+from broker import errors
+from broker.pipeline import ExchangeRequest, consent_gate, emergency_gate, seconds_to_next_day, validate
+from consent.matching import Consent, Ending, Refusal, blocking_refusal, covering_consent, specificity
+from policies.rules import Decision, Rule
 
 NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)
+SUBJECT = "85073003328"
+ASK = ("family-benefits", "income", "benefit-eligibility")
 
 
 def consent(
@@ -17,86 +25,207 @@ def consent(
     grantee: str = "family-benefits",
     categories: tuple[str, ...] = ("income",),
     purposes: tuple[str, ...] = ("benefit-eligibility",),
-    days: int = 30,
-    withdrawn: bool = False,
+    valid_from: datetime = NOW - timedelta(days=1),
+    valid_until: datetime | None = NOW + timedelta(days=30),
+    withdrawn_at: datetime | None = None,
     created: datetime = NOW - timedelta(days=1),
 ) -> Consent:
     return Consent(
-        id,
-        "85073003328",
-        grantee,
-        categories,
-        purposes,
-        NOW - timedelta(days=1),
-        NOW + timedelta(days=days),
-        "form",
-        created,
-        NOW - timedelta(hours=1) if withdrawn else None,
+        id=id,
+        subject=SUBJECT,
+        representative=None,
+        mandate=None,
+        grantee=grantee,
+        categories=categories,
+        purposes=purposes,
+        valid_from=valid_from,
+        valid_until=valid_until,
+        channel="portal",
+        evidence="form",
+        evidence_sha256=None,
+        notice_version=None,
+        created_at=created,
+        created_by="citizen-portal",
+        withdrawal=None if withdrawn_at is None else Ending(withdrawn_at, "citizen-portal", "portal"),
+    )
+
+
+def refusal(
+    id: str = "f-1",
+    agency: str = "family-benefits",
+    categories: tuple[str, ...] | None = None,
+    created: datetime = NOW - timedelta(days=1),
+    lifted_at: datetime | None = None,
+) -> Refusal:
+    return Refusal(
+        id=id,
+        subject=SUBJECT,
+        representative=None,
+        mandate=None,
+        agency=agency,
+        categories=categories,
+        channel="counter",
+        created_at=created,
+        created_by="admin-desk",
+        lift=None if lifted_at is None else Ending(lifted_at, "admin-desk", "counter"),
     )
 
 
 @pytest.mark.parametrize(
-    ("given", "covered"),
+    ("given_consent", "covered"),
     [
         (consent(), True),
         (consent(grantee="*"), True),
         (consent(grantee="tax-authority"), False),
+        (consent(categories=("civil-status", "income")), True),
         (consent(categories=("civil-status",)), False),
         (consent(purposes=("fraud-investigation",)), False),
-        (consent(withdrawn=True), False),
-        (consent(days=0), False),  # valid_until == now: the period is half-open, so it has ended
+        (consent(purposes=("fraud-investigation", "benefit-eligibility")), True),
+        (consent(valid_until=None), True),  # open-ended: until withdrawn
+        (consent(valid_from=NOW + timedelta(seconds=1)), False),  # pending
+        (consent(valid_from=NOW), True),  # from valid_from on
+        (consent(valid_until=NOW), False),  # the period is half-open: at valid_until it has ended
+        (consent(valid_until=NOW + timedelta(microseconds=1)), True),
+        (consent(withdrawn_at=NOW - timedelta(hours=1)), False),
+        (consent(withdrawn_at=NOW), False),  # a withdrawal counts from its own instant
+        (consent(withdrawn_at=NOW + timedelta(hours=1)), True),  # read as of a time before the withdrawal
     ],
 )
-def test_partial_coverage(given: Consent, covered: bool) -> None:
-    found = covering_consent([given], "family-benefits", "income", "benefit-eligibility", NOW)
-    assert (found is not None) is covered
+def test_partial_coverage(given_consent: Consent, covered: bool) -> None:
+    assert (covering_consent([given_consent], *ASK, NOW) is not None) is covered
 
 
-def test_named_grantee_beats_wildcard_then_newest() -> None:
+def test_status_is_derived_from_the_facts_and_the_time() -> None:
+    record = consent(valid_until=NOW + timedelta(days=1), withdrawn_at=NOW + timedelta(hours=2))
+    assert record.status(NOW - timedelta(days=2)) == "pending"
+    assert record.status(NOW) == "active"
+    assert record.status(NOW + timedelta(hours=2)) == "withdrawn"  # a withdrawal beats the later expiry
+    assert consent(valid_until=NOW).status(NOW) == "expired"
+    assert record.grantor == SUBJECT and replace(record, representative="70010100155").grantor == "70010100155"
+
+
+def test_the_most_specific_consent_is_used() -> None:
     wildcard = consent("c-any", grantee="*", created=NOW)
-    named_old = consent("c-old", created=NOW - timedelta(days=5))
-    named_new = consent("c-new", created=NOW - timedelta(days=2))
-    assert (
-        covering_consent(
-            [wildcard, named_old, named_new], "family-benefits", "income", "benefit-eligibility", NOW
-        )
-        == named_new
-    )
+    broad = consent("c-broad", categories=("income", "civil-status"), created=NOW)
+    many_purposes = consent("c-purposes", purposes=("benefit-eligibility", "fraud-investigation"), created=NOW)
+    old = consent("c-old", created=NOW - timedelta(days=5))
+    new = consent("c-new", created=NOW - timedelta(days=2))
+    assert covering_consent([wildcard, broad, many_purposes, old, new], *ASK, NOW) == new
+    assert covering_consent([wildcard, broad, many_purposes], *ASK, NOW) == many_purposes
+    assert covering_consent([wildcard, broad], *ASK, NOW) == broad
+    assert covering_consent([wildcard], *ASK, NOW) == wildcard
+
+
+def test_a_withdrawn_specific_consent_falls_back_to_a_broader_one() -> None:
+    named = consent("c-named", withdrawn_at=NOW - timedelta(minutes=1))
+    wildcard = consent("c-any", grantee="*")
+    assert covering_consent([named, wildcard], *ASK, NOW) == wildcard
 
 
 @pytest.mark.parametrize(
-    "document",
+    ("given_refusal", "blocks"),
     [
-        {"grantee": "x", "categories": ["income"], "purposes": ["p"], "evidence": "e"},
-        {"subject": "s", "grantee": "x", "categories": [], "purposes": ["p"], "evidence": "e"},
-        {"subject": "s", "grantee": "x", "categories": ["income"], "purposes": ["p"], "evidence": ""},
-        {
-            "subject": "s",
-            "grantee": "x",
-            "categories": ["income"],
-            "purposes": ["p"],
-            "evidence": "e",
-            "valid_from": "2026-12-01T00:00:00+00:00",
-            "valid_until": "2026-11-01T00:00:00+00:00",
-        },
-        {
-            "subject": "s",
-            "grantee": "x",
-            "categories": ["income"],
-            "purposes": ["p"],
-            "evidence": "e",
-            "valid_until": "2026-12-01",
-        },
-        {
-            "subject": "s",
-            "grantee": "x",
-            "categories": ["income"],
-            "purposes": ["p"],
-            "evidence": "e",
-            "more": 1,
-        },
+        (refusal(), True),  # everything
+        (refusal(categories=("income",)), True),
+        (refusal(categories=("civil-status",)), False),
+        (refusal(agency="tax-authority"), False),
+        (refusal(lifted_at=NOW - timedelta(seconds=1)), False),
+        (refusal(lifted_at=NOW), False),
+        (refusal(created=NOW + timedelta(seconds=1)), False),  # not yet made at that time
     ],
 )
-def test_invalid_consents_are_refused(document: dict[str, object]) -> None:
-    with pytest.raises(ConsentInvalid):
-        parse_consent(document, NOW)
+def test_refusal_scope(given_refusal: Refusal, blocks: bool) -> None:
+    assert (blocking_refusal([given_refusal], "family-benefits", "income", NOW) is not None) is blocks
+
+
+def test_a_refusal_beats_any_consent_for_its_agency() -> None:
+    request = ExchangeRequest(SUBJECT, "income", "benefit-eligibility")
+    named, wildcard, refused = consent(), consent("c-any", grantee="*"), refusal(categories=("income",))
+    assert consent_gate([named, wildcard], [refused], "family-benefits", request, NOW) == refused
+    assert consent_gate([named, wildcard], [], "family-benefits", request, NOW) == named
+    # a refusal of another agency leaves this one's consent alone
+    assert consent_gate([wildcard], [refusal(agency="tax-authority")], "family-benefits", request, NOW) == wildcard
+    with pytest.raises(errors.NoConsent):
+        consent_gate([], [refusal(lifted_at=NOW)], "family-benefits", request, NOW)
+
+
+def test_the_oldest_active_refusal_is_named() -> None:
+    first, second = refusal("f-1", created=NOW - timedelta(days=3)), refusal("f-2", categories=("income",))
+    assert blocking_refusal([second, first], "family-benefits", "income", NOW) == first
+
+
+NAMES = st.sampled_from(["income", "civil-status", "pension"])
+PURPOSES = st.sampled_from(["benefit-eligibility", "fraud-investigation"])
+CONSENTS = st.builds(
+    consent,
+    id=st.uuids().map(str),
+    grantee=st.sampled_from(["family-benefits", "tax-authority", "*"]),
+    categories=st.lists(NAMES, min_size=1, max_size=3, unique=True).map(tuple),
+    purposes=st.lists(PURPOSES, min_size=1, max_size=2, unique=True).map(tuple),
+    valid_from=st.integers(-3, 3).map(lambda days: NOW + timedelta(days=days)),
+    valid_until=st.none() | st.integers(-2, 5).map(lambda days: NOW + timedelta(days=days)),
+    withdrawn_at=st.none() | st.integers(-2, 2).map(lambda hours: NOW + timedelta(hours=hours)),
+    created=st.integers(-5, 0).map(lambda days: NOW + timedelta(days=days)),
+)
+
+
+@given(consents=st.lists(CONSENTS, max_size=6))
+def test_the_chosen_consent_covers_and_none_covering_is_more_specific(consents: list[Consent]) -> None:
+    chosen = covering_consent(consents, *ASK, NOW)
+    covering = [
+        c
+        for c in consents
+        if c.status(NOW) == "active"
+        and c.grantee in ("family-benefits", "*")
+        and "income" in c.categories
+        and "benefit-eligibility" in c.purposes
+    ]
+    assert (chosen is None) == (not covering)
+    if chosen is not None:
+        assert chosen in covering
+        assert all(specificity(other) <= specificity(chosen) for other in covering)
+
+
+def decision(emergency: bool, consent_required: bool = True) -> Decision:
+    rule = Rule("r-x", "agency:municipality-leuven", "civil-status", "*", "white", consent_required, None, emergency)
+    return Decision("white", rule, 3)
+
+
+def test_the_emergency_gate_follows_the_rule() -> None:
+    asked = validate({"subject": SUBJECT, "category": "civil-status", "purpose": "p", "emergency": {"reason": "fire"}})
+    assert asked.emergency == "fire"
+    emergency_gate(decision(emergency=True), asked)
+    emergency_gate(decision(emergency=False), replace(asked, emergency=None))
+    with pytest.raises(errors.EmergencyNotAllowed, match="r-x"):
+        emergency_gate(decision(emergency=False), asked)
+
+
+@pytest.mark.parametrize(
+    "emergency",
+    [
+        True,
+        "fire",
+        {},
+        {"reason": ""},
+        {"reason": "  "},
+        {"reason": 3},
+        {"reason": "x" * 1001},
+        {"reason": "a", "b": 1},
+    ],
+)
+def test_a_malformed_emergency_is_invalid(emergency: object) -> None:
+    with pytest.raises(errors.Invalid, match="emergency"):
+        validate({"subject": SUBJECT, "category": "income", "purpose": "p", "emergency": emergency})
+
+
+@pytest.mark.parametrize(
+    ("at", "seconds"),
+    [
+        (datetime(2026, 11, 22, 23, 59, 59, tzinfo=UTC), 1),
+        (datetime(2026, 11, 22, 23, 59, 59, 500000, tzinfo=UTC), 1),
+        (datetime(2026, 11, 22, 0, 0, tzinfo=UTC), 86400),
+        (datetime(2026, 11, 22, 12, tzinfo=UTC), 43200),
+    ],
+)
+def test_the_emergency_allowance_starts_again_at_utc_midnight(at: datetime, seconds: int) -> None:
+    assert seconds_to_next_day(at) == seconds

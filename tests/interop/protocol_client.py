@@ -210,9 +210,7 @@ def serialise_item(item: SfItem) -> str:
 
 def serialise_params(params: Params) -> str:
     # A true boolean parameter is written as its bare key (RFC 8941 §4.1.1.2).
-    return "".join(
-        f";{key}" if value is True else f";{key}={serialise_item(value)}" for key, value in params.items()
-    )
+    return "".join(f";{key}" if value is True else f";{key}={serialise_item(value)}" for key, value in params.items())
 
 
 # --- RFC 9421 components and signature base ----------------------------------
@@ -324,10 +322,7 @@ def signature_base(
     """Build the RFC 9421 §2.5 signature base; `response` is None when signing a request."""
     if len(set(components)) != len(components):
         raise SignatureError("a component is covered twice")
-    lines = [
-        f"{component.serialise()}: {component_value(component, request, response)}"
-        for component in components
-    ]
+    lines = [f"{component.serialise()}: {component_value(component, request, response)}" for component in components]
     lines.append(f'"@signature-params": {serialise_signature_params(components, params)}')
     try:
         return "\n".join(lines).encode("ascii")
@@ -488,9 +483,7 @@ def verify_response(
     if missing:
         raise SignatureError(f"response signature does not cover {missing}")
     if key_id is not None and verified.params.get("keyid") != key_id:
-        raise SignatureError(
-            f"response signed with keyid {verified.params.get('keyid')!r}, expected {key_id!r}"
-        )
+        raise SignatureError(f"response signed with keyid {verified.params.get('keyid')!r}, expected {key_id!r}")
     _check_freshness(verified.params)
     return [component.serialise() for component in verified.components]
 

@@ -84,9 +84,7 @@ B26_SIGNATURE_INPUT = (
     'sig-b26=("date" "@method" "@path" "@authority" "content-type" "content-length")'
     ';created=1618884473;keyid="test-key-ed25519"'
 )
-B26_SIGNATURE = (
-    "sig-b26=:wqcAqbmYJ2ji2glfAMaRy4gruYYnx2nEFN2HN6jrnDnQCK1u02Gb04v9EDgwUPiu4A0w6vuQv5lIp5WPpBKRCw==:"
-)
+B26_SIGNATURE = "sig-b26=:wqcAqbmYJ2ji2glfAMaRy4gruYYnx2nEFN2HN6jrnDnQCK1u02Gb04v9EDgwUPiu4A0w6vuQv5lIp5WPpBKRCw==:"
 
 HUB_URL = "http://127.0.0.1:8443/v1/exchanges?trace=1"
 EXCHANGE_BODY = b'{"subject": "85073003328", "category": "income", "purpose": "benefit-eligibility"}'
@@ -190,9 +188,7 @@ def test_signed_request_with_body_round_trips(
         "content-type",
     ]
     with pytest.raises(SignatureError, match="does not verify"):
-        verify_signature(
-            headers, rfc_public_key, RequestView("POST", HUB_URL.replace("trace=1", "trace=2"), headers)
-        )
+        verify_signature(headers, rfc_public_key, RequestView("POST", HUB_URL.replace("trace=1", "trace=2"), headers))
 
 
 def test_signed_request_without_body_covers_method_and_target() -> None:
@@ -208,9 +204,7 @@ def test_signed_request_without_body_covers_method_and_target() -> None:
 def test_each_signed_request_gets_a_fresh_nonce() -> None:
     key = Ed25519PrivateKey.generate()
     nonces = {
-        parse_dictionary(sign_request("POST", HUB_URL, b"{}", "k", key)["Signature-Input"])["sig1"][1][
-            "nonce"
-        ]
+        parse_dictionary(sign_request("POST", HUB_URL, b"{}", "k", key)["Signature-Input"])["sig1"][1]["nonce"]
         for _ in range(20)
     }
     assert len(nonces) == 20
@@ -227,9 +221,7 @@ BOUND_RESPONSE_COMPONENTS = [
 ]
 
 
-def _signed_exchange(
-    hub_key: Ed25519PrivateKey, created: int | None = None
-) -> tuple[dict[str, str], dict[str, str]]:
+def _signed_exchange(hub_key: Ed25519PrivateKey, created: int | None = None) -> tuple[dict[str, str], dict[str, str]]:
     """A signed request and the hub-style signed response bound to it."""
     agency_key = Ed25519PrivateKey.generate()
     request_headers = sign_request("POST", HUB_URL, EXCHANGE_BODY, "agency-key", agency_key)
@@ -339,9 +331,7 @@ def test_response_from_another_key_or_too_old_is_rejected() -> None:
         verify_response(200, response_headers, RESPONSE_BODY, "POST", HUB_URL, request_headers, impostor)
     request_headers, stale_headers = _signed_exchange(hub_key, created=int(time.time()) - 3600)
     with pytest.raises(SignatureError, match="more than 300 s"):
-        verify_response(
-            200, stale_headers, RESPONSE_BODY, "POST", HUB_URL, request_headers, hub_key.public_key()
-        )
+        verify_response(200, stale_headers, RESPONSE_BODY, "POST", HUB_URL, request_headers, hub_key.public_key())
 
 
 def test_response_must_cover_status_digest_and_type() -> None:
@@ -356,6 +346,4 @@ def test_response_must_cover_status_digest_and_type() -> None:
         ResponseView(200, response_headers),
     )
     with pytest.raises(SignatureError, match=r"does not cover \['@status', 'content-type'\]"):
-        verify_response(
-            200, response_headers, RESPONSE_BODY, "POST", HUB_URL, request_headers, hub_key.public_key()
-        )
+        verify_response(200, response_headers, RESPONSE_BODY, "POST", HUB_URL, request_headers, hub_key.public_key())

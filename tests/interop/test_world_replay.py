@@ -107,9 +107,7 @@ def _pump(stream: IO[str], lines: queue.Queue[str | None]) -> None:
     lines.put(None)
 
 
-def _wait_until_ready(
-    process: subprocess.Popen[str], lines: queue.Queue[str | None], stderr_path: Path
-) -> None:
+def _wait_until_ready(process: subprocess.Popen[str], lines: queue.Queue[str | None], stderr_path: Path) -> None:
     seen: list[str] = []
     deadline = time.monotonic() + READY_TIMEOUT
     while True:
@@ -179,9 +177,7 @@ async def _post(url: str, body: bytes, headers: Mapping[str, str]) -> Reply:
     # No automatic decompression: Content-Digest covers the bytes as sent.
     # encoded=True keeps the URL byte for byte what `@target-uri` signed.
     async with (
-        aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT), auto_decompress=False
-        ) as session,
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT), auto_decompress=False) as session,
         session.post(
             yarl.URL(url, encoded=True), data=body, headers={**headers, "Accept-Encoding": "identity"}
         ) as response,
@@ -220,9 +216,7 @@ def problem_type_matches(problem_type: str, expected: str) -> bool:
 
 
 def check_problem(reply: Reply, context: str) -> dict[str, Any]:
-    assert reply.media_type() == PROBLEM_MEDIA_TYPE, (
-        f"{context}: Content-Type {reply.headers.get('Content-Type')}"
-    )
+    assert reply.media_type() == PROBLEM_MEDIA_TYPE, f"{context}: Content-Type {reply.headers.get('Content-Type')}"
     problem: dict[str, Any] = reply.json()
     assert problem.get("status") == reply.status, f"{context}: problem status {problem.get('status')}"
     return problem

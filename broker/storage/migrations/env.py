@@ -2,14 +2,8 @@
 
 from alembic import context
 
-import broker.audit
-import broker.replay
-import consent.models
-import directory.models
-import policies.models
+import broker.storage.tables  # noqa: F401 (every package's tables on Base.metadata)
 from broker.storage import Base
-
-MODELS = (broker.audit, broker.replay, consent.models, directory.models, policies.models)
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)

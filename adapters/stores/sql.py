@@ -1,0 +1,122 @@
+"""The SQL store: answers a category from an agency's existing database, any SQLAlchemy URL. Either a
+table, its key column and the mapped fields, or a query of its own with `:subject` (and params) bound.
+Async drivers run on the loop; any other driver runs in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+from sqlalchemy import Engine, TableClause, bindparam, column, create_engine, make_url, select, table, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.sql.elements import TextClause
+from sqlalchemy.sql.selectable import Select
+
+from adapters.mapping import Field, MappingError, project
+from adapters.server import RecordRequest, StoreUnavailable, UnknownSubject
+from adapters.validation import InvalidParams
+
+log = structlog.get_logger("crossroads.adapter.sql")
+Statement = Select[Any] | TextClause
+
+
+class SqlStore:
+    def __init__(
+        self,
+        url: str,
+        fields: Sequence[Field],
+        *,
+        table_name: str | None = None,
+        key: str | None = None,
+        schema: str | None = None,
+        query: str | None = None,
+        filters: dict[str, str] | None = None,
+    ) -> None:
+        if (query is None) == (table_name is None):
+            raise MappingError("a SQL store names either a table (with its key column) or a query")
+        self._url = url
+        self._fields = tuple(fields)
+        self._filters = dict(filters or {})
+        self._query: TextClause | None = None
+        self._table: TableClause | None = None
+        self._key = key or ""
+        if query is not None:
+            self._query = text(query)
+            self._binds = tuple(self._query.compile().params)
+            if "subject" not in self._binds:
+                raise MappingError("a SQL store's query must bind :subject")
+        else:
+            if not key:
+                raise MappingError("a SQL store over a table needs its key column")
+            self._columns = sorted({field.source for field in self._fields})
+            names = {key, *self._columns, *self._filters.values()}
+            self._table = table(str(table_name), *(column(name) for name in sorted(names)), schema=schema)
+        self._async: AsyncEngine | None = None
+        self._sync: Engine | None = None
+
+    async def open(self) -> None:
+        self._async, self._sync = await asyncio.to_thread(_engine, self._url)
+
+    async def close(self) -> None:
+        if self._async is not None:
+            await self._async.dispose()
+        if self._sync is not None:
+            await asyncio.to_thread(self._sync.dispose)
+
+    async def fetch(self, request: RecordRequest) -> dict[str, Any]:
+        statement, binds = self._statement(request)
+        try:
+            rows = await self._rows(statement, binds)
+        except SQLAlchemyError as error:
+            log.warning("sql.unavailable", exchange=request.exchange, error=type(error).__name__)
+            raise StoreUnavailable from error
+        if not rows:
+            raise UnknownSubject(request.subject)
+        if len(rows) > 1:
+            names = ", ".join(sorted(self._filters)) or "none configured"
+            raise InvalidParams(f"several records of this subject match; narrow the question with params ({names})")
+        return project(rows[0], self._fields)
+
+    def _statement(self, request: RecordRequest) -> tuple[Statement, dict[str, Any]]:
+        """The query for this request: the table's, filtered by the params given, or the configured one."""
+        binds: dict[str, Any] = {"subject": request.subject}
+        if self._query is not None:
+            missing = [name for name in self._binds if name != "subject" and name not in request.params]
+            if missing:
+                raise InvalidParams(f"this category needs the params {', '.join(sorted(missing))}")
+            binds.update({name: request.params[name] for name in self._binds if name != "subject"})
+            return self._query, binds
+        assert self._table is not None
+        source = self._table
+        statement = select(*(source.c[name] for name in self._columns)).where(
+            source.c[self._key] == bindparam("subject")
+        )
+        for param, name in self._filters.items():
+            if param in request.params:
+                statement = statement.where(source.c[name] == bindparam(f"param_{param}"))
+                binds[f"param_{param}"] = request.params[param]
+        return statement, binds
+
+    async def _rows(self, statement: Statement, binds: dict[str, Any]) -> list[dict[str, Any]]:
+        if self._async is not None:
+            async with self._async.connect() as connection:
+                result = await connection.execute(statement, binds)
+                return [dict(row._mapping) for row in result.fetchmany(2)]
+        assert self._sync is not None
+        return await asyncio.to_thread(_sync_rows, self._sync, statement, binds)
+
+
+def _engine(url: str) -> tuple[AsyncEngine | None, Engine | None]:
+    parsed = make_url(url)
+    if parsed.get_dialect().is_async:
+        return create_async_engine(parsed), None
+    return None, create_engine(parsed)
+
+
+def _sync_rows(engine: Engine, statement: Statement, binds: dict[str, Any]) -> list[dict[str, Any]]:
+    with engine.connect() as connection:
+        return [dict(row._mapping) for row in connection.execute(statement, binds).fetchmany(2)]

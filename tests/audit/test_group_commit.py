@@ -1,0 +1,102 @@
+"""Group commit on its own: concurrent writes share a transaction, each waits for its own batch, a failed
+batch fails all its writes, closing commits what is pending, and nothing is accepted once closed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from broker.group_commit import GroupCommit, WriterClosed
+
+
+class Store:
+    """Stands in for the database: records each flushed batch, and fails the batches it is told to."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+        self.failing = False
+        self.release = asyncio.Event()
+        self.release.set()
+
+    async def flush(self, items: Sequence[int]) -> list[Exception | None]:
+        await self.release.wait()
+        if self.failing:
+            raise OSError("disk full")
+        self.batches.append(list(items))
+        return [ValueError(f"item {item} refused") if item < 0 else None for item in items]
+
+
+async def test_concurrent_writes_share_one_batch() -> None:
+    store = Store()
+    writer = GroupCommit(store.flush, max_batch=100, max_wait_s=0.05)
+    async with writer.running():
+        await asyncio.gather(*(writer.submit(item) for item in range(20)))
+    assert store.batches == [list(range(20))]
+
+
+async def test_a_full_batch_flushes_without_waiting_and_the_rest_follow() -> None:
+    store = Store()
+    writer = GroupCommit(store.flush, max_batch=8, max_wait_s=3600)
+    async with writer.running():
+        await asyncio.gather(*(writer.submit(item) for item in range(16)))
+    assert store.batches == [list(range(8)), list(range(8, 16))]
+
+
+async def test_writes_arriving_during_a_flush_go_to_the_next_batch() -> None:
+    store = Store()
+    writer = GroupCommit(store.flush, max_batch=100, max_wait_s=0)
+    async with writer.running():
+        store.release.clear()
+        first = asyncio.create_task(writer.submit(1))
+        await asyncio.sleep(0.01)  # the first batch is flushing, held by the store
+        later = [asyncio.create_task(writer.submit(item)) for item in (2, 3)]
+        await asyncio.sleep(0)
+        store.release.set()
+        await asyncio.gather(first, *later)
+    assert store.batches == [[1], [2, 3]]
+
+
+async def test_a_failed_batch_fails_every_write_in_it_and_the_next_batch_succeeds() -> None:
+    store = Store()
+    writer = GroupCommit(store.flush, max_batch=100, max_wait_s=0.01)
+    async with writer.running():
+        store.failing = True
+        results = await asyncio.gather(*(writer.submit(item) for item in range(5)), return_exceptions=True)
+        assert all(isinstance(result, OSError) for result in results)
+        store.failing = False
+        await writer.submit(6)
+    assert store.batches == [[6]]
+
+
+async def test_an_item_can_fail_alone() -> None:
+    store = Store()
+    writer = GroupCommit(store.flush, max_batch=100, max_wait_s=0.01)
+    async with writer.running():
+        results = await asyncio.gather(writer.submit(1), writer.submit(-1), writer.submit(2), return_exceptions=True)
+    assert results[0] is None and results[2] is None and isinstance(results[1], ValueError)
+
+
+async def test_closing_commits_what_is_pending_and_refuses_later_writes() -> None:
+    store = Store()
+    writer = GroupCommit(store.flush, max_batch=100, max_wait_s=3600)
+    async with writer.running():
+        pending = [asyncio.create_task(writer.submit(item)) for item in range(3)]
+        await asyncio.sleep(0)
+    await asyncio.gather(*pending)
+    assert store.batches == [[0, 1, 2]]
+    with pytest.raises(WriterClosed):
+        await writer.submit(4)
+
+
+async def test_a_cancelled_request_does_not_disturb_its_batch() -> None:
+    store = Store()
+    writer = GroupCommit(store.flush, max_batch=100, max_wait_s=0.05)
+    async with writer.running():
+        gone = asyncio.create_task(writer.submit(1))
+        stays = asyncio.create_task(writer.submit(2))
+        await asyncio.sleep(0)
+        gone.cancel()
+        await stays
+    assert store.batches == [[1, 2]]
