@@ -92,7 +92,7 @@ async def respond(request: web.Request, handler: Handler) -> web.StreamResponse:
     except StoreUnavailable:
         log.error("audit.unwritable", exchange=entry.exchange, kind=entry.kind)
         response = problem_response(errors.Unavailable("the audit log cannot be written"), entry.exchange)
-    hub.metrics.calls.labels(entry.kind, entry.outcome).inc()
+    hub.metrics.answered(entry.kind, entry.outcome, entry.zone, entry.latency_ms, entry.holder, entry.holder_ms)
     log.info(
         f"{entry.kind}.answered",
         exchange=entry.exchange,

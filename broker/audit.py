@@ -134,9 +134,10 @@ class AuditEntry:
     request_digest: str | None = None
     response_digest: str | None = None
     seq: int | None = field(default=None, repr=False)
+    holder_ms: float | None = field(default=None, repr=False)  # for metrics only: never stored
 
     def values(self) -> dict[str, object]:
-        return {name: value for name, value in vars(self).items() if name != "seq"}
+        return {name: value for name, value in vars(self).items() if name not in ("seq", "holder_ms")}
 
 
 class Abandoned(StoreUnavailable):
@@ -173,10 +174,14 @@ def record_json(row: Mapping[Any, Any]) -> dict[str, Any]:
 
 class AuditLog:
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], batch_max: int = 256, batch_wait_s: float = 0.0
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        batch_max: int = 256,
+        batch_wait_s: float = 0.0,
+        on_commit: Callable[[int, float], None] | None = None,
     ) -> None:
         self._sessions = sessions
-        self._writer: GroupCommit[AuditEntry] = GroupCommit(self._write, batch_max, batch_wait_s)
+        self._writer: GroupCommit[AuditEntry] = GroupCommit(self._write, batch_max, batch_wait_s, on_commit)
 
     @property
     def batches(self) -> int:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import click
 from aiohttp import web
+from click.core import ParameterSource
 
 from broker import logs
 from broker.app import build_app
@@ -18,7 +21,7 @@ from broker.cli_consent import consent
 from broker.cli_notifications import notifications
 from broker.cli_options import store_options
 from broker.cli_policy import policy
-from broker.config import Config
+from broker.config import Config, ConfigError, load_config, shown
 from broker.demo import run_demo, serve_demo
 from broker.hub import open_hub
 from broker.keys import write_private_key
@@ -33,55 +36,93 @@ def main() -> None:
     """Crossroads: an information-brokering hub for public agencies."""
 
 
+def config_option(command: Any) -> Any:
+    return click.option(
+        "--config",
+        "config_file",
+        type=click.Path(exists=True, dir_okay=False, path_type=Path),
+        envvar="CROSSROADS_CONFIG",
+        default=None,
+        help="A TOML file whose [hub] table sets any setting (the field names of `crossroads config show`).",
+    )(command)
+
+
+def effective_config(flags: dict[str, object], config_file: Path | None) -> tuple[Config, dict[str, str]]:
+    """Flags the user gave, then CROSSROADS_* variables, then the TOML file, then defaults."""
+    context = click.get_current_context()
+    given = {
+        name: value
+        for name, value in flags.items()
+        if context.get_parameter_source(FLAG_PARAMETERS.get(name, name)) is ParameterSource.COMMANDLINE
+    }
+    try:
+        return load_config(given, os.environ, config_file)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from error
+
+
+FLAG_PARAMETERS = {"hub_key_path": "hub_key"}  # Config field -> the click parameter that sets it
+
+
 @main.command()
-@store_options
-@click.option("--host", envvar="CROSSROADS_HOST", default="127.0.0.1", show_default=True)
-@click.option("--port", envvar="CROSSROADS_PORT", type=int, default=8080, show_default=True)
-@click.option(
-    "--public-url",
-    envvar="CROSSROADS_PUBLIC_URL",
-    default="",
-    help="The URL agencies sign as @target-uri (default http://HOST:PORT).",
-)
-@click.option(
-    "--hub-key",
-    envvar="CROSSROADS_HUB_KEY",
-    type=click.Path(path_type=Path),
-    default=None,
-    help="The hub's Ed25519 private key (PEM); default STATE_DIR/hub.pem.",
-)
-@click.option("--hub-key-id", envvar="CROSSROADS_HUB_KEY_ID", default="crossroads-hub", show_default=True)
-@click.option(
-    "--emergency-per-day",
-    envvar="CROSSROADS_EMERGENCY_PER_DAY",
-    type=click.IntRange(min=0),
-    default=Config.emergency_per_day,
-    show_default=True,
-    help="Emergency (break-the-glass) accesses each agency may make per UTC day.",
-)
+@config_option
+@click.option("--state-dir", type=click.Path(path_type=Path), help="Where the SQLite store and hub key live.")
+@click.option("--database-url", help="SQLAlchemy URL of the store (default: SQLite in the state directory).")
+@click.option("--host", help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, help="Port to listen on (default 8080).")
+@click.option("--public-url", help="The URL agencies sign as @target-uri (default http://HOST:PORT).")
+@click.option("--hub-key", type=click.Path(path_type=Path), help="The hub's Ed25519 key (default STATE_DIR/hub.pem).")
+@click.option("--hub-key-id", help="The hub's key id (default crossroads-hub).")
+@click.option("--emergency-per-day", type=click.IntRange(min=0), help="Emergency accesses per agency and UTC day.")
 def serve(
-    state_dir: Path,
-    database_url: str,
-    host: str,
-    port: int,
-    public_url: str,
+    config_file: Path | None,
+    state_dir: Path | None,
+    database_url: str | None,
+    host: str | None,
+    port: int | None,
+    public_url: str | None,
     hub_key: Path | None,
-    hub_key_id: str,
-    emergency_per_day: int,
+    hub_key_id: str | None,
+    emergency_per_day: int | None,
 ) -> None:
-    """Run the hub until interrupted."""
+    """Run the hub until interrupted (SIGTERM or SIGINT: it finishes what it accepted, then stops)."""
     logs.configure(sys.stdout)
-    config = Config(
-        state_dir=state_dir,
-        host=host,
-        port=port,
-        public_url=public_url,
-        database_url=database_url,
-        hub_key_path=hub_key,
-        hub_key_id=hub_key_id,
-        emergency_per_day=emergency_per_day,
+    config, _ = effective_config(
+        {
+            "state_dir": state_dir,
+            "database_url": database_url,
+            "host": host,
+            "port": port,
+            "public_url": public_url,
+            "hub_key_path": hub_key,
+            "hub_key_id": hub_key_id,
+            "emergency_per_day": emergency_per_day,
+        },
+        config_file,
     )
-    web.run_app(build_app(config), host=host, port=port, access_log=None, print=None)
+    web.run_app(
+        build_app(config),
+        host=config.host,
+        port=config.port,
+        access_log=None,
+        print=None,
+        shutdown_timeout=config.shutdown_timeout_s,
+    )
+
+
+@main.group("config")
+def config_group() -> None:
+    """The hub's settings."""
+
+
+@config_group.command("show")
+@config_option
+def config_show(config_file: Path | None) -> None:
+    """Print the effective settings and where each comes from; secrets are masked."""
+    config, sources = effective_config({}, config_file)
+    click.echo("[hub]")
+    for line in shown(config, sources):
+        click.echo(line)
 
 
 @main.command()

@@ -1,9 +1,16 @@
-"""The hub's settings, from command-line flags or `CROSSROADS_*` environment variables."""
+"""The hub's settings: each field of `Config` can come from a command-line flag, a `CROSSROADS_<FIELD>`
+environment variable, or the same key in a TOML file's `[hub]` table, in that order of precedence.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from broker.storage import database_url_for
 
@@ -34,6 +41,7 @@ class Config:
     notification_backoff_cap_s: float = 300.0
     notification_max_attempts: int = 10  # then the delivery is dead-lettered
     notification_max_age_s: float = 86_400.0  # a delivery older than this is dead-lettered too
+    shutdown_timeout_s: float = 30.0  # on SIGTERM, how long in-flight requests may take to finish
     emergency_per_day: int = 3  # break-the-glass accesses each agency may make per UTC day, on all hub processes
 
     @property
@@ -47,3 +55,84 @@ class Config:
     @property
     def key_path(self) -> Path:
         return self.hub_key_path or self.state_dir / "hub.pem"
+
+
+# Environment variable of each setting; `hub_key_path` keeps the shorter name the CLI has always used.
+ENV_NAMES = {field.name: f"CROSSROADS_{field.name.upper()}" for field in fields(Config)}
+ENV_NAMES["hub_key_path"] = "CROSSROADS_HUB_KEY"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load_config(
+    explicit: Mapping[str, object], environ: Mapping[str, str], toml_path: Path | None
+) -> tuple[Config, dict[str, str]]:
+    """The effective configuration and where each setting came from (flag, environment, file or default)."""
+    table: dict[str, object] = {}
+    if toml_path is not None:
+        try:
+            document = tomllib.loads(toml_path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as error:
+            raise ConfigError(f"{toml_path}: {error}") from error
+        table = document.get("hub", document)
+        unknown = sorted(set(table) - set(ENV_NAMES))
+        if unknown:
+            raise ConfigError(f"{toml_path}: unknown settings {', '.join(unknown)}")
+    hints = typing.get_type_hints(Config)
+    values: dict[str, object] = {}
+    sources: dict[str, str] = {}
+    for name, env_name in ENV_NAMES.items():
+        if name in explicit:
+            values[name], sources[name] = explicit[name], "flag"
+        elif env_name in environ:
+            values[name], sources[name] = _convert(name, hints[name], environ[env_name]), env_name
+        elif name in table:
+            values[name], sources[name] = _convert(name, hints[name], table[name]), str(toml_path)
+        else:
+            sources[name] = "default"
+    values.setdefault("state_dir", Path("state"))
+    return Config(**values), sources  # type: ignore[arg-type]
+
+
+def _convert(name: str, hint: object, value: object) -> object:
+    """A setting's value in its field's type (str, int, float, Path, or Path | None)."""
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    target = next(option for option in options if option is not type(None))
+    if value in ("", None) and type(None) in options:
+        return None
+    try:
+        if target is int and isinstance(value, str | int) and not isinstance(value, bool):
+            return int(value)
+        if target is float and isinstance(value, str | int | float) and not isinstance(value, bool):
+            return float(value)
+        if target in (str, Path) and isinstance(value, str):
+            return target(value)
+    except ValueError:
+        pass
+    raise ConfigError(f"{name} must be of type {getattr(target, '__name__', target)}, not {value!r}")
+
+
+def shown(config: Config, sources: Mapping[str, str]) -> list[str]:
+    """`name = value  # source` lines, with the password of the database URL masked."""
+    lines = []
+    for field in fields(Config):
+        value = getattr(config, field.name)
+        if field.name == "database_url" and value:
+            value = _masked(value)
+        source = sources.get(field.name, "default")
+        if value is None:
+            lines.append(f"# {field.name} is not set  ({source})")
+        else:
+            rendered = f'"{value}"' if isinstance(value, str | Path) else str(value)
+            lines.append(f"{field.name} = {rendered}  # {source}")
+    return lines
+
+
+def _masked(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":****@")
+    return urlunsplit(parts._replace(netloc=netloc))

@@ -8,6 +8,7 @@ batch that fails fails every write in it.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager, suppress
 from typing import Generic, TypeVar
@@ -24,10 +25,17 @@ class WriterClosed(Exception):
 
 
 class GroupCommit(Generic[Item]):
-    def __init__(self, flush: Flush[Item], max_batch: int, max_wait_s: float) -> None:
+    def __init__(
+        self,
+        flush: Flush[Item],
+        max_batch: int,
+        max_wait_s: float,
+        on_commit: Callable[[int, float], None] | None = None,
+    ) -> None:
         if max_batch < 1:
             raise ValueError("a batch holds at least one write")
         self._flush = flush
+        self._on_commit = on_commit  # (writes in the batch, seconds the transaction took), for metrics
         self._max_batch = max_batch
         self._max_wait_s = max_wait_s
         self._pending: list[tuple[Item, asyncio.Future[None]]] = []
@@ -82,10 +90,13 @@ class GroupCommit(Generic[Item]):
     async def _commit(self, batch: list[tuple[Item, asyncio.Future[None]]]) -> None:
         self.batches += 1
         results: Sequence[Exception | None]
+        started = time.perf_counter()
         try:
             results = await self._flush([item for item, _ in batch])
         except Exception as error:
             results = [error] * len(batch)
+        if self._on_commit is not None:
+            self._on_commit(len(batch), time.perf_counter() - started)
         for (_, future), failure in zip(batch, results, strict=True):
             if future.done():  # the request was cancelled; its write stands
                 continue

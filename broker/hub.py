@@ -74,9 +74,11 @@ async def open_hub(config: Config) -> AsyncIterator[Hub]:
             directory.purpose_exists,
         )
         reviews = ReviewStore(sessions)
-        audit, nonces = AuditLog(sessions, config.audit_batch_max, config.audit_batch_wait_s), NonceStore(sessions)
-        sequencer = Sequencer(audit, key, _sequencer_settings(config))
         metrics = Metrics()
+        metrics.policy_version.set_function(lambda: policies.version)
+        audit = AuditLog(sessions, config.audit_batch_max, config.audit_batch_wait_s, metrics.audit_batch)
+        nonces = NonceStore(sessions)
+        sequencer = Sequencer(audit, key, _sequencer_settings(config))
         notifications = NotificationService(OutboxStore(sessions), directory, policies)
         connector = aiohttp.TCPConnector(limit=config.holder_connections)
         # On exit the client session closes first, then the audit writer commits what it holds, then the

@@ -32,5 +32,61 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.exchanges = Counter(
+            "crossroads_exchanges",
+            "Exchanges answered, by outcome and zone",
+            ["outcome", "zone"],
+            registry=self.registry,
+        )
+        self.added_latency = Histogram(
+            "crossroads_exchange_added_seconds",
+            "Time an exchange spends in the hub, the holder's answer excluded",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=self.registry,
+        )
+        self.holder_latency = Histogram(
+            "crossroads_holder_seconds",
+            "Time holders' adapters take to answer",
+            ["holder"],
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=self.registry,
+        )
+        self.audit_batch_size = Histogram(
+            "crossroads_audit_batch_records",
+            "Audit records committed per group-commit transaction",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+            registry=self.registry,
+        )
+        self.audit_commit_seconds = Histogram(
+            "crossroads_audit_commit_seconds",
+            "Duration of one group-commit transaction",
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
+            registry=self.registry,
+        )
+        self.policy_version = Gauge(
+            "crossroads_policy_version", "The published policy version this process enforces", registry=self.registry
+        )
+
+    def audit_batch(self, records: int, seconds: float) -> None:
+        self.audit_batch_size.observe(records)
+        self.audit_commit_seconds.observe(seconds)
+
+    def answered(
+        self,
+        kind: str,
+        outcome: str,
+        zone: str | None,
+        latency_ms: float | None,
+        holder: str | None,
+        holder_ms: float | None,
+    ) -> None:
+        self.calls.labels(kind, outcome).inc()
+        if holder is not None and holder_ms is not None:
+            self.holder_latency.labels(holder).observe(holder_ms / 1000)
+        if kind == "exchange":
+            self.exchanges.labels(outcome, zone or "none").inc()
+            if latency_ms is not None:
+                self.added_latency.observe(max(0.0, latency_ms - (holder_ms or 0.0)) / 1000)
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

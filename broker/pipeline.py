@@ -14,6 +14,7 @@ import math
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
+from time import perf_counter
 from typing import Any
 
 from broker import errors
@@ -314,14 +315,18 @@ class ExchangePipeline:
         self, requester: str, request: ExchangeRequest, holder: AgencyEntry, entry: AuditEntry
     ) -> dict[str, Any]:
         await self._audit.reserve(entry)
-        return await self._holders.records(
-            holder,
-            {
-                "exchange": entry.exchange,
-                "requester": requester,
-                "subject": request.subject,
-                "category": request.category,
-                "purpose": request.purpose,
-                "params": request.params,
-            },
-        )
+        started = perf_counter()
+        try:
+            return await self._holders.records(
+                holder,
+                {
+                    "exchange": entry.exchange,
+                    "requester": requester,
+                    "subject": request.subject,
+                    "category": request.category,
+                    "purpose": request.purpose,
+                    "params": request.params,
+                },
+            )
+        finally:
+            entry.holder_ms = (perf_counter() - started) * 1000
