@@ -97,3 +97,15 @@ def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
         ["systemd-analyze", "verify", str(tmp_path / "crossroads.service")], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_compose_adapter_config_is_one_the_adapter_reads(tmp_path: Path) -> None:
+    from adapters.config import read_config
+
+    config_text = (DEPLOY / "adapters" / "tax-authority.yaml").read_text().replace("/run/secrets/", str(tmp_path) + "/")
+    (tmp_path / "adapter.yaml").write_text(config_text)
+    (tmp_path / "exports").symlink_to(DEPLOY / "adapters" / "exports")
+    config = read_config(tmp_path / "adapter.yaml")
+    assert (config.agency, config.port, list(config.categories)) == ("tax-authority", 8090, ["income"])
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    assert compose["services"]["adapter-tax"]["command"] == ["adapter", "run", "/adapters/tax-authority.yaml"]
