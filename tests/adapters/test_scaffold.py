@@ -10,8 +10,6 @@ import os
 import stat
 import subprocess
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,6 +22,7 @@ from broker.demo import DemoWorld, free_port
 from broker.signing import public_key_pem
 from broker.world import read_world
 from policies.rules import Rule
+from tests.processes import crossroads
 
 SUBJECT = "00000000097"  # the handler stub's sample record
 
@@ -77,36 +76,6 @@ def test_the_world_entry_registers_the_agency(tmp_path: Path) -> None:
     assert loaded.exit_code == 0, loaded.output
 
 
-@asynccontextmanager
-async def adapter_process(config: Path, url: str) -> AsyncIterator[None]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "broker",
-        "adapter",
-        "run",
-        str(config),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        async with aiohttp.ClientSession() as session:
-            for _ in range(200):
-                try:
-                    async with session.get(url + "/healthz") as answer:
-                        if answer.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    await asyncio.sleep(0.05)
-            else:
-                raise AssertionError("the adapter did not start")
-        yield
-    finally:
-        process.terminate()
-        _, err = await process.communicate()
-        assert process.returncode in (0, -15), err.decode()
-
-
 async def test_a_scaffolded_adapter_joins_a_running_hub(
     sqlite_world: DemoWorld, session: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
@@ -128,7 +97,13 @@ async def test_a_scaffolded_adapter_joins_a_running_hub(
         "pension fund joins",
         datetime.now(UTC),
     )
-    async with adapter_process(project / "adapter.yaml", f"http://127.0.0.1:{port}"):
+    async with crossroads(
+        "adapter",
+        "run",
+        str(project / "adapter.yaml"),
+        answers=f"http://127.0.0.1:{port}" + "/healthz",
+        log=tmp_path / "adapter.log",
+    ):
         result = await world.client("family-benefits", session).exchange(SUBJECT, "pension", "benefit-eligibility")
     assert (result.status, result.holder, result.data) == (200, "pension-fund", {"example_field": "example value"})
 

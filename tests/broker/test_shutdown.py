@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from broker.signing import SigningKey, public_key_pem
 from broker.storage import create_engine
 from broker.storage.migrations import upgrade
 from broker.world import load_world
+from tests.processes import crossroads
 
 IN_FLIGHT = 6
 
@@ -88,28 +88,19 @@ async def test_sigterm_finishes_accepted_exchanges(tmp_path: Path) -> None:
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", holder_port).start()
         stack.push_async_callback(runner.cleanup)
-        log = await asyncio.to_thread(open, tmp_path / "hub.log", "wb")
-        stack.callback(log.close)
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "broker",
-            "serve",
-            "--state-dir",
-            str(tmp_path),
-            "--port",
-            str(hub_port),
-            stdout=log,
-            stderr=log,
+        process = await stack.enter_async_context(
+            crossroads(
+                "serve",
+                "--state-dir",
+                str(tmp_path),
+                "--port",
+                str(hub_port),
+                answers=f"http://127.0.0.1:{hub_port}/healthz",
+                log=tmp_path / "hub.log",
+            )
         )
         session = await stack.enter_async_context(aiohttp.ClientSession())
         client = HubClient(f"http://127.0.0.1:{hub_port}", asker, "crossroads-hub", hub_key.public_key, session)
-        for _ in range(100):
-            try:
-                async with session.get(f"http://127.0.0.1:{hub_port}/healthz"):
-                    break
-            except aiohttp.ClientError:
-                await asyncio.sleep(0.1)
         exchanges = [
             asyncio.create_task(client.exchange("66040412399", "pension", "benefit-eligibility"))
             for _ in range(IN_FLIGHT)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +18,7 @@ from adapters.examples.demo_agencies import ANNA, JAN
 from broker.demo import HUB_KEY_ID, DemoWorld, demo_world, free_port
 from broker.signing import Request, Response, public_key_pem, sign_request, verify_response
 from tests import postgres
+from tests.processes import crossroads
 
 pytestmark = pytest.mark.postgres
 WHITE = {"subject": ANNA, "category": "civil-status", "purpose": "benefit-eligibility"}
@@ -47,11 +47,8 @@ async def test_two_processes_answer_as_one(
     url = await postgres_server.new_database()
     async with demo_world(tmp_path / "state", url) as world:
         port = free_port()
-        log = await asyncio.to_thread(open, tmp_path / "second.log", "wb")
-        second = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "broker",
+        address = f"http://127.0.0.1:{port}"
+        async with crossroads(
             "serve",
             "--database-url",
             url,
@@ -63,15 +60,10 @@ async def test_two_processes_answer_as_one(
             str(world.state_dir / "keys" / "hub.pem"),
             "--public-url",
             world.hub_url,
-            stdout=log,
-            stderr=log,
-        )
-        try:
-            await _check(world, session, f"http://127.0.0.1:{port}")
-        finally:
-            second.terminate()
-            await second.wait()
-            log.close()
+            answers=address + "/healthz",
+            log=tmp_path / "second.log",
+        ):
+            await _check(world, session, address)
 
 
 class Behind:
@@ -103,15 +95,6 @@ class Behind:
 
 async def _check(world: DemoWorld, session: aiohttp.ClientSession, address: str) -> None:
     second = Behind(world, session, address)
-
-    async def healthy() -> bool:
-        try:
-            async with session.get(address + "/healthz") as answer:
-                return answer.status == 200
-        except aiohttp.ClientError:
-            return False
-
-    assert await _eventually(healthy)
     assert await second.outcome("family-benefits", WHITE) == "delivered"
 
     # A request signed for the public URL and answered by the first process is a replay on the second.

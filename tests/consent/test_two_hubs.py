@@ -4,8 +4,6 @@ exchange through the other (nothing is cached), and the emergency allowance is o
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 
@@ -15,6 +13,7 @@ import pytest
 from adapters.client import HubClient, HubProblem
 from adapters.examples.demo_agencies import ANNA, SOFIE
 from broker.demo import FIRE, HUB_KEY_ID, DemoWorld, free_port
+from tests.processes import crossroads
 
 INCOME = {"subject": ANNA, "category": "income", "purpose": "benefit-eligibility"}
 CONSENT = {
@@ -28,13 +27,10 @@ CONSENT = {
 
 @asynccontextmanager
 async def other_hub(world: DemoWorld) -> AsyncIterator[str]:
-    """`crossroads serve` in its own OS process on the demo world's store and hub key; its base URL."""
+    """A second `crossroads serve` process on the demo world's store."""
     port = free_port()
-    log = await asyncio.to_thread(open, world.state_dir / f"hub-{port}.log", "wb")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "broker",
+    base = f"http://127.0.0.1:{port}"
+    async with crossroads(
         "serve",
         "--state-dir",
         str(world.state_dir),
@@ -44,27 +40,10 @@ async def other_hub(world: DemoWorld) -> AsyncIterator[str]:
         str(world.state_dir / "keys" / "hub.pem"),
         "--port",
         str(port),
-        stdout=log,
-        stderr=log,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        async with aiohttp.ClientSession() as probe:
-            for _ in range(200):
-                try:
-                    async with probe.get(base + "/readyz") as answer:
-                        if answer.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.05)
-            else:
-                pytest.fail("the second hub did not become ready")
+        answers=base + "/readyz",
+        log=world.state_dir / f"hub-{port}.log",
+    ):
         yield base
-    finally:
-        process.terminate()
-        await process.wait()
-        log.close()
 
 
 def client(world: DemoWorld, base: str, principal: str, session: aiohttp.ClientSession) -> HubClient:

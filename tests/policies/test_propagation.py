@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import aiohttp
@@ -21,6 +21,7 @@ from broker.storage import create_engine
 from broker.storage.migrations import upgrade
 from broker.world import load_world
 from tests import postgres
+from tests.processes import crossroads
 
 pytestmark = pytest.mark.postgres
 INCOME = {"requester": "family-benefits", "category": "income", "purpose": "benefit-eligibility"}
@@ -32,39 +33,6 @@ async def _crossroads(*args: str) -> None:
     )
     out, err = await process.communicate()
     assert process.returncode == 0, (out + err).decode()
-
-
-async def _serve(state: Path, url: str, port: int) -> AsyncIterator[str]:
-    log = await asyncio.to_thread(open, state / f"hub-{port}.log", "wb")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "broker",
-        "serve",
-        "--state-dir",
-        str(state),
-        "--database-url",
-        url,
-        "--port",
-        str(port),
-        stdout=log,
-        stderr=log,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        async with aiohttp.ClientSession() as session:
-            for _ in range(100):
-                try:
-                    async with session.get(base + "/healthz") as answer:
-                        if answer.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    await asyncio.sleep(0.1)
-        yield base
-    finally:
-        process.terminate()
-        await process.wait()
-        log.close()
 
 
 async def _zone(client: HubClient) -> str:
@@ -102,35 +70,43 @@ async def test_a_cli_edit_reaches_another_hub_process(postgres_server: postgres.
     }
     async with open_hub(Config(state_dir=tmp_path, database_url=url)) as hub:
         await load_world(hub, world, actor="test", reason="seed")
-    first, second = _serve(tmp_path, url, free_port()), _serve(tmp_path, url, free_port())
-    first_url, second_url = await anext(first), await anext(second)
-    try:
-        async with aiohttp.ClientSession() as session:
-            clients = [
-                HubClient(base, admin, "crossroads-hub", load_public_key(public_key_pem(hub_key.public_key)), session)
-                for base in (first_url, second_url)
-            ]
-            assert [await _zone(client) for client in clients] == ["white", "white"]
-            await _crossroads(
-                "policy",
-                "remove",
-                "r-income",
-                "--reason",
-                "benefit reform",
-                "--state-dir",
-                str(tmp_path),
-                "--database-url",
-                url,
+    ports = (free_port(), free_port())
+    async with AsyncExitStack() as stack, aiohttp.ClientSession() as session:
+        for port in ports:
+            await stack.enter_async_context(
+                crossroads(
+                    "serve",
+                    "--state-dir",
+                    str(tmp_path),
+                    "--database-url",
+                    url,
+                    "--port",
+                    str(port),
+                    answers=f"http://127.0.0.1:{port}/healthz",
+                    log=tmp_path / f"hub-{port}.log",
+                )
             )
-            for client in clients:
+        public_key = load_public_key(public_key_pem(hub_key.public_key))
+        clients = [
+            HubClient(f"http://127.0.0.1:{port}", admin, "crossroads-hub", public_key, session) for port in ports
+        ]
+        assert [await _zone(client) for client in clients] == ["white", "white"]
+        await _crossroads(
+            "policy",
+            "remove",
+            "r-income",
+            "--reason",
+            "benefit reform",
+            "--state-dir",
+            str(tmp_path),
+            "--database-url",
+            url,
+        )
+        for client in clients:
+            zone = await _zone(client)
+            for _ in range(100):  # bounded wait: the processes poll the version every second
+                if zone == "black":
+                    break
+                await asyncio.sleep(0.1)
                 zone = await _zone(client)
-                for _ in range(100):  # bounded wait: the processes poll the version every second
-                    if zone == "black":
-                        break
-                    await asyncio.sleep(0.1)
-                    zone = await _zone(client)
-                assert zone == "black"
-    finally:
-        for server in (first, second):
-            with pytest.raises(StopAsyncIteration):
-                await anext(server)
+            assert zone == "black"
