@@ -15,6 +15,7 @@ import aiohttp
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from multidict import CIMultiDict
+from yarl import URL
 
 from adapters.problems import HubProblem, PendingReview, problem_for
 from broker.signing import Request, Response, SignatureProblem, SigningKey, sign_request, verify_response
@@ -202,7 +203,8 @@ class HubClient:
         """One signed request (a fresh nonce each time) and its verified, bound answer."""
         url = self._hub_url + path
         headers = sign_request(method, url, body, self._key)
-        async with self._session.request(method, url, data=body, headers=headers) as answer:
+        # Sent exactly as signed: the hub rebuilds @target-uri from the raw path and query it receives.
+        async with self._session.request(method, URL(url, encoded=True), data=body, headers=headers) as answer:
             answer_body = await answer.read()
             status, answer_headers = answer.status, CIMultiDict(answer.headers)
         bound = {"Content-Digest": headers["Content-Digest"]} if body is not None else {}

@@ -159,6 +159,10 @@ class TooLarge(HubProblem):
     problem = "too-large"
 
 
+class HeadersTooLarge(HubProblem):
+    problem = "headers-too-large"
+
+
 class UnsupportedMediaType(HubProblem):
     problem = "unsupported-media-type"
 

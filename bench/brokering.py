@@ -1,16 +1,21 @@
-"""Benchmark: what brokering an exchange through the Crossroads hub costs over asking the holder directly.
+"""Benchmark: what brokering an exchange through the Crossroads hub costs, against asking the holder directly.
 
-This module owns the whole run: it starts the demo world (`crossroads demo --serve`) in its own process,
-drives it from this process with signed requests in two modes at each concurrency level, and reports
-completed requests, errors, throughput and latency percentiles as a table and as JSON.
+One run builds the benchmark world (bench/world.py: 16 requesters, 4 holders, 10 or 10,000 rules, a directory
+of a million holdings and relationships, consents), starts the holders' adapters in one process
+(bench/holders.py) and the hub as `crossroads serve` in one or two processes of its own, and drives them from
+this process, on 127.0.0.1 only, with pre-signed requests (each with its own nonce, signed before the phase so
+that signing costs the load generator nothing while it measures):
 
-- direct:   requester → population-register adapter, `POST /v1/records` signed with the hub's key (the
-            adapter trusts no other), the adapter's signed answer verified with its public key.
-- brokered: requester → hub → adapter, `POST /v1/exchanges` signed with family-benefits' key, the hub's
-            signed answer verified with the hub's public key.
+- direct:   requester -> holder's adapter, `POST /v1/records` signed with the hub's key (the adapter trusts no
+            other), as the hub would forward it;
+- brokered: requester -> hub -> adapter, `POST /v1/exchanges`, every exchange a different subject the
+            requester has a relationship with, under a white rule that needs consent (so the consent check reads
+            the store each time), audited; with two hubs the requests alternate between them.
 
-Both modes sign every request and verify every answer here, in the load generator, which shares the
-machine's cores with the world it measures; the table shows how much CPU each side used.
+Each phase is bounded by --seconds and --max-requests. Answers are checked after the phase: every status, and
+the signatures of a sample (--verify) verified with the hub's or the holder's public key. The hub's own CPU
+time per exchange comes from /proc/<pid>/stat of its processes; memory from /proc/<pid>/status (VmRSS).
+It prints a table, writes a JSON result (--out) and a PNG plot of latency against throughput (--plot).
 """
 
 from __future__ import annotations
@@ -20,66 +25,69 @@ import asyncio
 import json
 import math
 import os
+import random
 import shlex
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+import report
+from world import HOLDERS, HUB_KEY_ID, REQUESTERS, Exchange, Layout, build, layout, make_keys, publish_rules
 
+from broker import eventloop
 from broker.signing import (
     Request,
     Response,
     SignatureProblem,
     SigningKey,
     load_private_key,
-    load_public_key,
     sign_request,
     verify_response,
 )
 
 REPO = Path(__file__).resolve().parent.parent
-REQUESTER = "family-benefits"
-HOLDER = "population-register"
-SUBJECT = "85073003328"  # Anna: family-benefits has her as a beneficiary; the population register holds her
-EXCHANGE = {"subject": SUBJECT, "category": "civil-status", "purpose": "benefit-eligibility"}
-READY_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 10.0
+FLOOR_US = 460.0  # the issue's physical floor of hub CPU per exchange on a 2-core machine of this kind
+READY_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 15.0
 REQUEST_TIMEOUT_S = 10.0  # bounds a phase's overrun: no request outlives its deadline by more than this
-WARMUP_S = 1.0
-CAVEAT = (
-    "The load generator signs every request and verifies every answer (Ed25519, RFC 9421) on the same "
-    "cores as the hub and adapters; the demo world runs the hub and all six adapters in one process, "
-    "on the embedded SQLite store, with an audit commit per request."
-)
+WARMUP_S = 3.0  # before the direct phases, uncounted: opens connections
+WARMUP_LIMIT_S = 60.0  # bounds the hubs' warm-up (every distinct policy question once)
+HUB_SETTINGS = {
+    # Rate limits and per-principal caps are policy, not cost: the load generator is not to be throttled.
+    "CROSSROADS_RATE_PER_S": "1000000",
+    "CROSSROADS_RATE_BURST": "1000000",
+    "CROSSROADS_IN_FLIGHT_PER_PRINCIPAL": "1000",
+}
 
 
 @dataclass(frozen=True)
-class Mode:
-    """One way of getting Anna's civil status: where to POST what, signed by whom, answered by whom."""
+class Prepared:
+    """One signed request, ready to send, and what its answer must be verified with."""
 
-    name: str
     url: str
-    document: Callable[[], dict[str, Any]]
-    key: SigningKey
+    body: bytes
+    headers: dict[str, str]
     answer_key_id: str
-    answer_key: Ed25519PublicKey
+    answer_key: Any  # Ed25519PublicKey
 
 
 @dataclass
 class Tally:
     latencies_ms: list[float] = field(default_factory=list)  # of successful requests only
     errors: Counter[str] = field(default_factory=Counter)
+    answers: list[tuple[Prepared, int, dict[str, str], bytes]] = field(default_factory=list)  # kept to verify
 
     @property
     def completed(self) -> int:
@@ -87,176 +95,236 @@ class Tally:
 
 
 @dataclass(frozen=True)
-class PhaseResult:
+class Setup:
+    """What a phase runs against: the store, the rule set and the hubs (none for the direct mode)."""
+
     mode: str
-    concurrency: int
-    completed: int
-    errors: int
-    error_kinds: dict[str, int]
-    seconds: float
-    throughput: float  # successful requests per second
-    p50_ms: float | None
-    p95_ms: float | None
-    p99_ms: float | None
-    # CPU used during the phase, in % of one core (the machine has os.cpu_count() of them); None off Linux.
-    client_cpu_percent: float
-    world_cpu_percent: float | None
-    other_cpu_percent: float | None  # everything else on the machine: other work skews the numbers
+    store: str | None = None
+    rules: int | None = None
+    hubs: int = 0
+
+
+# --- processes -------------------------------------------------------------------------------------------
+
+
+class Process:
+    """A child process whose output goes to a file (never a pipe that could fill and block it)."""
+
+    def __init__(self, name: str, command: list[str], log: Path, env: dict[str, str] | None = None) -> None:
+        self.name, self.log = name, log
+        with log.open("wb") as output:
+            self.popen = subprocess.Popen(
+                command, cwd=REPO, stdout=output, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def check(self) -> None:
+        if self.popen.poll() is not None:
+            raise SystemExit(f"{self.name} exited with {self.popen.returncode}:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+
+
+def wait_printed(process: Process, line: bytes) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if line in process.log.read_bytes().splitlines():
+            return
+        process.check()
+        time.sleep(0.1)
+    raise SystemExit(f"{process.name} was not ready within {READY_TIMEOUT_S:g} s")
+
+
+def wait_ready(process: Process, url: str) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        process.check()
+        try:
+            with urllib.request.urlopen(url + "/readyz", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{process.name} was not ready within {READY_TIMEOUT_S:g} s:\n{process.log.read_text()[-3000:]}")
+
+
+def start_hubs(
+    count: int, database_url: str, world: Layout, logs: Path, label: str, env: dict[str, str]
+) -> list[tuple[Process, str]]:
+    hubs = []
+    for number in range(count):
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        command = [
+            sys.executable,
+            "-m",
+            "broker",
+            "serve",
+            "--state-dir",
+            world.state_dir,
+            "--database-url",
+            database_url,
+            "--port",
+            str(port),
+            "--public-url",
+            url,
+            "--hub-key",
+            world.hub_key_path,
+            "--hub-key-id",
+            HUB_KEY_ID,
+        ]
+        hubs.append(
+            (
+                Process(f"hub {number + 1}", command, logs / f"hub-{label}-{number + 1}.log", {**HUB_SETTINGS, **env}),
+                url,
+            )
+        )
+    for process, url in hubs:
+        wait_ready(process, url)
+    return hubs
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu_seconds() -> float:
+    ticks = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(ticks[:8]) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def resident_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
 
 
 @dataclass(frozen=True)
 class CpuSample:
-    """CPU seconds used so far by this process, by the world's process and by the whole machine."""
-
     client: float
-    world: float | None
-    machine: float | None
+    hubs: float
+    adapters: float
+    machine: float
 
     @classmethod
-    def take(cls, world_pid: int) -> CpuSample:
-        return cls(time.process_time(), process_cpu_seconds(world_pid), machine_cpu_seconds())
-
-    def percent_since(self, before: CpuSample, wall: float) -> tuple[float, float | None, float | None]:
-        """CPU used since `before` by this process, the world and everything else, in % of one core."""
-        client = self.client - before.client
-        world = None if self.world is None or before.world is None else self.world - before.world
-        machine = None if self.machine is None or before.machine is None else self.machine - before.machine
-        other = None if world is None or machine is None else max(0.0, machine - client - world)
-        return round(100 * client / wall, 1), percent(world, wall), percent(other, wall)
-
-
-# --- the world under test --------------------------------------------------------------------------
-
-
-def start_world(state_dir: Path) -> subprocess.Popen[bytes]:
-    # The world's output goes to a file, not a pipe, so nothing it prints under load can block it.
-    with (state_dir / "demo.out").open("wb") as output:
-        return subprocess.Popen(
-            [sys.executable, "-m", "broker", "demo", "--serve", "--state-dir", str(state_dir)],
-            cwd=REPO,
-            stdout=output,
-            stderr=subprocess.STDOUT,
+    def take(cls, hub_pids: list[int], adapters_pid: int) -> CpuSample:
+        return cls(
+            time.process_time(),
+            sum(process_cpu_seconds(pid) for pid in hub_pids),
+            process_cpu_seconds(adapters_pid),
+            machine_cpu_seconds(),
         )
 
 
-def wait_ready(process: subprocess.Popen[bytes], state_dir: Path) -> None:
-    output = state_dir / "demo.out"
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if b"ready" in output.read_bytes().splitlines():
-            return
-        if process.poll() is not None:
-            raise SystemExit(f"the demo world exited with {process.returncode}:\n{output.read_text()}")
-        time.sleep(0.1)
-    raise SystemExit(f"the demo world was not ready within {READY_TIMEOUT_S:g} s:\n{output.read_text()}")
+# --- load ------------------------------------------------------------------------------------------------
 
 
-def stop_world(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+class Signer:
+    """Pre-signs requests for a phase: brokered ones with the requesters' keys, direct ones with the hub's."""
+
+    def __init__(self, world: Layout) -> None:
+        def key(name: str) -> SigningKey:
+            return SigningKey(f"{name}-1", load_private_key(world.key_path(name).read_bytes()))
+
+        self.world = world
+        self.requesters = {name: key(name) for name in REQUESTERS}
+        self.holders = {name: key(name) for name in HOLDERS}
+        self.hub = SigningKey(HUB_KEY_ID, load_private_key(Path(world.hub_key_path).read_bytes()))
+        self._next = 0  # each phase asks the next exchanges of the list: subjects recur as seldom as they can
+
+    def questions(self) -> list[Exchange]:
+        """One exchange per distinct policy question (requester, category, purpose) the load asks."""
+        return list({(e.requester, e.category, e.purpose): e for e in self.world.exchanges}.values())
+
+    def exchanges(self, count: int) -> list[Exchange]:
+        chosen = [self.world.exchanges[(self._next + n) % len(self.world.exchanges)] for n in range(count)]
+        self._next = (self._next + count) % len(self.world.exchanges)
+        return chosen
+
+    def brokered(self, count: int, hub_urls: list[str], asked: list[Exchange] | None = None) -> list[Prepared]:
+        prepared = []
+        for number, exchange in enumerate(asked or self.exchanges(count)):
+            url = hub_urls[number % len(hub_urls)] + "/v1/exchanges"
+            document = {"subject": exchange.subject, "category": exchange.category, "purpose": exchange.purpose}
+            body = json.dumps(document, separators=(",", ":")).encode()
+            headers = sign_request("POST", url, body, self.requesters[exchange.requester])
+            prepared.append(Prepared(url, body, headers, HUB_KEY_ID, self.hub.public_key))
+        return prepared
+
+    def direct(self, count: int) -> list[Prepared]:
+        prepared = []
+        for exchange in self.exchanges(count):
+            url = self.world.adapter_url(exchange.holder) + "/v1/records"
+            document = {
+                "exchange": str(uuid.uuid4()),
+                "requester": exchange.requester,
+                "subject": exchange.subject,
+                "category": exchange.category,
+                "purpose": exchange.purpose,
+                "params": {},
+            }
+            body = json.dumps(document, separators=(",", ":")).encode()
+            headers = sign_request("POST", url, body, self.hub)
+            holder = self.holders[exchange.holder]
+            prepared.append(Prepared(url, body, headers, holder.key_id, holder.public_key))
+        return prepared
 
 
-def load_modes(state_dir: Path) -> list[Mode]:
-    """The two modes, from world.json and the key files it names."""
-    world = json.loads((state_dir / "world.json").read_text())
-    holder = next(agency for agency in world["agencies"] if agency["id"] == HOLDER)
-    requester = next(agency for agency in world["agencies"] if agency["id"] == REQUESTER)
-    hub_key = SigningKey(world["hub"]["key_id"], load_private_key((state_dir / "keys" / "hub.pem").read_bytes()))
-    holder_key = load_private_key((state_dir / holder["private_key_path"]).read_bytes())
-    requester_key = load_private_key((state_dir / requester["private_key_path"]).read_bytes())
-    return [
-        Mode(
-            "direct",
-            holder["adapter_url"].rstrip("/") + "/v1/records",
-            # What the hub would forward: a fresh exchange id each time, as the hub allocates one.
-            lambda: {"exchange": str(uuid.uuid4()), "requester": REQUESTER, **EXCHANGE, "params": {}},
-            hub_key,
-            holder["key_id"],
-            holder_key.public_key(),
-        ),
-        Mode(
-            "brokered",
-            world["hub"]["url"].rstrip("/") + "/v1/exchanges",
-            lambda: dict(EXCHANGE),
-            SigningKey(requester["key_id"], requester_key),
-            world["hub"]["key_id"],
-            load_public_key(world["hub"]["public_key_pem"]),
-        ),
-    ]
+async def drive(requests: list[Prepared], concurrency: int, seconds: float, keep: set[int]) -> Tally:
+    """`concurrency` workers send the requests in order until the deadline or the list is spent."""
+    tally = Tally()
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
+    queue = iter(enumerate(requests))
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        deadline = time.perf_counter() + seconds
 
+        async def worker() -> None:
+            for index, request in queue:
+                if time.perf_counter() >= deadline:
+                    return
+                started = time.perf_counter()
+                try:
+                    async with session.post(request.url, data=request.body, headers=request.headers) as answer:
+                        body, status = await answer.read(), answer.status
+                        headers = dict(answer.headers) if index in keep else {}
+                except (aiohttp.ClientError, TimeoutError) as error:
+                    tally.errors[type(error).__name__] += 1
+                    continue
+                if status != 200:
+                    tally.errors[f"{status} {problem_name(body)}"] += 1
+                    continue
+                tally.latencies_ms.append((time.perf_counter() - started) * 1000)
+                if index in keep:
+                    tally.answers.append((request, status, headers, body))
 
-def process_cpu_seconds(pid: int) -> float | None:
-    """User plus system CPU time of another process, from /proc (Linux only)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    # After the command name: state is field 3, utime and stime are fields 14 and 15 of proc(5).
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_cpu_seconds() -> float | None:
-    """CPU time all cores have spent busy since boot, from /proc/stat (Linux only)."""
-    try:
-        ticks = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    except OSError:
-        return None
-    idle, iowait = ticks[3], ticks[4]
-    # Guest time is already counted in user time, so only the first eight columns add up to the total.
-    return (sum(ticks[:8]) - idle - iowait) / os.sysconf("SC_CLK_TCK")
-
-
-def percent(cpu_seconds: float | None, wall: float) -> float | None:
-    return None if cpu_seconds is None else round(100 * cpu_seconds / wall, 1)
-
-
-def log_warnings(log_path: Path) -> dict[str, int]:
-    """Warning and error events the world logged, by level and event name."""
-    counts: Counter[str] = Counter()
-    if not log_path.exists():
-        return {}
-    with log_path.open() as log:
-        for line in log:
-            try:
-                event = json.loads(line)
-            except ValueError:
-                counts["unparsed log line"] += 1
-                continue
-            if event.get("level") in {"warning", "error", "critical"}:
-                counts[f"{event['level']} {event.get('event')}"] += 1
-    return dict(counts)
-
-
-# --- load ------------------------------------------------------------------------------------------
-
-
-async def attempt(mode: Mode, session: aiohttp.ClientSession) -> str | None:
-    """One signed request and the check of its signed answer: None if it succeeded, else what went wrong."""
-    body = json.dumps(mode.document(), separators=(",", ":")).encode()
-    headers = sign_request("POST", mode.url, body, mode.key)
-    try:
-        async with session.post(mode.url, data=body, headers=headers) as answer:
-            answer_body = await answer.read()
-            status, answer_headers = answer.status, dict(answer.headers)
-    except (aiohttp.ClientError, TimeoutError) as error:
-        return type(error).__name__
-    if status != 200:
-        return f"{status} {problem_name(answer_body)}"
-    request = Request("POST", mode.url, {"Content-Digest": headers["Content-Digest"]})
-    try:
-        verify_response(Response(status, answer_headers, request), answer_body, mode.answer_key_id, mode.answer_key)
-    except SignatureProblem as problem:
-        return f"200 unverified: {problem.kind}"
-    return None
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return tally
 
 
 def problem_name(body: bytes) -> str:
-    """The last segment of an RFC 9457 problem type, or a note that the body is no problem document."""
     try:
         document = json.loads(body)
     except ValueError:
@@ -265,190 +333,268 @@ def problem_name(body: bytes) -> str:
     return str(kind).rsplit("/", 1)[-1] if kind else "(no problem type)"
 
 
-async def drive(
-    mode: Mode, session: aiohttp.ClientSession, concurrency: int, seconds: float, max_requests: int
-) -> Tally:
-    """`concurrency` workers send requests back to back until the deadline or the request budget is spent."""
-    tally = Tally()
-    deadline = time.perf_counter() + seconds
-    budget = iter(range(max_requests))  # shared: each worker claims the next request before sending it
-
-    async def worker() -> None:
-        while time.perf_counter() < deadline and next(budget, None) is not None:
-            started = time.perf_counter()
-            error = await attempt(mode, session)
-            if error is None:
-                tally.latencies_ms.append((time.perf_counter() - started) * 1000)
-            else:
-                tally.errors[error] += 1
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return tally
+def verify_answers(tally: Tally) -> None:
+    """Check the kept answers' signatures and bindings; a failure turns a success into an error."""
+    for request, status, headers, body in tally.answers:
+        bound = Request("POST", request.url, {"Content-Digest": request.headers["Content-Digest"]})
+        try:
+            verify_response(Response(status, headers, bound), body, request.answer_key_id, request.answer_key)
+        except SignatureProblem as problem:
+            tally.errors[f"200 unverified: {problem.kind}"] += 1
 
 
-async def measure(mode: Mode, concurrency: int, seconds: float, max_requests: int, world_pid: int) -> PhaseResult:
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        # Opens the pool's connections and warms both processes' code paths; not counted.
-        await drive(mode, session, concurrency, min(WARMUP_S, seconds), 10 * concurrency)
-        cpu_before, started = CpuSample.take(world_pid), time.perf_counter()
-        tally = await drive(mode, session, concurrency, seconds, max_requests)
-        wall = time.perf_counter() - started
-        client_cpu, world_cpu, other_cpu = CpuSample.take(world_pid).percent_since(cpu_before, wall)
-    latencies = sorted(tally.latencies_ms)
-    return PhaseResult(
-        mode=mode.name,
-        concurrency=concurrency,
-        completed=tally.completed,
-        errors=tally.errors.total(),
-        error_kinds=dict(tally.errors.most_common()),
-        seconds=round(wall, 3),
-        throughput=round(len(latencies) / wall, 1),
-        p50_ms=percentile(latencies, 50),
-        p95_ms=percentile(latencies, 95),
-        p99_ms=percentile(latencies, 99),
-        client_cpu_percent=client_cpu,
-        world_cpu_percent=world_cpu,
-        other_cpu_percent=other_cpu,
-    )
+@dataclass(frozen=True)
+class Phase:
+    mode: str
+    store: str | None
+    rules: int | None
+    hubs: int
+    concurrency: int
+    completed: int
+    errors: int
+    error_kinds: dict[str, int]
+    verified: int
+    seconds: float
+    throughput: float
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    hub_cpu_us: float | None  # hub CPU per successful exchange
+    floor_ratio: float | None
+    hub_cpu_percent: float | None  # of one core, all hub processes together
+    adapters_cpu_percent: float
+    client_cpu_percent: float
+    other_cpu_percent: float
+    hub_rss_mb: float | None = None
 
 
 def percentile(ordered: list[float], rank: float) -> float | None:
-    """Nearest-rank percentile of an ascending list (None when empty), in ms rounded to 0.01."""
+    """Nearest-rank percentile of an ascending list (None when empty), rounded to 0.01 ms."""
     if not ordered:
         return None
     return round(ordered[max(0, math.ceil(len(ordered) * rank / 100) - 1)], 2)
 
 
-async def run_all(
-    modes: list[Mode], levels: list[int], seconds: float, max_requests: int, world_pid: int
-) -> list[PhaseResult]:
-    results = []
-    for concurrency in levels:
-        for mode in modes:
-            results.append(await measure(mode, concurrency, seconds, max_requests, world_pid))
-            print(f"  {mode.name:<8} c={concurrency:<3} done", file=sys.stderr, flush=True)
-    return results
+def measure(
+    setup: Setup, requests: list[Prepared], concurrency: int, args: argparse.Namespace, pids: tuple[list[int], int]
+) -> Phase:
+    hub_pids, adapters_pid = pids
+    keep = set(random.Random(concurrency).sample(range(len(requests)), min(args.verify, len(requests))))
+    before, started = CpuSample.take(hub_pids, adapters_pid), time.perf_counter()
+    tally = eventloop.run(drive(requests, concurrency, args.seconds, keep))
+    wall = time.perf_counter() - started
+    after = CpuSample.take(hub_pids, adapters_pid)
+    verify_answers(tally)
+    latencies = sorted(tally.latencies_ms)
+    succeeded = len(latencies) - sum(count for kind, count in tally.errors.items() if "unverified" in kind)
+    hub_cpu = after.hubs - before.hubs
+    others = (after.machine - before.machine) - sum(
+        (after.client - before.client, hub_cpu, after.adapters - before.adapters)
+    )
+    hub_us = round(1e6 * hub_cpu / succeeded, 1) if setup.hubs and succeeded else None
+    return Phase(
+        mode=setup.mode,
+        store=setup.store,
+        rules=setup.rules,
+        hubs=setup.hubs,
+        concurrency=concurrency,
+        completed=tally.completed,
+        errors=tally.errors.total(),
+        error_kinds=dict(tally.errors.most_common()),
+        verified=len(tally.answers),
+        seconds=round(wall, 3),
+        throughput=round(succeeded / wall, 1),
+        p50_ms=percentile(latencies, 50),
+        p95_ms=percentile(latencies, 95),
+        p99_ms=percentile(latencies, 99),
+        hub_cpu_us=hub_us,
+        floor_ratio=None if hub_us is None else round(hub_us / FLOOR_US, 2),
+        hub_cpu_percent=round(100 * hub_cpu / wall, 1) if setup.hubs else None,
+        adapters_cpu_percent=round(100 * (after.adapters - before.adapters) / wall, 1),
+        client_cpu_percent=round(100 * (after.client - before.client) / wall, 1),
+        other_cpu_percent=round(100 * max(0.0, others) / wall, 1),
+    )
 
 
-# --- report ----------------------------------------------------------------------------------------
+# --- the run ---------------------------------------------------------------------------------------------
 
 
-def comparisons(results: list[PhaseResult]) -> list[dict[str, Any]]:
-    """Per concurrency: brokered/direct throughput and the latency the hub adds at p50 and p99."""
-    by_key = {(result.mode, result.concurrency): result for result in results}
-    rows = []
-    for concurrency in sorted({result.concurrency for result in results}):
-        direct, brokered = by_key[("direct", concurrency)], by_key[("brokered", concurrency)]
-        rows.append(
-            {
-                "concurrency": concurrency,
-                "throughput_ratio": round(brokered.throughput / direct.throughput, 3) if direct.throughput else None,
-                "added_p50_ms": difference(brokered.p50_ms, direct.p50_ms),
-                "added_p99_ms": difference(brokered.p99_ms, direct.p99_ms),
-            }
-        )
-    return rows
+def run_direct(signer: Signer, adapters: Process, args: argparse.Namespace) -> list[Phase]:
+    setup = Setup("direct")
+    eventloop.run(drive(signer.direct(args.warmup_requests), 16, WARMUP_S, set()))
+    phases = []
+    for concurrency in args.concurrency:
+        phases.append(measure(setup, signer.direct(args.max_requests), concurrency, args, ([], adapters.pid)))
+        progress(phases[-1])
+    return phases
 
 
-def difference(brokered: float | None, direct: float | None) -> float | None:
-    return None if brokered is None or direct is None else round(brokered - direct, 2)
-
-
-def table(results: list[PhaseResult], compared: list[dict[str, Any]]) -> str:
-    lines = [
-        f"{'mode':<9} {'conc':>4} {'completed':>9} {'errors':>6} {'req/s':>8} {'p50 ms':>8} {'p95 ms':>8} "
-        f"{'p99 ms':>8} {'cpu: client':>11} {'world':>6} {'other':>6}"
-    ]
-    for r in results:
-        lines.append(
-            f"{r.mode:<9} {r.concurrency:>4} {r.completed:>9} {r.errors:>6} {r.throughput:>8.1f} "
-            f"{number(r.p50_ms):>8} {number(r.p95_ms):>8} {number(r.p99_ms):>8} "
-            f"{share(r.client_cpu_percent):>11} {share(r.world_cpu_percent):>6} {share(r.other_cpu_percent):>6}"
-        )
-    lines.append("")
-    for row in compared:
-        ratio = "-" if row["throughput_ratio"] is None else f"{row['throughput_ratio']:.3f}"
-        lines.append(
-            f"concurrency {row['concurrency']}: brokered/direct throughput {ratio}; the hub adds "
-            f"{number(row['added_p50_ms'])} ms at p50, {number(row['added_p99_ms'])} ms at p99"
-        )
-    for r in results:
-        if r.error_kinds:
-            kinds = ", ".join(f"{kind}: {count}" for kind, count in r.error_kinds.items())
-            lines.append(f"errors, {r.mode} c={r.concurrency}: {kinds}")
-    return "\n".join(lines)
-
-
-def number(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
-
-
-def share(cpu_percent: float | None) -> str:
-    return "-" if cpu_percent is None else f"{cpu_percent:.0f}%"
-
-
-# --- command line ----------------------------------------------------------------------------------
-
-
-def concurrency_levels(text: str) -> list[int]:
+def run_hubs(
+    setup: Setup, database_url: str, signer: Signer, adapters: Process, args: argparse.Namespace, logs: Path
+) -> list[Phase]:
+    label = f"{setup.store}-{setup.rules}-{setup.hubs}"
+    hubs = start_hubs(setup.hubs, database_url, signer.world, logs, label, args.hub_env)
+    urls, pids = [url for _, url in hubs], [process.pid for process, _ in hubs]
+    phases = []
+    profiler = None
     try:
-        levels = [int(part) for part in text.split(",") if part.strip()]
+        # Every policy question once through every hub (a running hub has its decisions cached; the first
+        # answer to each question costs a Casbin evaluation), and the connections opened: not counted.
+        questions = signer.questions()
+        for url in urls:
+            eventloop.run(drive(signer.brokered(0, [url], questions), 16, WARMUP_LIMIT_S, set()))
+        for concurrency in args.concurrency:
+            requests = signer.brokered(args.max_requests, urls)
+            if args.profile and (setup.store, setup.rules, setup.hubs, concurrency) == ("sqlite", 10_000, 1, 16):
+                profiler = start_profiler(pids[0], args)
+            phase = measure(setup, requests, concurrency, args, (pids, adapters.pid))
+            phases.append(phase)
+            progress(phase)
+        rss = max(resident_mb(pid) for pid in pids)
+        phases = [Phase(**{**asdict(phase), "hub_rss_mb": rss}) for phase in phases]
+    finally:
+        if profiler is not None:
+            profiler.wait()
+        for process, _ in hubs:
+            process.stop()
+    return phases
+
+
+def start_profiler(pid: int, args: argparse.Namespace) -> subprocess.Popen[bytes]:
+    """py-spy records the hub during the phase, as a flame graph (SVG)."""
+    command = [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid), "--duration"]
+    command += [str(math.ceil(args.seconds)), "--rate", "200", "--nonblocking", "-o", str(args.profile)]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def progress(phase: Phase) -> None:
+    where = "direct" if phase.mode == "direct" else f"{phase.store}, {phase.rules} rules, {phase.hubs} hub(s)"
+    print(
+        f"  {where:<32} c={phase.concurrency:<3} {phase.throughput:8.1f}/s  p50 {phase.p50_ms} ms"
+        + ("" if phase.hub_cpu_us is None else f"  hub {phase.hub_cpu_us:.0f} us/exchange"),
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    sys.path.insert(0, str(REPO))
+    from tests import postgres  # the test suite's throwaway PostgreSQL server, reused
+
+    results: list[Phase] = []
+    builds: dict[str, dict[str, float]] = {}
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="crossroads-bench-") as scratch:
+        state = args.keep or Path(scratch)
+        state.mkdir(parents=True, exist_ok=True)
+        make_keys(state)
+        world = layout(state, {holder: free_port() for holder in HOLDERS}, args.rows, args.asked)
+        (state / "layout.json").write_text(json.dumps(world.as_json()))
+        adapters = Process(
+            "adapters", [sys.executable, "bench/holders.py", str(state / "layout.json")], state / "adapters.log"
+        )
+        server: postgres.Server | str | None = None
+        try:
+            wait_printed(adapters, b"ready")
+            signer = Signer(world)
+            results += run_direct(signer, adapters, args)
+            for store in args.stores:
+                if store == "sqlite":
+                    database_url = f"sqlite+aiosqlite:///{state / 'bench.db'}"
+                else:
+                    server = server or postgres.start()
+                    if isinstance(server, str):
+                        notes.append(f"PostgreSQL not measured: {server}")
+                        continue
+                    database_url = eventloop.run(server.new_database())
+                print(f"building the {store} world ({args.rows:,} directory rows)", file=sys.stderr, flush=True)
+                builds[store] = eventloop.run(build(database_url, world, args.rows))
+                for rules in args.rules:
+                    eventloop.run(publish_rules(database_url, world, rules))
+                    for hubs in args.hubs:
+                        setup = Setup("brokered", store, rules, hubs)
+                        results += run_hubs(setup, database_url, signer, adapters, args, state)
+            warnings = log_warnings(state)
+        finally:
+            adapters.stop()
+            if isinstance(server, postgres.Server) and server.stop is not None:
+                subprocess.run(server.stop, capture_output=True)
+    return {"results": results, "builds": builds, "notes": notes, "hub_log_warnings": warnings}
+
+
+def log_warnings(state: Path) -> dict[str, int]:
+    """Warning and error events the hubs logged, by level and event name."""
+    counts: Counter[str] = Counter()
+    for log in state.glob("hub-*.log"):
+        for line in log.read_text().splitlines():
+            try:
+                event = json.loads(line)
+            except ValueError:
+                counts["unparsed log line"] += 1
+                continue
+            if isinstance(event, dict) and event.get("level") in {"warning", "error", "critical"}:
+                counts[f"{event['level']} {event.get('event')}"] += 1
+    return dict(counts)
+
+
+# --- command line ----------------------------------------------------------------------------------------
+
+
+def integers(text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError as error:
-        raise argparse.ArgumentTypeError("a comma-separated list of integers, e.g. 1,16") from error
-    if not levels or any(level < 1 or level > 256 for level in levels):
-        raise argparse.ArgumentTypeError("each concurrency level must be between 1 and 256")
-    return levels
+        raise argparse.ArgumentTypeError("a comma-separated list of integers") from error
+    if not values:
+        raise argparse.ArgumentTypeError("at least one value")
+    return values
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=5.0, help="length of each phase (default 5)")
+    parser.add_argument("--quick", action="store_true", help="2 s phases, 100,000 directory rows (about 3 minutes)")
+    parser.add_argument("--seconds", type=float, help="length of each measured phase (default 5; --quick 2)")
+    parser.add_argument("--max-requests", type=int, default=8000, help="request budget of each phase (8000)")
+    parser.add_argument("--concurrency", type=integers, default=[1, 16, 64], help="levels (default 1,16,64)")
+    parser.add_argument("--hubs", type=integers, default=[1, 2], help="hub process counts (default 1,2)")
+    parser.add_argument("--rules", type=integers, default=[10_000, 10], help="rule set sizes (10000,10)")
+    parser.add_argument("--stores", default="sqlite,postgres", help="stores to measure (default sqlite,postgres)")
+    parser.add_argument("--rows", type=int, help="directory rows (default 1,000,000; --quick 100,000)")
+    parser.add_argument("--asked", type=int, default=20_000, help="distinct exchanges asked, each with a consent")
+    parser.add_argument("--verify", type=int, default=300, help="answers per phase whose signatures are verified")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results.json", help="the JSON result")
+    parser.add_argument("--plot", type=Path, default=REPO / "bench" / "results.png", help="the PNG plot")
     parser.add_argument(
-        "--concurrency",
-        type=concurrency_levels,
-        default=[1, 16],
-        help="comma-separated concurrency levels (default 1,16)",
+        "--hub-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a CROSSROADS_* setting for the hub processes (repeatable), e.g. CROSSROADS_CACHE_FOLLOW_S=0.1",
     )
-    parser.add_argument(
-        "--max-requests",
-        type=int,
-        default=20_000,
-        help="request budget of each phase, whichever comes first with --seconds (default 20000)",
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=REPO / "bench" / "results.json",
-        help="where the JSON results go (default bench/results.json)",
-    )
+    parser.add_argument("--keep", type=Path, help="keep the store, keys and processes' logs in this directory")
+    parser.add_argument("--profile", type=Path, help="py-spy flame graph (SVG) of the hub: sqlite, 10,000 rules, c=16")
     args = parser.parse_args(argv)
-    if not 0 < args.seconds <= 600 or args.max_requests < 1:
-        parser.error("--seconds must be in (0, 600] and --max-requests at least 1")
+    args.seconds = args.seconds or (2.0 if args.quick else 5.0)
+    args.rows = args.rows or (100_000 if args.quick else 1_000_000)
+    args.stores = [store.strip() for store in args.stores.split(",") if store.strip()]
+    args.warmup_requests = 1500
+    try:
+        args.hub_env = dict(item.split("=", 1) for item in args.hub_env)
+    except ValueError:
+        parser.error("--hub-env takes NAME=VALUE")
+    if not 0 < args.seconds <= 60 or args.max_requests < 1 or args.rows < 4:
+        parser.error("--seconds must be in (0, 60], --max-requests at least 1, --rows at least 4")
+    if any(level < 1 or level > 256 for level in args.concurrency) or any(n not in (1, 2, 3, 4) for n in args.hubs):
+        parser.error("concurrency levels must be 1 to 256 and hub counts 1 to 4")
+    if set(args.stores) - {"sqlite", "postgres"}:
+        parser.error("stores are sqlite and postgres")
     return args
-
-
-def run(args: argparse.Namespace) -> tuple[list[PhaseResult], dict[str, int]]:
-    """Start a fresh world, measure every phase, stop the world; the results and the world's log warnings."""
-    with tempfile.TemporaryDirectory(prefix="crossroads-bench-") as scratch:
-        state_dir = Path(scratch)
-        world = start_world(state_dir)
-        try:
-            wait_ready(world, state_dir)
-            modes = load_modes(state_dir)
-            print(f"demo world ready (pid {world.pid}); measuring {args.seconds:g} s per phase", file=sys.stderr)
-            results = asyncio.run(run_all(modes, args.concurrency, args.seconds, args.max_requests, world.pid))
-        finally:
-            stop_world(world)
-        return results, log_warnings(state_dir / "hub.log")
 
 
 def revision() -> dict[str, Any] | None:
     """The commit measured and how many tracked files differed from it: the numbers belong to that tree."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True)
-        # --no-optional-locks: read-only, never takes the index lock others may be holding.
         status = subprocess.run(
             ["git", "--no-optional-locks", "status", "--porcelain", "--untracked-files=no"],
             cwd=REPO,
@@ -461,51 +607,49 @@ def revision() -> dict[str, Any] | None:
     return {"commit": commit.stdout.strip(), "modified_files": len(status.stdout.splitlines())}
 
 
-def write_report(
-    args: argparse.Namespace,
-    load_before: list[float],
-    results: list[PhaseResult],
-    compared: list[dict[str, Any]],
-    warnings: dict[str, int],
-) -> None:
-    report = {
+def main(argv: list[str]) -> None:
+    args = parse_args(argv)
+    load_before = [round(load, 2) for load in os.getloadavg()]
+    started = time.monotonic()
+    outcome = run(args)
+    phases: list[Phase] = outcome["results"]
+    document = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": shlex.join(["python", *sys.argv]),
         "revision": revision(),
         "machine": {
             "cpus": os.cpu_count(),
             "python": sys.version.split()[0],
-            "platform": sys.platform,
-            # Other work on the machine skews every number: the load average before the run shows it.
+            "sqlite": sqlite3.sqlite_version,
             "load_average_before": load_before,
+            "load_average_after": [round(load, 2) for load in os.getloadavg()],
         },
         "settings": {
             "seconds": args.seconds,
-            "concurrency": args.concurrency,
             "max_requests": args.max_requests,
+            "concurrency": args.concurrency,
+            "hubs": args.hubs,
+            "rules": args.rules,
+            "stores": args.stores,
+            "directory_rows": args.rows,
+            "asked_exchanges": args.asked,
+            "verified_per_phase": args.verify,
             "warmup_s": WARMUP_S,
-            "request_timeout_s": REQUEST_TIMEOUT_S,
+            "hub_environment": {**HUB_SETTINGS, **args.hub_env},
+            "floor_us": FLOOR_US,
         },
-        "caveat": CAVEAT,
-        "results": [asdict(result) for result in results],
-        "comparison": compared,
-        "world_log_warnings": warnings,
+        "builds": outcome["builds"],
+        "results": [asdict(phase) for phase in phases],
+        "summary": report.summary([asdict(phase) for phase in phases], FLOOR_US),
+        "notes": outcome["notes"],
+        "hub_log_warnings": outcome["hub_log_warnings"],
+        "wall_s": round(time.monotonic() - started, 1),
     }
+    print(report.table(document))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-
-
-def main(argv: list[str]) -> None:
-    args = parse_args(argv)
-    load_before = [round(load, 2) for load in os.getloadavg()]
-    results, warnings = run(args)
-    compared = comparisons(results)
-    print(table(results, compared))
-    if warnings:
-        print("world log warnings/errors: " + ", ".join(f"{event}: {n}" for event, n in warnings.items()))
-    print(f"\nnote: {CAVEAT}")
-    write_report(args, load_before, results, compared, warnings)
-    print(f"results written to {args.out}")
+    args.out.write_text(json.dumps(document, indent=2) + "\n")
+    report.plot(document, args.plot)
+    print(f"results written to {args.out} and {args.plot}")
 
 
 if __name__ == "__main__":

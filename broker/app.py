@@ -8,9 +8,12 @@ is a 503 problem instead.
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -18,11 +21,12 @@ from aiohttp.typedefs import Handler
 from http_message_signatures.exceptions import HTTPMessageSignaturesException
 from sqlalchemy.exc import SQLAlchemyError
 
-from broker import errors, http
+from broker import errors, http, wire
 from broker.appkeys import AUDIT, BODY, HUB, PRINCIPAL
 from broker.audit import AuditEntry, digest, outcome_for
 from broker.authentication import Principal
 from broker.config import Config
+from broker.console import app as console
 from broker.hub import Hub, open_hub
 from broker.signing import Request, sign_response
 from broker.storage import StoreUnavailable
@@ -32,6 +36,8 @@ log = structlog.get_logger("crossroads.http")
 # Operations endpoints answer anyone, unsigned and unaudited: they carry no subject's data.
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/metrics"})
 PROBLEM_JSON = "application/problem+json"
+MAX_REQUEST_LINE = 8190  # bytes; aiohttp refuses a longer request line itself, before the app sees it
+MAX_HEADER_LINES = 100
 
 
 def kind_of(path: str) -> str:
@@ -47,6 +53,7 @@ def kind_of(path: str) -> str:
             "reviews": "review",
             "audit": "audit",
             "notifications": "notification",
+            "agencies": "key",
         }.get(parts[1], "http")
     return "http"
 
@@ -62,6 +69,8 @@ def problem_response(problem: errors.Problem, exchange: str | None) -> web.Respo
 
 @web.middleware
 async def respond(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if console.serves(request.path):
+        return await handler(request)  # browser sessions, not signed calls: the console's own middleware
     hub = request.app[HUB]
     if request.path in OPEN_PATHS and request.method in ("GET", "HEAD"):
         try:
@@ -72,15 +81,21 @@ async def respond(request: web.Request, handler: Handler) -> web.StreamResponse:
     entry = AuditEntry(at=datetime.now(UTC), kind=kind_of(request.path))
     bound = Request(request.method, hub.config.url + request.raw_path)
     try:
+        wire.check_headers(request.raw_headers, hub.config.max_header_bytes)
         body = await read_body(request)
         entry.request_digest = digest(body)
         principal = await hub.authenticator.authenticate(request.method, request.raw_path, request.headers, body, entry)
         if "Content-Digest" in request.headers:
             bound = Request(bound.method, bound.url, {"Content-Digest": request.headers["Content-Digest"]})
+        wire.check_target(request.raw_path, request.query)
         hub.authenticator.authorize(principal, request.path, request.method)
         throttle(hub, principal)
         request[PRINCIPAL], request[BODY], request[AUDIT] = principal, body, entry
-        response = await handler(request)
+        with occupying(hub, principal):
+            response = await handler(request)
+    except asyncio.CancelledError:
+        await abandon(hub, entry, started)
+        raise
     except Exception as error:
         problem = as_problem(error, entry)
         entry.reason = problem.name
@@ -139,6 +154,32 @@ def throttle(hub: Hub, principal: Principal) -> None:
         )
 
 
+@contextmanager
+def occupying(hub: Hub, principal: Principal) -> Iterator[None]:
+    """Hold one of the principal's in-flight slots while its request is handled; none left is a 429."""
+    if not hub.concurrency.enter(principal.id):
+        raise errors.RateLimited(
+            f"{principal.id!r} already has {hub.concurrency.most} requests in the hub",
+            headers={"Retry-After": "1"},
+        )
+    try:
+        yield
+    finally:
+        hub.concurrency.leave(principal.id)
+
+
+async def abandon(hub: Hub, entry: AuditEntry, started: float) -> None:
+    """The requester disconnected and aiohttp cancelled its handler (with it any call to a holder): the attempt
+    is recorded as abandoned, whatever step it had reached."""
+    entry.status, entry.outcome, entry.reason = 499, "abandoned", "requester-gone"
+    entry.latency_ms = round((time.perf_counter() - started) * 1000, 3)
+    try:
+        await asyncio.shield(hub.audit.commit(entry))
+    except StoreUnavailable:
+        log.error("audit.unwritable", exchange=entry.exchange, kind=entry.kind)
+    log.info(f"{entry.kind}.abandoned", exchange=entry.exchange, requester=entry.requester, reason=entry.reason)
+
+
 def finish(entry: AuditEntry, response: web.Response, started: float) -> None:
     entry.status = response.status
     entry.outcome = outcome_for(response.status)
@@ -164,10 +205,27 @@ def sign(hub: Hub, response: web.StreamResponse, bound: Request | None) -> web.S
     return response
 
 
+def server_settings(config: Config) -> dict[str, Any]:
+    """How the aiohttp server in front of the app reads requests (for `web.run_app` or `web.AppRunner`).
+
+    Its parser refuses, with its own plain-text 400 and before the app sees anything (so without an audit
+    record), a request line over MAX_REQUEST_LINE bytes, a header line over twice the app's header limit or
+    more than MAX_HEADER_LINES header lines; a header section between the app's limit and those the app
+    answers itself (431 `headers-too-large`). A requester that disconnects cancels its handler.
+    """
+    return {
+        "handler_cancellation": True,
+        "max_line_size": MAX_REQUEST_LINE,
+        "max_field_size": 2 * config.max_header_bytes,
+        "max_headers": MAX_HEADER_LINES,
+    }
+
+
 def build_app(config: Config, hub: Hub | None = None) -> web.Application:
     """The hub application; with `hub` given the caller owns its lifetime (tests), else the app opens one."""
     app = web.Application(middlewares=[respond], client_max_size=config.max_body_bytes)
     http.add_routes(app)
+    console.mount(app)
     if hub is not None:
         app[HUB] = hub
     else:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
@@ -37,7 +38,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import Index, String, bindparam, func, insert, literal, select, text, tuple_, update
+from sqlalchemy import Index, String, bindparam, case, func, insert, literal, select, text, tuple_, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
@@ -212,33 +213,33 @@ class AuditLog:
             raise StoreUnavailable("audit log not writable") from error
 
     async def _write(self, entries: Sequence[AuditEntry]) -> list[Exception | None]:
-        """One batch in one transaction, in a fixed number of statements: new records inserted (reserved ones
-        then looked up for their seq), reserved records completed unless they were closed as abandoned."""
+        """One batch in one transaction, in at most three statements: new records inserted, returning their seq
+        (a reserved record is found again by it); reserved records completed unless they were closed as
+        abandoned, which is looked up only when fewer rows were completed than asked (or the driver does not
+        count the rows of a batch)."""
         table = RECORDS.c
         new = [entry for entry in entries if entry.seq is None]
         completing = {entry.seq: entry for entry in entries if entry.seq is not None}
-        reserved = {entry.exchange: entry for entry in new if entry.outcome == "forwarding"}
+        seqs: list[int] = []
+        abandoned: set[int] = set()
         async with self._sessions() as session, session.begin():
             if new:
-                await session.execute(insert(RECORDS), [entry.values() for entry in new])
-            seqs = {}
-            if reserved:
-                query = select(table.exchange, table.seq).where(
-                    table.exchange.in_(list(reserved)), table.outcome == "forwarding"
-                )
-                seqs = {row.exchange: row.seq for row in await session.execute(query)}
-            abandoned: set[int] = set()
+                inserting = insert(RECORDS).returning(table.seq, sort_by_parameter_order=True)
+                seqs = list((await session.execute(inserting, [entry.values() for entry in new])).scalars())
             if completing:
                 completion = update(RECORDS).where(
                     table.seq == bindparam("reserved_seq"), table.outcome == "forwarding"
                 )
-                await session.execute(
+                completed = await session.execute(
                     completion, [{"reserved_seq": seq, **entry.values()} for seq, entry in completing.items()]
                 )
-                query = select(table.seq).where(table.seq.in_(list(completing)), table.outcome == "abandoned")
-                abandoned = set(await session.scalars(query))
-        for exchange, entry in reserved.items():
-            entry.seq = seqs[exchange]
+                counted = session.get_bind().dialect.supports_sane_multi_rowcount
+                if not counted or completed.rowcount != len(completing):  # type: ignore[attr-defined]
+                    query = select(table.seq).where(table.seq.in_(list(completing)), table.outcome == "abandoned")
+                    abandoned = set(await session.scalars(query))
+        for entry, seq in zip(new, seqs, strict=True):
+            if entry.outcome == "forwarding":
+                entry.seq = seq
         return [
             Abandoned(f"audit record {entry.seq} was closed as abandoned before it was completed")
             if entry.seq in abandoned
@@ -296,6 +297,34 @@ class AuditLog:
             return None
         return [Lookup(row.seq, row.at, row.requester, row.subject, row.outcome, row.emergency) for row in rows]
 
+    async def tally(
+        self,
+        since: datetime,
+        until: datetime,
+        by: Sequence[str],
+        filters: Mapping[str, str],
+        step: timedelta | None = None,
+    ) -> list[tuple[Any, ...]]:
+        """How many records in [since, until) match `filters`, grouped by the columns `by`: rows of
+        (*values, count); with `step`, grouped first by the index of the step-long slice of the period each
+        record falls in: rows of (slice, *values, count). Counted by the store: nothing is read row by row."""
+        table = RECORDS.c
+        columns: list[Any] = [table[name] for name in by]
+        if step is not None:
+            edges = [since + step * (index + 1) for index in range(math.ceil((until - since) / step))]
+            slices = case(*((table.at < edge, index) for index, edge in enumerate(edges)), else_=len(edges))
+            columns.insert(0, slices.label("slice"))
+        inner = select(*columns).where(table.at >= since, table.at < until)
+        for name, value in filters.items():
+            inner = inner.where(table[name] == value)
+        # Grouped outside the subquery: PostgreSQL cannot tell that two CASE expressions with their own bound
+        # parameters are the same, so it would refuse grouping by one and selecting the other.
+        matched = inner.subquery()
+        groups = list(matched.c)
+        statement = select(*groups, func.count()).group_by(*groups)
+        async with self._sessions() as session:
+            return [tuple(row) for row in (await session.execute(statement)).all()]
+
     async def sequence(
         self, key: SigningKey, now: datetime, *, most: int, every: int, interval_s: float, abandon_after_s: float
     ) -> Sequenced | None:
@@ -345,6 +374,10 @@ class AuditLog:
         async with self._sessions() as session:
             rows = (await session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.id))).all()
         return [_checkpoint(row) for row in rows]
+
+    async def last_checkpoint(self) -> chain.Checkpoint | None:
+        async with self._sessions() as session:
+            return await _last_checkpoint(session)
 
     async def head(self) -> chain.Head:
         async with self._sessions() as session:

@@ -7,9 +7,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from broker import errors
 from broker.chain import timestamp
@@ -84,7 +85,7 @@ def parse_query(params: Mapping[str, str], allowed: tuple[str, ...] = PARAMETERS
 def page_size(text: str | None) -> int:
     if text is None:
         return DEFAULT_LIMIT
-    if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+    if not re.fullmatch(r"[0-9]{1,4}", text) or not 1 <= int(text) <= MAX_LIMIT:
         raise errors.Invalid(f"limit must be a whole number from 1 to {MAX_LIMIT}")
     return int(text)
 
@@ -99,4 +100,7 @@ def rfc3339(text: str | None, name: str) -> datetime | None:
         raise errors.Invalid(f"{name} must be an RFC 3339 date-time, e.g. 2026-11-23T10:00:00Z") from error
     if moment.tzinfo is None or "T" not in text.upper():
         raise errors.Invalid(f"{name} must be an RFC 3339 date-time with a time zone offset")
-    return moment
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError as error:  # e.g. year 1 at +14:00 lies before the first representable instant
+        raise errors.Invalid(f"{name} is out of range") from error

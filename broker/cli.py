@@ -13,12 +13,14 @@ import click
 from aiohttp import web
 from click.core import ParameterSource
 
-from broker import logs
-from broker.app import build_app
+from broker import eventloop, logs
+from broker.app import build_app, server_settings
 from broker.cli_adapter import adapter
 from broker.cli_audit import audit
 from broker.cli_consent import consent
+from broker.cli_keys import keys
 from broker.cli_notifications import notifications
+from broker.cli_operator import operator
 from broker.cli_options import store_options
 from broker.cli_policy import policy
 from broker.config import Config, ConfigError, load_config, shown
@@ -102,11 +104,13 @@ def serve(
     )
     web.run_app(
         build_app(config),
+        loop=eventloop.new_event_loop(),
         host=config.host,
         port=config.port,
         access_log=None,
         print=None,
         shutdown_timeout=config.shutdown_timeout_s,
+        **server_settings(config),
     )
 
 
@@ -193,11 +197,13 @@ def demo(serve_: bool, state_dir: Path | None) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         with open(directory / "hub.log", "a") as log_file:
             logs.configure(log_file)
-            asyncio.run(serve_demo(directory) if serve_ else run_demo(directory))
+            eventloop.run(serve_demo(directory) if serve_ else run_demo(directory))
 
 
 main.add_command(policy)
 main.add_command(notifications)
+main.add_command(operator)
 main.add_command(consent)
 main.add_command(audit)
 main.add_command(adapter)
+main.add_command(keys)

@@ -25,11 +25,23 @@ class Config:
     hub_key_path: Path | None = None  # state_dir/hub.pem if None (created by `crossroads keygen`)
     hub_key_id: str = "crossroads-hub"
     max_body_bytes: int = 64 * 1024
+    max_header_bytes: int = 16 * 1024  # the whole header section; more is answered 431 headers-too-large
     holder_timeout_s: float = 5.0
     holder_connections: int = 100
+    holder_connections_each: int = 20  # open connections to any one holder: a hung adapter ties up no more
     rate_per_s: float = 200.0
     rate_burst: float = 400.0
+    in_flight_per_principal: int = 32  # requests one principal may have inside the hub at once; more get 429
     policy_poll_s: float = 1.0
+    cache_ttl_s: float = 1.0  # how long a subject's holdings and relationships, once read, are trusted
+    # Keys, agencies, operators, categories and purposes, once read: every directory write moves the directory
+    # version, and seeing it move (cache_follow_s) drops them at once; this only bounds how long they stay.
+    cache_principals_ttl_s: float = 300.0
+    cache_max_entries: int = 65_536  # per cache of directory reads and policy decisions (least recently used go)
+    # How long a read of the directory version (moved by every directory write) is reused. 0: read for every
+    # request, so that a key revocation or a suspension committed by any process refuses the very next request
+    # on every process (issue 9); a positive value trades that for fewer reads.
+    cache_follow_s: float = 0.0
     audit_batch_max: int = 256  # records one group-commit transaction holds at most
     audit_batch_wait_s: float = 0.0  # how long a batch waits for more; 0: commit once the last commit is done
     audit_link_interval_s: float = 0.5  # how often committed audit records are linked into the chain
@@ -41,6 +53,7 @@ class Config:
     notification_backoff_cap_s: float = 300.0
     notification_max_attempts: int = 10  # then the delivery is dead-lettered
     notification_max_age_s: float = 86_400.0  # a delivery older than this is dead-lettered too
+    notification_lease_s: float = 60.0  # a claimed delivery whose worker stopped is tried again after this
     shutdown_timeout_s: float = 30.0  # on SIGTERM, how long in-flight requests may take to finish
     emergency_per_day: int = 3  # break-the-glass accesses each agency may make per UTC day, on all hub processes
 

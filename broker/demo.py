@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import signal
 import socket
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from functools import partial
+from datetime import UTC, datetime
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +24,9 @@ from aiohttp import web
 from adapters.client import HubClient, HubProblem
 from adapters.examples import demo_agencies as demo
 from adapters.server import Adapter, Notification
-from broker.app import build_app
+from broker.app import build_app, server_settings
 from broker.config import Config
+from broker.console.accounts import CONSOLE_ROLES, hash_password
 from broker.hub import Hub, open_hub
 from broker.keys import load_or_create
 from broker.signing import SigningKey, public_key_pem
@@ -140,6 +143,7 @@ class DemoWorld:
     keys: dict[str, SigningKey]
     adapter_urls: dict[str, str]
     adapters: dict[str, Adapter]
+    console_passwords: dict[str, str]  # operator → password, for the console at /console/
 
     def client(self, principal: str, session: aiohttp.ClientSession) -> HubClient:
         return HubClient(self.hub_url, self.keys[principal], HUB_KEY_ID, self.hub.key.public_key, session)
@@ -160,7 +164,13 @@ class DemoWorld:
                 {"id": agency, "adapter_url": url, **key_entry(agency)} for agency, url in self.adapter_urls.items()
             ],
             "operators": [
-                {"id": operator, "role": role, **key_entry(operator)} for operator, role in OPERATORS.items()
+                {
+                    "id": operator,
+                    "role": role,
+                    **key_entry(operator),
+                    **({"console_password": self.console_passwords[operator]} if role in CONSOLE_ROLES else {}),
+                }
+                for operator, role in OPERATORS.items()
             ],
             "scenario": [
                 {
@@ -184,8 +194,8 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-async def _serve(app: web.Application, port: int) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None)
+async def _serve(app: web.Application, port: int, **settings: Any) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None, **settings)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     return runner
@@ -226,8 +236,28 @@ async def demo_world(state_dir: Path, database_url: str = "", **settings: Any) -
             stack.push_async_callback((await _serve(adapters[agency].app(), port)).cleanup)
         hub = await stack.enter_async_context(open_hub(config))
         await load_world(hub, _seed(keys, adapter_urls), actor="demo", reason="demo world")
-        stack.push_async_callback((await _serve(build_app(config, hub), hub_port)).cleanup)
-        yield DemoWorld(state_dir, hub, config.url, keys, adapter_urls, adapters)
+        passwords = await _console_passwords(hub)
+        stack.push_async_callback((await _serve(build_app(config, hub), hub_port, **server_settings(config))).cleanup)
+        yield DemoWorld(state_dir, hub, config.url, keys, adapter_urls, adapters, passwords)
+
+
+async def _console_passwords(hub: Hub) -> dict[str, str]:
+    """A console password for each demo operator who may use the console."""
+    at, passwords = datetime.now(UTC), {}
+    for operator, role in OPERATORS.items():
+        if role in CONSOLE_ROLES:
+            password, hashed = await asyncio.to_thread(_demo_credentials, operator)
+            await hub.console.set_password(operator, hashed, at)
+            passwords[operator] = password
+    return passwords
+
+
+@cache
+def _demo_credentials(operator: str) -> tuple[str, str]:
+    """A random password and its Argon2id hash, made once per process: hashing takes a good part of a second
+    on purpose, and a process (the test suite) may start many demo worlds."""
+    password = secrets.token_urlsafe(12)
+    return password, hash_password(password)
 
 
 def _key_files(keys_dir: Path) -> tuple[dict[str, SigningKey], SigningKey]:
@@ -467,7 +497,10 @@ async def serve_demo(state_dir: Path) -> None:
     """Start the world, write world.json, print `ready`, and run until interrupted."""
     async with demo_world(state_dir) as world:
         (state_dir / "world.json").write_text(json.dumps(world.description(), indent=2))
-        print("ready", flush=True)
+        print("ready", flush=True)  # the first line: what a script starting the demo waits for
+        print(f"console: {world.hub_url}/console/", flush=True)
+        for operator, password in world.console_passwords.items():
+            print(f"  {operator} ({OPERATORS[operator].replace('_', ' ')}): password {password}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -70,6 +70,7 @@ MethodNotAllowed = _problem(405, "method-not-allowed", "Method not allowed on th
 Replay = _problem(409, "replay", "This signature nonce was already used")
 Conflict = _problem(409, "conflict", "The request conflicts with the resource's state")
 TooLarge = _problem(413, "too-large", "The request body is too large")
+HeadersTooLarge = _problem(431, "headers-too-large", "The request's header section is too large")
 UnsupportedMediaType = _problem(415, "unsupported-media-type", "The request body must be application/json")
 Invalid = _problem(422, "invalid", "The request is well-formed JSON but not a valid request")
 UnknownPurpose = _problem(422, "unknown-purpose", "The purpose is not in the registered vocabulary")

@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 
-from broker import errors
+from broker import errors, wire
 from broker.signing import (
     Request,
     Response,
@@ -49,9 +49,9 @@ class HolderClient:
         request = Request("POST", url, headers)
         await self._verify(holder, Response(status, answer_headers, request), answer_body)
         try:
-            document = json.loads(answer_body)
-        except ValueError as error:
-            raise errors.BadHolderAnswer(f"holder {holder.id!r} answered with invalid JSON") from error
+            document = wire.loads(answer_body)
+        except errors.Problem as error:  # the hub passes on only what any requester's parser reads the same
+            raise errors.BadHolderAnswer(f"holder {holder.id!r} answered with invalid JSON: {error}") from error
         if not isinstance(document, dict):
             raise errors.BadHolderAnswer(f"holder {holder.id!r} answered with a non-object")
         return status, document

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
@@ -14,10 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from broker.audit import AuditLog
 from broker.authentication import Authenticator
+from broker.caches import CacheSettings, Clock
 from broker.config import Config
+from broker.console.store import ConsoleStore
 from broker.forwarding import HolderClient
 from broker.keys import load_signing_key
-from broker.limits import RateLimiter
+from broker.limits import ConcurrencyCap, RateLimiter
 from broker.metrics import Metrics
 from broker.notifications import DeliverySettings, DeliveryWorker, NotificationService
 from broker.outbox import OutboxStore
@@ -54,17 +57,28 @@ class Hub:
     metrics: Metrics
     notifications: NotificationService
     sequencer: Sequencer
+    console: ConsoleStore  # operators' console passwords, sessions and failed sign-ins
+    concurrency: ConcurrencyCap  # requests each principal has inside the hub
 
 
 @asynccontextmanager
-async def open_hub(config: Config) -> AsyncIterator[Hub]:
+async def open_hub(config: Config, clock: Clock = time.monotonic) -> AsyncIterator[Hub]:
     """A running hub: store opened and checked, client session, background refreshers; all closed on exit."""
     engine = create_engine(config.database)
     try:
         await require_current_schema(engine)
         sessions = async_sessionmaker(engine, expire_on_commit=False)
         key = await asyncio.to_thread(load_signing_key, config.key_path, config.hub_key_id)
-        directory = DirectoryStore(sessions)
+        directory = DirectoryStore(
+            sessions,
+            CacheSettings(
+                config.cache_ttl_s,
+                config.cache_max_entries,
+                clock,
+                config.cache_follow_s,
+                config.cache_principals_ttl_s,
+            ),
+        )
         policies = PolicyService(PolicyStore(sessions), directory.category_exists, directory.purpose_exists)
         await policies.refresh()
         consents = ConsentService(
@@ -80,11 +94,16 @@ async def open_hub(config: Config) -> AsyncIterator[Hub]:
         nonces = NonceStore(sessions)
         sequencer = Sequencer(audit, key, _sequencer_settings(config))
         notifications = NotificationService(OutboxStore(sessions), directory, policies)
-        connector = aiohttp.TCPConnector(limit=config.holder_connections)
-        # On exit the client session closes first, then the audit writer commits what it holds, then the
-        # sequencer links it and signs a last checkpoint.
-        async with sequencer.running(), audit.writing(), aiohttp.ClientSession(connector=connector) as session:
-            holders = HolderClient(session, key, directory.key, config.holder_timeout_s)
+        connector = aiohttp.TCPConnector(limit=config.holder_connections, limit_per_host=config.holder_connections_each)
+        # On exit the client session closes first, then the nonce and audit writers commit what they hold,
+        # then the sequencer links it and signs a last checkpoint.
+        async with (
+            sequencer.running(),
+            audit.writing(),
+            nonces.writing(),
+            aiohttp.ClientSession(connector=connector) as session,
+        ):
+            holders = HolderClient(session, key, directory.answering_key, config.holder_timeout_s)
             hub = Hub(
                 config,
                 key,
@@ -101,6 +120,8 @@ async def open_hub(config: Config) -> AsyncIterator[Hub]:
                 metrics=metrics,
                 notifications=notifications,
                 sequencer=sequencer,
+                console=ConsoleStore(sessions),
+                concurrency=ConcurrencyCap(config.in_flight_per_principal),
             )
             worker = DeliveryWorker(
                 notifications.outbox,
@@ -114,6 +135,7 @@ async def open_hub(config: Config) -> AsyncIterator[Hub]:
             )
             tasks = [
                 asyncio.create_task(_refresh_policies(hub)),
+                asyncio.create_task(_follow_directory(hub)),
                 asyncio.create_task(_prune_nonces(hub)),
                 asyncio.create_task(worker.run()),
             ]
@@ -145,6 +167,7 @@ def _delivery_settings(config: Config) -> DeliverySettings:
         backoff_cap_s=config.notification_backoff_cap_s,
         max_attempts=config.notification_max_attempts,
         max_age_s=config.notification_max_age_s,
+        lease_s=config.notification_lease_s,
         timeout_s=config.holder_timeout_s,
     )
 
@@ -165,6 +188,17 @@ async def _refresh_policies(hub: Hub) -> None:
                 log.info("policy.reloaded", version=hub.policies.version)
         except Exception as error:  # the store may be briefly unreachable; the next poll tries again
             log.warning("policy.refresh_failed", error=type(error).__name__)
+
+
+async def _follow_directory(hub: Hub) -> None:
+    """Follow directory writes made by any hub process even while no request comes in (requests follow them
+    too): cached keys, agencies and names are dropped within a second of a change."""
+    while True:
+        await asyncio.sleep(1.0)
+        try:
+            await hub.directory.follow()
+        except Exception as error:  # the store may be briefly unreachable; the next round tries again
+            log.warning("directory.follow_failed", error=type(error).__name__)
 
 
 async def _prune_nonces(hub: Hub) -> None:

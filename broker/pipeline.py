@@ -9,7 +9,6 @@ the problem that stops the exchange.
 
 from __future__ import annotations
 
-import json
 import math
 import uuid
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from datetime import UTC, datetime, time, timedelta
 from time import perf_counter
 from typing import Any
 
-from broker import errors
+from broker import errors, wire
 from broker.audit import AuditEntry, AuditLog
 from broker.forwarding import HolderClient
 from consent.matching import Consent, Refusal, blocking_refusal, covering_consent
@@ -48,10 +47,7 @@ def parse_json_object(body: bytes, content_type: str) -> dict[str, Any]:
     """The request body as a JSON object, or the problem saying why it is not one."""
     if content_type.split(";")[0].strip().lower() != "application/json":
         raise errors.UnsupportedMediaType(f"Content-Type must be application/json, not {content_type or 'absent'!r}")
-    try:
-        document = json.loads(body)
-    except (ValueError, RecursionError) as error:
-        raise errors.Malformed("the body is not valid UTF-8 JSON") from error
+    document = wire.loads(body)
     if not isinstance(document, dict):
         raise errors.Invalid("the body must be a JSON object")
     return document
@@ -162,6 +158,7 @@ class ExchangePipeline:
         entry.subject, entry.category, entry.purpose = request.subject, request.category, request.purpose
         entry.emergency = request.emergency is not None
         await self.check_purpose(request)
+        await self._directory.prefetch(requester, request.subject, request.category)  # the next two steps' rows
         await self.check_relationship(requester, request, at)
         holder = await self.find_holder(request, at)
         entry.holder = holder.id

@@ -160,7 +160,10 @@ def _time(value: object, name: str) -> datetime | None:
         raise ConsentInvalid(f"{name} must be an RFC 3339 timestamp") from error
     if parsed.tzinfo is None:
         raise ConsentInvalid(f"{name} needs a time zone offset")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError as error:  # e.g. year 1 at +14:00 lies before the first representable instant
+        raise ConsentInvalid(f"{name} is out of range") from error
 
 
 class ConsentService:

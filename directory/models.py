@@ -39,7 +39,21 @@ class PrincipalKey(Base):
     public_key_pem: Mapped[str] = mapped_column(String(400))
     valid_from: Mapped[datetime]
     valid_until: Mapped[datetime | None]
-    status: Mapped[str] = mapped_column(String(16), default="active")
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active, revoked
+    revoked_at: Mapped[datetime | None]
+    revoked_by: Mapped[str | None] = mapped_column(String(128))
+    revocation_reason: Mapped[str | None] = mapped_column(String(1000))
+
+
+class DirectoryVersion(Base):
+    """One row counting the writes made to the directory. Every hub process compares it with the version its
+    cached reads were made at before it trusts them (by default on every request: `cache_follow_s` 0), so a
+    revocation or a suspension committed by any process counts on the very next request everywhere."""
+
+    __tablename__ = "directory_version"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    version: Mapped[int]
 
 
 class Category(Base):

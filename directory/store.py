@@ -1,18 +1,35 @@
-"""Reads and writes of the directory tables; the only code that touches them."""
+"""Reads and writes of the directory tables; the only code that touches them. The reads every exchange makes
+are cached briefly (bounded, dropped by any write here); the tables themselves stay in the store."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any, overload
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import or_, select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
+from broker.caches import CacheSettings, ReadThrough, VersionWatch
 from broker.signing import load_public_key
-from directory.models import Agency, Category, Holding, Operator, PrincipalKey, Purpose, Relationship
+from directory.keys import KeyRecord, KeyRegistration, retirement
+from directory.models import (
+    Agency,
+    Category,
+    DirectoryVersion,
+    Holding,
+    Operator,
+    PrincipalKey,
+    Purpose,
+    Relationship,
+)
+
+KEYS = PrincipalKey.__table__
 
 
 @dataclass(frozen=True)
@@ -68,13 +85,76 @@ def key_refusal(key: KeyEntry | None, at: datetime) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class Period:
+    """A holding or relationship as read from the store, before `at` decides whether it is current."""
+
+    value: Any  # the holder (AgencyEntry) or the capacity (str)
+    valid_from: datetime
+    valid_until: datetime | None
+
+
+def current(periods: tuple[Period, ...], at: datetime) -> list[Any]:
+    return [period.value for period in periods if is_current(period.valid_from, period.valid_until, at)]
+
+
 class DirectoryStore:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    """What an exchange reads on every call (keys, principals, names, holders, relationships) goes through
+    short-lived caches (broker/caches.py); every write here drops them, so this process sees it at once and
+    other processes within the caches' time to live."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], cache: CacheSettings | None = None) -> None:
         self._sessions = sessions
+        cache = cache or CacheSettings()
+        # Principals and names are few and every write to them moves the directory version: they are kept until
+        # it moves. Holdings and relationships are a million rows read a subject at a time: kept briefly.
+        watched = cache.watched()
+        self._keys: ReadThrough[str, KeyEntry | None] = ReadThrough(watched)
+        self._agencies: ReadThrough[str, AgencyEntry | None] = ReadThrough(watched)
+        self._operators: ReadThrough[str, OperatorEntry | None] = ReadThrough(watched)
+        self._names: ReadThrough[tuple[type[Category] | type[Purpose], str], bool] = ReadThrough(watched)
+        self._holdings: ReadThrough[tuple[str, str], tuple[Period, ...]] = ReadThrough(cache)
+        self._relationships: ReadThrough[tuple[str, str], tuple[Period, ...]] = ReadThrough(cache)
+        self._caches = (self._keys, self._agencies, self._operators, self._names, self._holdings, self._relationships)
+        # Every directory write moves the store's directory version: seeing it move drops the caches at once.
+        self._watch = VersionWatch(self._read_version, self.forget, cache)
+
+    def forget(self) -> None:
+        """Drop every cached read (after a write to the directory)."""
+        for cache in self._caches:
+            cache.clear()
 
     async def key(self, key_id: str) -> KeyEntry | None:
-        async with self._sessions() as session:
-            row = await session.get(PrincipalKey, key_id)
+        """The key, from the cache only while no process has written the directory since it was read: a
+        revocation or a suspension committed anywhere counts here on the very next request (with the hub's
+        default `cache_follow_s` of 0; within that many seconds with a positive one)."""
+        await self.follow()
+        return await self._keys.get(key_id, partial(self._read_key, key_id))
+
+    async def answering_key(self, key_id: str) -> KeyEntry | None:
+        """The key a holder signed its answer with, within a request whose authentication has just followed the
+        directory version (`key`): the same view of the directory, without reading the version again."""
+        return await self._keys.get(key_id, partial(self._read_key, key_id))
+
+    async def follow(self) -> None:
+        """Drop the cached reads when the directory version moved (a write by any hub process); the version is
+        read at most every `CacheSettings.follow_s` seconds. Every request follows it (through `key`), and the
+        hub follows it every second besides, so that what its background work reads is never older either."""
+        await self._watch.check()
+
+    def _connect(self) -> AsyncConnection:
+        """A plain connection for the reads exchanges make: no ORM session set up and torn down around them
+        (a third of each read's cost)."""
+        engine: AsyncEngine = self._sessions.kw["bind"]
+        return engine.connect()
+
+    async def _read_version(self) -> int | None:
+        async with self._connect() as connection:
+            return await connection.scalar(select(DirectoryVersion.version).where(DirectoryVersion.id == 1))
+
+    async def _read_key(self, key_id: str) -> KeyEntry | None:
+        async with self._connect() as connection:
+            row = (await connection.execute(select(KEYS).where(KEYS.c.key_id == key_id))).first()
         if row is None:
             return None
         return KeyEntry(
@@ -88,8 +168,12 @@ class DirectoryStore:
         )
 
     async def agency(self, agency_id: str) -> AgencyEntry | None:
-        async with self._sessions() as session:
-            row = await session.get(Agency, agency_id)
+        return await self._agencies.get(agency_id, partial(self._read_agency, agency_id))
+
+    async def _read_agency(self, agency_id: str) -> AgencyEntry | None:
+        query = select(Agency.id, Agency.name, Agency.adapter_url, Agency.status).where(Agency.id == agency_id)
+        async with self._connect() as connection:
+            row = (await connection.execute(query)).first()
         return None if row is None else AgencyEntry(row.id, row.name, row.adapter_url, row.status)
 
     async def agencies(self) -> list[AgencyEntry]:
@@ -98,17 +182,22 @@ class DirectoryStore:
         return [AgencyEntry(row.id, row.name, row.adapter_url, row.status) for row in rows]
 
     async def operator(self, operator_id: str) -> OperatorEntry | None:
+        return await self._operators.get(operator_id, partial(self._read_operator, operator_id))
+
+    async def _read_operator(self, operator_id: str) -> OperatorEntry | None:
         async with self._sessions() as session:
             row = await session.get(Operator, operator_id)
         return None if row is None else OperatorEntry(row.id, row.name, row.role, row.status)
 
     async def category_exists(self, name: str) -> bool:
-        async with self._sessions() as session:
-            return await session.get(Category, name) is not None
+        return await self._names.get((Category, name), partial(self._exists, Category, name))
 
     async def purpose_exists(self, name: str) -> bool:
+        return await self._names.get((Purpose, name), partial(self._exists, Purpose, name))
+
+    async def _exists(self, table: type[Category] | type[Purpose], name: str) -> bool:
         async with self._sessions() as session:
-            return await session.get(Purpose, name) is not None
+            return await session.get(table, name) is not None
 
     async def purposes(self) -> list[PurposeEntry]:
         async with self._sessions() as session:
@@ -117,15 +206,28 @@ class DirectoryStore:
 
     async def relationship(self, agency: str, subject: str, at: datetime) -> str | None:
         """The capacity in which `agency` currently has `subject` as a client, if it does."""
-        query = (
-            select(Relationship.capacity)
-            .where(Relationship.agency == agency, Relationship.subject == subject)
-            .where(Relationship.valid_from <= at)
-            .where(or_(Relationship.valid_until.is_(None), Relationship.valid_until > at))
-            .limit(1)
-        )
-        async with self._sessions() as session:
-            return (await session.scalars(query)).first()
+        periods = await self._relationships.get((agency, subject), partial(self._read_relationships, agency, subject))
+        capacities = current(periods, at)
+        return str(capacities[0]) if capacities else None
+
+    async def _read_relationships(self, agency: str, subject: str) -> tuple[Period, ...]:
+        async with self._connect() as connection:
+            return await _relationship_periods(connection, agency, subject)
+
+    async def prefetch(self, agency: str, subject: str, category: str) -> None:
+        """Read the relationship and the holdings an exchange is about to check in one round trip, into the
+        caches (a subject is seldom asked about twice within their time to live)."""
+        relationship, holding = (agency, subject), (subject, category)
+        if relationship in self._relationships and holding in self._holdings:
+            return
+        both = asyncio.ensure_future(self._read_both(agency, subject, category))
+        await self._relationships.get(relationship, partial(_part, both, 0))
+        await self._holdings.get(holding, partial(_part, both, 1))
+
+    async def _read_both(self, agency: str, subject: str, category: str) -> tuple[tuple[Period, ...], ...]:
+        async with self._connect() as connection:
+            relationships = await _relationship_periods(connection, agency, subject)
+            return relationships, await _holding_periods(connection, subject, category)
 
     async def related_agencies(self, subject: str, at: datetime) -> list[AgencyEntry]:
         """Active agencies with a current relationship to `subject`, in a stable order."""
@@ -143,17 +245,12 @@ class DirectoryStore:
 
     async def holders(self, subject: str, category: str, at: datetime) -> list[AgencyEntry]:
         """Active agencies that currently hold `category` for `subject`, in a stable order."""
-        query = (
-            select(Agency)
-            .join(Holding, Holding.holder == Agency.id)
-            .where(Holding.subject == subject, Holding.category == category, Agency.status == "active")
-            .where(Holding.valid_from <= at)
-            .where(or_(Holding.valid_until.is_(None), Holding.valid_until > at))
-            .order_by(Agency.id)
-        )
-        async with self._sessions() as session:
-            rows = (await session.scalars(query)).unique().all()
-        return [AgencyEntry(row.id, row.name, row.adapter_url, row.status) for row in rows]
+        periods = await self._holdings.get((subject, category), partial(self._read_holdings, subject, category))
+        return sorted({holder.id: holder for holder in current(periods, at)}.values(), key=lambda holder: holder.id)
+
+    async def _read_holdings(self, subject: str, category: str) -> tuple[Period, ...]:
+        async with self._connect() as connection:
+            return await _holding_periods(connection, subject, category)
 
     async def load(self, world: Mapping[str, Any], at: datetime) -> None:
         """Insert or replace the directory part of a world file in one transaction."""
@@ -213,6 +310,8 @@ class DirectoryStore:
                             valid_until=_time(item.get("valid_until")),
                         )
                     )
+            await _bump(session)
+        self.forget()
 
     async def set_agency_status(self, agency_id: str, status: str) -> None:
         async with self._sessions() as session, session.begin():
@@ -220,6 +319,121 @@ class DirectoryStore:
             if row is None:
                 raise KeyError(agency_id)
             row.status = status
+            await _bump(session)
+        self.forget()
+
+    async def keys_of(self, principal_id: str) -> list[KeyRecord]:
+        """Every key ever registered for the principal, oldest first, revoked and expired ones included."""
+        query = (
+            select(PrincipalKey)
+            .where(PrincipalKey.principal_id == principal_id)
+            .order_by(PrincipalKey.valid_from, PrincipalKey.key_id)
+        )
+        async with self._sessions() as session:
+            return [_key_record(row) for row in (await session.scalars(query)).all()]
+
+    async def add_key(self, kind: str, principal_id: str, registration: KeyRegistration, at: datetime) -> KeyRecord:
+        """Register a public key; for a rotation (`registration.overlap`), the principal's other active keys
+        end after the overlap, in the same transaction. KeyConflict when the key id is taken or the public key
+        is already registered."""
+        try:
+            async with self._sessions() as session, session.begin():
+                if await session.get(PrincipalKey, registration.key_id) is not None:
+                    raise KeyConflict(f"key id {registration.key_id!r} is already registered")
+                taken = select(PrincipalKey.key_id).where(PrincipalKey.public_key_pem == registration.public_key_pem)
+                if (await session.scalars(taken.limit(1))).first() is not None:
+                    raise KeyConflict("this public key is already registered: every key pair serves one key id")
+                if registration.overlap is not None:
+                    others = select(PrincipalKey).where(
+                        PrincipalKey.principal_id == principal_id, PrincipalKey.status == "active"
+                    )
+                    for other in (await session.scalars(others)).all():
+                        end = retirement(other.valid_until, at, registration.overlap)
+                        if end is not None:
+                            other.valid_until = end
+                row = PrincipalKey(
+                    key_id=registration.key_id,
+                    principal_kind=kind,
+                    principal_id=principal_id,
+                    public_key_pem=registration.public_key_pem,
+                    valid_from=registration.valid_from,
+                    valid_until=registration.valid_until,
+                    status="active",
+                )
+                session.add(row)
+                await _bump(session)
+        except IntegrityError as error:  # the same key id registered by another process meanwhile
+            raise KeyConflict(f"key id {registration.key_id!r} is already registered") from error
+        finally:
+            self.forget()
+        return _key_record(row)
+
+    async def revoke_key(self, principal_id: str, key_id: str, by: str, reason: str, at: datetime) -> KeyRecord | None:
+        """Revoke a key of the principal for good; None when it has no such key, KeyConflict when it was
+        already revoked. Every hub process refuses the key from its next request on (see `key`)."""
+        async with self._sessions() as session, session.begin():
+            row = await session.get(PrincipalKey, key_id)
+            if row is None or row.principal_id != principal_id:
+                return None
+            if row.status == "revoked":
+                raise KeyConflict(f"key {key_id!r} was already revoked")
+            row.status, row.revoked_at, row.revoked_by, row.revocation_reason = "revoked", at, by, reason
+            await _bump(session)
+        self.forget()
+        return _key_record(row)
+
+
+async def _relationship_periods(connection: AsyncConnection, agency: str, subject: str) -> tuple[Period, ...]:
+    query = select(Relationship.capacity, Relationship.valid_from, Relationship.valid_until).where(
+        Relationship.agency == agency, Relationship.subject == subject
+    )
+    rows = (await connection.execute(query.order_by(Relationship.valid_from))).all()
+    return tuple(Period(row.capacity, row.valid_from, row.valid_until) for row in rows)
+
+
+async def _holding_periods(connection: AsyncConnection, subject: str, category: str) -> tuple[Period, ...]:
+    query = (
+        select(Agency.id, Agency.name, Agency.adapter_url, Agency.status, Holding.valid_from, Holding.valid_until)
+        .join(Holding, Holding.holder == Agency.id)
+        .where(Holding.subject == subject, Holding.category == category, Agency.status == "active")
+    )
+    rows = (await connection.execute(query)).all()
+    return tuple(
+        Period(AgencyEntry(row.id, row.name, row.adapter_url, row.status), row.valid_from, row.valid_until)
+        for row in rows
+    )
+
+
+async def _part(both: asyncio.Future[tuple[tuple[Period, ...], ...]], index: int) -> tuple[Period, ...]:
+    return (await both)[index]
+
+
+class KeyConflict(Exception):
+    """A key registration or revocation that contradicts the keys already registered."""
+
+
+async def _bump(session: AsyncSession) -> None:
+    """Move the directory version on, in the transaction of the write, so every process drops its caches."""
+    moved = await session.execute(
+        update(DirectoryVersion).where(DirectoryVersion.id == 1).values(version=DirectoryVersion.version + 1)
+    )
+    if not moved.rowcount:  # type: ignore[attr-defined]
+        session.add(DirectoryVersion(id=1, version=1))
+
+
+def _key_record(row: PrincipalKey) -> KeyRecord:
+    return KeyRecord(
+        row.key_id,
+        row.principal_kind,
+        row.principal_id,
+        row.public_key_pem,
+        row.valid_from,
+        row.valid_until,
+        row.status,
+        row.revoked_at,
+        row.revoked_by,
+        row.revocation_reason,
+    )
 
 
 def _key_row(kind: str, principal_id: str, key: Mapping[str, Any], at: datetime) -> PrincipalKey:

@@ -1,20 +1,26 @@
 """The policy service: Casbin decides zones for exchanges and which endpoints a role may call.
 
-Decisions are cached per (requester, category, purpose) and the cache is dropped whenever the published
-policy version changes; `refresh` polls that version so every hub process follows an edit within seconds.
+Decisions are cached per (requester, category, purpose), at most `max_decisions` of them, and the cache is
+dropped whenever the published policy version changes; `refresh` polls that version so every hub process
+follows an edit within seconds. Concurrent misses of one question share one evaluation.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+import threading
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import casbin
-from casbin.persist.adapter import Adapter
+from cachetools import LRUCache
+from casbin.persist.adapter import Adapter, load_policy_line
 
+from broker.caches import CacheSettings, ReadThrough
 from policies.rules import ZONES, Decision, Rule, diff, most_specific_first
 from policies.store import PolicyConflict, PolicyStore, Proposal, RuleSet
 
@@ -39,21 +45,49 @@ def _model_path(name: str) -> str:
 
 
 class SharingPolicy:
-    """One published rule set, compiled into a Casbin enforcer. Immutable once built."""
+    """One published rule set, decided by Casbin. Immutable once built.
 
-    def __init__(self, rule_set: RuleSet) -> None:
+    Casbin scans every rule it holds on each question (tens of milliseconds at 10,000 rules), so each
+    requester gets an enforcer of its own holding only the rules that can match it: those naming the agency
+    or one of its roles (Casbin's own role manager says which, transitively). A rule naming anyone else can
+    never satisfy `g(r.sub, p.sub)`, so the answers are Casbin's over the whole set.
+    """
+
+    def __init__(self, rule_set: RuleSet, max_requesters: int = 4096) -> None:
         self.version = rule_set.version
+        self._rule_set = rule_set
         self._rules = {rule.id: rule for rule in rule_set.rules}
-        self._enforcer = casbin.Enforcer(_model_path("sharing.conf"), _RuleSetAdapter(rule_set))
+        self._roles = _enforcer(RuleSet(rule_set.version, (), rule_set.groups))
+        self._by_requester: LRUCache[str, casbin.Enforcer] = LRUCache(max_requesters)
+        self._building = threading.Lock()  # decide() runs in worker threads
 
     def decide(self, requester: str, category: str, purpose: str) -> Decision:
         """Black beats grey beats white; nothing matching is black (rule None)."""
         subject = f"agency:{requester}"
+        enforcer = self._enforcer_for(subject)
         for zone in ZONES:
-            allowed, explanation = self._enforcer.enforce_ex(subject, category, purpose, zone)
+            allowed, explanation = enforcer.enforce_ex(subject, category, purpose, zone)
             if allowed:
                 return Decision(zone, self._rules[explanation[4]], self.version)
         return Decision("black", None, self.version)
+
+    def prepare(self, requester: str) -> None:
+        """Build the requester's enforcer now (milliseconds per thousand of its rules), e.g. in a worker thread."""
+        self._enforcer_for(f"agency:{requester}")
+
+    def _enforcer_for(self, subject: str) -> casbin.Enforcer:
+        with self._building:
+            enforcer = self._by_requester.get(subject)
+            if enforcer is None:
+                names = {subject, *self._roles.get_implicit_roles_for_user(subject)}
+                rules = tuple(rule for rule in self._rule_set.rules if rule.requester in names)
+                enforcer = _enforcer(RuleSet(self.version, rules, self._rule_set.groups))
+                self._by_requester[subject] = enforcer
+            return enforcer
+
+
+def _enforcer(rule_set: RuleSet) -> casbin.Enforcer:
+    return casbin.Enforcer(_model_path("sharing.conf"), _RuleSetAdapter(rule_set))
 
 
 class PolicyEditRefused(Exception):
@@ -65,12 +99,17 @@ class PolicyEditRefused(Exception):
 
 
 class PolicyService:
-    def __init__(self, store: PolicyStore, category_exists: Exists, purpose_exists: Exists) -> None:
+    def __init__(
+        self, store: PolicyStore, category_exists: Exists, purpose_exists: Exists, max_decisions: int = 65_536
+    ) -> None:
         self._store = store
         self._category_exists = category_exists
         self._purpose_exists = purpose_exists
         self._policy: SharingPolicy | None = None
-        self._decisions: dict[tuple[str, str, str], Decision] = {}
+        # Kept until the policy version changes (no time to live): refresh() clears them.
+        self._decisions: ReadThrough[tuple[str, str, str], Decision] = ReadThrough(
+            CacheSettings(ttl_s=math.inf, max_entries=max_decisions)
+        )
 
     @property
     def version(self) -> int:
@@ -83,20 +122,24 @@ class PolicyService:
         rule_set = await self._store.current()
         # Building the enforcer scans every rule: keep it off the event loop.
         self._policy = await asyncio.to_thread(SharingPolicy, rule_set)
-        self._decisions = {}
+        self._decisions.clear()
         return True
 
     async def decide(self, requester: str, category: str, purpose: str) -> Decision:
-        key = (requester, category, purpose)
-        decision = self._decisions.get(key)
-        if decision is None:
-            if self._policy is None:
-                await self.refresh()
-            assert self._policy is not None
-            # A miss scans the rules in Python (milliseconds with thousands of rules): off the loop.
-            decision = await asyncio.to_thread(self._policy.decide, requester, category, purpose)
-            self._decisions[key] = decision
-        return decision
+        return await self._decisions.get(
+            (requester, category, purpose), partial(self._evaluate, requester, category, purpose)
+        )
+
+    async def _evaluate(self, requester: str, category: str, purpose: str) -> Decision:
+        if self._policy is None:
+            await self.refresh()
+        policy = self._policy
+        assert policy is not None
+        # Building the requester's enforcer reads its rules: off the loop. The evaluation itself stays on the
+        # loop: Casbin parses its matcher with `ast.parse` on every call, which CPython 3.11 cannot run in two
+        # threads at once (the operator gate evaluates on the loop too), and it scans only this requester's rules.
+        await asyncio.to_thread(policy.prepare, requester)
+        return policy.decide(requester, category, purpose)
 
     async def rules(self) -> RuleSet:
         return await self._store.current()
@@ -191,11 +234,25 @@ class PolicyService:
             raise PolicyEditRefused(422, f"purpose {rule.purpose!r} is not registered")
 
 
+class _RuleFiles(Adapter):  # type: ignore[misc]
+    """Feeds Casbin the rule lines of several files of this package, in order."""
+
+    def __init__(self, *names: str) -> None:
+        self._names = names
+
+    def load_policy(self, model: Any) -> None:
+        for name in self._names:
+            for line in Path(_model_path(name)).read_text().splitlines():
+                load_policy_line(line.strip(), model)
+
+
 class OperatorGate:
-    """Which role may call which endpoint (policies/operator_rules.csv through policies/operators.conf)."""
+    """Which role may call which endpoint (policies/operator_rules.csv) or use which console page
+    (policies/console_rules.csv), through policies/operators.conf."""
 
     def __init__(self) -> None:
-        self._enforcer = casbin.Enforcer(_model_path("operators.conf"), _model_path("operator_rules.csv"))
+        rules = _RuleFiles("operator_rules.csv", "console_rules.csv")
+        self._enforcer = casbin.Enforcer(_model_path("operators.conf"), rules)
 
     def allows(self, role: str, path: str, method: str) -> bool:
         return bool(self._enforcer.enforce(role, path, method))

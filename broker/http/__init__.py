@@ -4,9 +4,9 @@ the service, answer. Authentication, authorisation, problems, audit and signing 
 
 from aiohttp import web
 
-from broker.http import audit, consents, exchanges, notifications, operations, policies, reviews
+from broker.http import audit, consents, exchanges, keys, notifications, operations, policies, reviews
 
-MODULES = (exchanges, consents, reviews, policies, audit, notifications, operations)
+MODULES = (exchanges, consents, reviews, policies, audit, notifications, keys, operations)
 
 
 def add_routes(app: web.Application) -> None:

@@ -24,7 +24,8 @@ MAX_LOOKUPS = 200_000  # exchange attempts one anomaly report reads at most
 
 async def audit(request: web.Request) -> web.Response:
     query = parse_query(request.query)
-    request[AUDIT].subject = query.filters.get("subject")
+    subject = query.filters.get("subject")
+    request[AUDIT].subject = subject if subject is not None and SUBJECT.fullmatch(subject) else None
     records, after = await request.app[HUB].audit.search(query)
     return reply({"records": records, "next": None if after is None else after.encode()})
 

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from broker import errors
 from broker.appkeys import AUDIT, HUB, PRINCIPAL
-from broker.http.replies import json_body, reply
+from broker.http.replies import json_body, record_id, reply
 from consent.matching import Ending
 from consent.service import ConsentInvalid, consent_json, default_channel, parse_channel, refusal_json
 from consent.store import AlreadyEnded
@@ -49,7 +49,7 @@ async def give_consent(request: web.Request) -> web.Response:
 
 async def withdraw_consent(request: web.Request) -> web.Response:
     hub, entry, now = request.app[HUB], request[AUDIT], datetime.now(UTC)
-    consent_id = entry.consent_id = request.match_info["id"]
+    consent_id = entry.consent_id = record_id(request, errors.UnknownConsent)
     try:
         consent = await hub.consents.withdraw(consent_id, _ending(request, now))
     except AlreadyEnded as error:
@@ -74,7 +74,7 @@ async def refuse(request: web.Request) -> web.Response:
 
 async def lift_refusal(request: web.Request) -> web.Response:
     hub, entry, now = request.app[HUB], request[AUDIT], datetime.now(UTC)
-    refusal_id = entry.consent_id = request.match_info["id"]
+    refusal_id = entry.consent_id = record_id(request, errors.UnknownRefusal)
     try:
         refusal = await hub.consents.lift(refusal_id, _ending(request, now))
     except AlreadyEnded as error:

@@ -12,6 +12,8 @@ from broker.appkeys import AUDIT, HUB, PRINCIPAL
 from broker.http.replies import json_body, reply
 from directory.names import NAME
 
+MAX_ID = 2**31 - 1  # delivery ids are 32-bit integers in the store
+
 
 async def publish(request: web.Request) -> web.Response:
     hub = request.app[HUB]
@@ -29,7 +31,7 @@ async def replay(request: web.Request) -> web.Response:
     if set(document) - {"deliveries"}:
         raise errors.Invalid('replay takes {"deliveries": [ids]}, or {} for every dead letter')
     ids = document.get("deliveries")
-    if ids is not None and (not isinstance(ids, list) or not all(type(item) is int for item in ids)):
+    if ids is not None and (not isinstance(ids, list) or not all(type(i) is int and 0 < i <= MAX_ID for i in ids)):
         raise errors.Invalid("deliveries must be a list of delivery ids")
     hub = request.app[HUB]
     count = await hub.notifications.outbox.replay(ids, datetime.now(UTC))

@@ -12,11 +12,12 @@ from aiohttp import web
 from broker import errors
 from broker.appkeys import AUDIT, HUB, PRINCIPAL
 from broker.http.replies import json_body, reply
-from policies.rules import RuleInvalid, parse_rule
+from policies.rules import RULE_ID, RuleInvalid, parse_rule
 from policies.service import PolicyEditRefused
 
 REFUSALS: dict[int, type[errors.Problem]] = {404: errors.NotFound, 409: errors.Conflict, 422: errors.Invalid}
 MAX_REASON = 1000
+MAX_VERSION = 2**31 - 1  # policy versions are 32-bit integers in the store
 
 
 def reason_of(document: dict[str, Any], allowed: set[str]) -> str:
@@ -65,6 +66,9 @@ async def remove_rule(request: web.Request) -> web.Response:
     hub, entry = request.app[HUB], request[AUDIT]
     reason = reason_of(json_body(request), set())
     entry.rule_id = request.match_info["id"]
+    if not RULE_ID.fullmatch(entry.rule_id):
+        entry.rule_id = None
+        raise errors.NotFound("no rule has this id")
     try:
         version = await hub.policies.remove(entry.rule_id, request[PRINCIPAL].id, reason, datetime.now(UTC))
     except PolicyEditRefused as error:
@@ -98,7 +102,7 @@ async def rollback(request: web.Request) -> web.Response:
     hub, entry, document = request.app[HUB], request[AUDIT], json_body(request)
     reason = reason_of(document, {"version"})
     number = document.get("version")
-    if type(number) is not int or number < 1:
+    if type(number) is not int or not 1 <= number <= MAX_VERSION:
         raise errors.Invalid("version must be a policy version number")
     try:
         version = await hub.policies.rollback(number, request[PRINCIPAL].id, reason, datetime.now(UTC))

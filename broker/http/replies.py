@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from aiohttp import web
 
+from broker import errors
 from broker.appkeys import BODY
 from broker.pipeline import parse_json_object
 
 
 def reply(document: dict[str, Any], status: int = 200) -> web.Response:
     return web.json_response(document, status=status, dumps=lambda value: json.dumps(value, separators=(",", ":")))
+
+
+RECORD_ID = re.compile(r"[0-9A-Za-z-]{1,40}")  # what the hub allocates (UUIDs) and its tables hold
+
+
+def record_id(request: web.Request, unknown: type[errors.Problem]) -> str:
+    """The path's `{id}` when it can name a record the hub allocated; else `unknown` (no such record), before
+    the value reaches the audit record or the store."""
+    value = request.match_info["id"]
+    if not RECORD_ID.fullmatch(value):
+        raise unknown(f"no record has the id {value[:64]!r}")
+    return value
 
 
 def json_body(request: web.Request) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from aiohttp import web
 from broker import errors
 from broker.appkeys import AUDIT, HUB, PRINCIPAL
 from broker.http.policies import reason_of, refused
-from broker.http.replies import json_body, reply
+from broker.http.replies import json_body, record_id, reply
 from policies.reviews import Review, ReviewNotPending
 from policies.rules import Rule, RuleInvalid, parse_rule
 from policies.service import PolicyEditRefused
@@ -27,7 +27,7 @@ async def reviews(request: web.Request) -> web.Response:
 
 async def decide_review(request: web.Request) -> web.Response:
     hub, entry = request.app[HUB], request[AUDIT]
-    review_id = entry.review_id = request.match_info["id"]
+    review_id = entry.review_id = record_id(request, errors.UnknownReview)
     document = json_body(request)
     decision, reason = document.get("decision"), document.get("reason")
     if set(document) != {"decision", "reason"} or decision not in ("approve", "reject"):

@@ -23,7 +23,10 @@ def is_postgres(url: str) -> bool:
 
 def create_engine(url: str) -> AsyncEngine:
     if is_postgres(url):
-        return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+        # No ping before each checkout: that round trip cost a fifth of the hub's CPU per exchange (bench/README.md).
+        # A connection the server dropped fails its one request (503), and SQLAlchemy then discards every pooled
+        # connection older than the disconnect, so the next requests connect afresh.
+        return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=False)
     engine = create_async_engine(url, connect_args={"timeout": 30})
     event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
     return engine

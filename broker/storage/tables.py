@@ -2,10 +2,19 @@
 the check that migrations and models agree)."""
 
 import broker.audit
+import broker.console.models
 import broker.outbox
 import broker.replay
 import consent.models
 import directory.models
 import policies.models
 
-PACKAGES = (broker.audit, broker.outbox, broker.replay, consent.models, directory.models, policies.models)
+PACKAGES = (
+    broker.audit,
+    broker.console.models,
+    broker.outbox,
+    broker.replay,
+    consent.models,
+    directory.models,
+    policies.models,
+)

@@ -127,7 +127,7 @@ async def test_grey_zone_reviews(sqlite_world: DemoWorld, session: aiohttp.Clien
 async def test_rate_limit_is_waited_out_and_repeated_with_a_fresh_nonce(
     tmp_path: Path, session: aiohttp.ClientSession
 ) -> None:
-    async with demo_world(tmp_path / "state", rate_per_s=2, rate_burst=1) as world:
+    async with demo_world(tmp_path / "state", rate_per_s=0.5, rate_burst=1) as world:
         impatient = HubClient(
             world.hub_url,
             world.keys["family-benefits"],

@@ -249,7 +249,7 @@ async def test_access_log_pages_newest_first(sqlite_world: DemoWorld, session: a
     assert [access["exchange"] for access in first["accesses"] + rest["accesses"]] == exchanges[::-1]
     assert rest["next"] is None
     with pytest.raises(HubProblem, match="invalid"):
-        await portal.call("GET", "/v1/subjects/85%2007/access-log")
+        await portal.call("GET", "/v1/subjects/85_07/access-log")  # a canonical path, not a subject
 
 
 async def test_anomaly_report_names_the_records_behind_each_finding(
