@@ -154,6 +154,7 @@ def plot(document: dict[str, Any], path: Path) -> None:
             axes.annotate(f"c={p['concurrency']}", (p["throughput"], p["p50_ms"]), fontsize=7, alpha=0.7)
     axes.set_xlabel("throughput (successful exchanges per second)")
     axes.set_ylabel("latency (ms; p50 solid, p99 dashed)")
+    axes.set_xscale("log")
     axes.set_yscale("log")
     axes.grid(True, which="both", alpha=0.3)
     axes.set_title(f"Crossroads hub, {document['date']}, {document['settings']['directory_rows']:,} directory rows")
