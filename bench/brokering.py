@@ -461,11 +461,13 @@ def run_hubs(
 
 
 def start_profiler(pid: int, args: argparse.Namespace) -> subprocess.Popen[bytes]:
-    """py-spy records the hub during the phase, as a flame graph (SVG)."""
+    """py-spy records the hub during the phase: a flame graph (SVG), or collapsed stacks if the name ends in .txt."""
     command = [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid), "--duration"]
     # --gil: samples of the thread holding the interpreter, i.e. where the hub's Python time goes; the SQLite
     # library's own work in aiosqlite's threads runs without it and is not shown.
     command += [str(math.ceil(args.seconds)), "--rate", "200", "--gil", "--nonblocking", "-o", str(args.profile)]
+    if args.profile.suffix == ".txt":
+        command += ["--format", "raw"]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

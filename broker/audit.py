@@ -38,7 +38,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import Index, String, bindparam, case, func, insert, literal, select, text, tuple_, update
+from sqlalchemy import Connection, Index, String, bindparam, case, func, insert, literal, select, text, tuple_, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
@@ -48,7 +48,7 @@ from broker.anomalies import Lookup
 from broker.audit_query import AuditQuery, Cursor
 from broker.group_commit import GroupCommit, WriterClosed
 from broker.signing import SigningKey
-from broker.storage import Base, StoreUnavailable
+from broker.storage import Base, StoreUnavailable, lane_for
 
 SEQUENCER_LOCK = 0x63726F7373726F64  # PostgreSQL advisory lock key of the audit sequencer ("crossrod")
 SEARCH_COLUMNS = ("subject", "requester", "holder", "category", "purpose", "zone", "outcome", "kind")
@@ -106,6 +106,13 @@ class AuditCheckpoint(Base):
 
 RECORDS = Base.metadata.tables[AuditRecord.__tablename__]  # the table itself, for Core statements
 COLUMNS = tuple(column.name for column in RECORDS.columns)
+# The writer's statements: new records, returning their seq; reserved records completed unless closed meanwhile;
+# which of those were closed as abandoned.
+INSERT = insert(RECORDS).returning(RECORDS.c.seq, sort_by_parameter_order=True)
+COMPLETE = update(RECORDS).where(RECORDS.c.seq == bindparam("reserved_seq"), RECORDS.c.outcome == "forwarding")
+ABANDONED = select(RECORDS.c.seq).where(
+    RECORDS.c.seq.in_(bindparam("seqs", expanding=True)), RECORDS.c.outcome == "abandoned"
+)
 
 
 @dataclass
@@ -182,6 +189,7 @@ class AuditLog:
         on_commit: Callable[[int, float], None] | None = None,
     ) -> None:
         self._sessions = sessions
+        self._lane = lane_for(sessions.kw["bind"])  # the writer's transactions: no ORM session, one hand-off each
         self._writer: GroupCommit[AuditEntry] = GroupCommit(self._write, batch_max, batch_wait_s, on_commit)
 
     @property
@@ -217,26 +225,23 @@ class AuditLog:
         (a reserved record is found again by it); reserved records completed unless they were closed as
         abandoned, which is looked up only when fewer rows were completed than asked (or the driver does not
         count the rows of a batch)."""
-        table = RECORDS.c
         new = [entry for entry in entries if entry.seq is None]
         completing = {entry.seq: entry for entry in entries if entry.seq is not None}
-        seqs: list[int] = []
-        abandoned: set[int] = set()
-        async with self._sessions() as session, session.begin():
+
+        def write(connection: Connection) -> tuple[list[int], set[int]]:
+            seqs: list[int] = []
             if new:
-                inserting = insert(RECORDS).returning(table.seq, sort_by_parameter_order=True)
-                seqs = list((await session.execute(inserting, [entry.values() for entry in new])).scalars())
-            if completing:
-                completion = update(RECORDS).where(
-                    table.seq == bindparam("reserved_seq"), table.outcome == "forwarding"
-                )
-                completed = await session.execute(
-                    completion, [{"reserved_seq": seq, **entry.values()} for seq, entry in completing.items()]
-                )
-                counted = session.get_bind().dialect.supports_sane_multi_rowcount
-                if not counted or completed.rowcount != len(completing):  # type: ignore[attr-defined]
-                    query = select(table.seq).where(table.seq.in_(list(completing)), table.outcome == "abandoned")
-                    abandoned = set(await session.scalars(query))
+                seqs = list(connection.execute(INSERT, [entry.values() for entry in new]).scalars())
+            if not completing:
+                return seqs, set()
+            completed = connection.execute(
+                COMPLETE, [{"reserved_seq": seq, **entry.values()} for seq, entry in completing.items()]
+            )
+            if connection.dialect.supports_sane_multi_rowcount and completed.rowcount == len(completing):
+                return seqs, set()
+            return seqs, set(connection.scalars(ABANDONED, {"seqs": list(completing)}))
+
+        seqs, abandoned = await self._lane.write(write)
         for entry, seq in zip(new, seqs, strict=True):
             if entry.outcome == "forwarding":
                 entry.seq = seq

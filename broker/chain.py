@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from collections import deque
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -49,6 +50,9 @@ CHAIN_FIELDS = (
     "request_digest",
     "response_digest",
 )
+SORTED_FIELDS = tuple(sorted(CHAIN_FIELDS))  # RFC 8785 orders members by name; these names are ASCII
+MAX_SAFE_INTEGER = 2**53 - 1  # RFC 8785 (I-JSON) integers
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 LOOKAHEAD = 64  # records the verifier reads ahead to tell a deletion from a move or an insertion
 
 
@@ -59,8 +63,32 @@ def timestamp(at: datetime) -> str:
 
 def content(record: Mapping[str, Any]) -> bytes:
     """The canonical content of a record (RFC 8785 JSON of its chain fields); an empty string counts as null,
-    so that formats without a null (CSV) carry the same content."""
-    return rfc8785.dumps({name: None if record[name] == "" else record[name] for name in CHAIN_FIELDS})
+    so that formats without a null (CSV) carry the same content.
+
+    The standard library's C encoder writes the same bytes as RFC 8785 for what records hold (ASCII names sorted,
+    strings escaped alike, integers within 2^53, floats in the range where both print the shortest round-trip
+    digits without an exponent), ten times faster; any other value goes through the RFC 8785 encoder.
+    """
+    values = {name: None if record[name] == "" else record[name] for name in SORTED_FIELDS}
+    if all(map(_same_in_both, values.values())):
+        try:
+            return _encode(values).encode()
+        except UnicodeEncodeError:  # a lone surrogate: the RFC 8785 encoder says what is wrong with it
+            pass
+    return rfc8785.dumps(values)
+
+
+def _same_in_both(value: object) -> bool:
+    """Whether json.dumps writes `value` as RFC 8785 does."""
+    if value is None or isinstance(value, str | bool):
+        return True
+    if isinstance(value, int):
+        return -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER
+    if isinstance(value, float):  # not integral (1.0 is "1" in RFC 8785), and no exponent in either notation
+        return not value.is_integer() and 1e-4 <= abs(value) < 1e16
+    if isinstance(value, list):
+        return all(isinstance(item, str) for item in value)
+    return False
 
 
 def link_hash(previous: str, record: Mapping[str, Any]) -> str:

@@ -2,8 +2,9 @@
 
 The nonce table is shared by every hub process on the same store, so a replay sent to another process
 is refused too. Nonces older than twice the window can never be accepted again and are pruned. Writes go
-through group commit (broker/group_commit.py): the nonces of concurrent requests are inserted in one
-transaction, and each request waits until its own is durably recorded (or found used) before going on.
+through group commit (broker/group_commit.py) on the store's lane (broker/storage/lane.py): the nonces of
+concurrent requests are inserted in one transaction, and each request waits until its own is durably recorded
+(or found used) before going on.
 """
 
 from __future__ import annotations
@@ -12,18 +13,16 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import String, delete
+from sqlalchemy import Connection, String, delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
-from sqlalchemy.sql.dml import ReturningInsert
 
 from broker.group_commit import GroupCommit, WriterClosed
 from broker.signing import CREATED_WINDOW_S
-from broker.storage import Base, StoreUnavailable
+from broker.storage import Base, StoreUnavailable, lane_for
 
 
 class SeenNonce(Base):
@@ -65,6 +64,7 @@ def first_uses(batch: Sequence[NonceUse]) -> tuple[list[NonceUse], list[bool]]:
 class NonceStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], batch_max: int = 256) -> None:
         self._sessions = sessions
+        self._lane = lane_for(sessions.kw["bind"])
         self._writer: GroupCommit[NonceUse] = GroupCommit(self._write, batch_max, 0.0)
 
     @property
@@ -88,9 +88,12 @@ class NonceStore:
         any other item (stored before, or repeated within the batch) is a replay."""
         distinct, first = first_uses(batch)
         rows = [vars(use) for use in distinct]
-        async with self._sessions() as session, session.begin():
-            result = await session.execute(_insert_new(session.get_bind().dialect.name, rows))
-            inserted = {(row.key_id, row.nonce) for row in result}
+
+        def insert_new(connection: Connection) -> set[tuple[str, str]]:
+            inserting = INSERT_NEW[connection.dialect.name]
+            return {(row.key_id, row.nonce) for row in connection.execute(inserting, rows)}
+
+        inserted = await self._lane.write(insert_new)
         return [
             None if is_first and (item.key_id, item.nonce) in inserted else NonceAlreadySeen(item.nonce)
             for item, is_first in zip(batch, first, strict=True)
@@ -103,7 +106,9 @@ class NonceStore:
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
-def _insert_new(dialect: str, rows: list[dict[str, Any]]) -> ReturningInsert[tuple[str, str]]:
-    """INSERT ... ON CONFLICT DO NOTHING RETURNING the pairs inserted (SQLite and PostgreSQL both have it)."""
-    insert = postgresql.insert(NONCES) if dialect == "postgresql" else sqlite.insert(NONCES)
-    return insert.values(rows).on_conflict_do_nothing().returning(NONCES.c.key_id, NONCES.c.nonce)
+# INSERT ... ON CONFLICT DO NOTHING RETURNING the pairs inserted (SQLite and PostgreSQL both have it), built once
+# per dialect; a batch's rows go in as one multi-row statement (SQLAlchemy's "insertmanyvalues").
+INSERT_NEW = {
+    name: insert(NONCES).on_conflict_do_nothing().returning(NONCES.c.key_id, NONCES.c.nonce)
+    for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
+}

@@ -1,16 +1,19 @@
 """Reads and appends of the consent tables; the only code that touches them. Nothing is updated or deleted:
-a withdrawal, a lift and an emergency use are rows of their own. Every read goes to the store, so what one
-hub process records is what every other process decides on at its next exchange.
+a withdrawal, a lift and an emergency use are rows of their own. Every read goes to the store (through the
+store's lane, broker/storage/lane.py), so what one hub process records is what every other process decides
+on at its next exchange.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Connection, Row, bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from broker.storage import lane_for
 from consent.matching import Consent, Ending, Refusal
 from consent.models import ConsentRecord, ConsentWithdrawal, EmergencyUse, RefusalLift, RefusalRecord
 
@@ -22,6 +25,7 @@ class AlreadyEnded(Exception):
 class ConsentStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
+        self._lane = lane_for(sessions.kw["bind"])  # the reads exchanges make: no ORM session, one hand-off each
 
     async def give(self, consent: Consent) -> None:
         async with self._sessions() as session, session.begin():
@@ -106,28 +110,15 @@ class ConsentStore:
         return await self._read(subject, agency)
 
     async def _read(self, subject: str, agency: str | None) -> tuple[list[Consent], list[Refusal]]:
-        consents = (
-            select(ConsentRecord, ConsentWithdrawal)
-            .outerjoin(ConsentWithdrawal, ConsentWithdrawal.consent_id == ConsentRecord.id)
-            .where(ConsentRecord.subject == subject)
-            .order_by(ConsentRecord.created_at, ConsentRecord.id)
-        )
-        refusals = (
-            select(RefusalRecord, RefusalLift)
-            .outerjoin(RefusalLift, RefusalLift.refusal_id == RefusalRecord.id)
-            .where(RefusalRecord.subject == subject)
-            .order_by(RefusalRecord.created_at, RefusalRecord.id)
-        )
-        if agency is not None:
-            consents = consents.where(or_(ConsentRecord.grantee == agency, ConsentRecord.grantee == "*"))
-            refusals = refusals.where(RefusalRecord.agency == agency)
-        async with self._sessions() as session, session.begin():  # one transaction: one consistent view
-            consent_rows = (await session.execute(consents)).all()
-            refusal_rows = (await session.execute(refusals)).all()
+        def both(connection: Connection) -> tuple[list[Consent], list[Refusal]]:
+            consents, refusals = (CONSENTS, REFUSALS) if agency is None else (CONSENTS_FOR_AGENCY, REFUSALS_OF_AGENCY)
+            values = {"subject": subject, "agency": agency}
             return (
-                [_consent(record, _withdrawal(withdrawal)) for record, withdrawal in consent_rows],
-                [_refusal(record, _lift(lift)) for record, lift in refusal_rows],
+                [_consent(row, _withdrawal(row)) for row in connection.execute(consents, values)],
+                [_refusal(row, _lift(row)) for row in connection.execute(refusals, values)],
             )
+
+        return await self._lane.read(both)  # one transaction: one consistent view
 
     async def use_emergency(self, agency: str, exchange: str, at: datetime, per_day: int) -> int | None:
         """Count one emergency access of `agency` on `at`'s UTC day: how many it has used that day, this one
@@ -153,15 +144,40 @@ class ConsentStore:
         return None
 
 
-def _withdrawal(row: ConsentWithdrawal | None) -> Ending | None:
-    return None if row is None else Ending(row.withdrawn_at, row.withdrawn_by, row.channel)
+# A subject's consents and refusals, each with its withdrawal or lift if it has one; for an exchange, only
+# those that could name the agency (itself, or `*` for consents). Built once: each read only binds its values.
+CONSENTS = (
+    select(
+        ConsentRecord.__table__,
+        ConsentWithdrawal.withdrawn_at,
+        ConsentWithdrawal.withdrawn_by,
+        ConsentWithdrawal.channel.label("withdrawal_channel"),
+    )
+    .outerjoin(ConsentWithdrawal, ConsentWithdrawal.consent_id == ConsentRecord.id)
+    .where(ConsentRecord.subject == bindparam("subject"))
+    .order_by(ConsentRecord.created_at, ConsentRecord.id)
+)
+REFUSALS = (
+    select(
+        RefusalRecord.__table__, RefusalLift.lifted_at, RefusalLift.lifted_by, RefusalLift.channel.label("lift_channel")
+    )
+    .outerjoin(RefusalLift, RefusalLift.refusal_id == RefusalRecord.id)
+    .where(RefusalRecord.subject == bindparam("subject"))
+    .order_by(RefusalRecord.created_at, RefusalRecord.id)
+)
+CONSENTS_FOR_AGENCY = CONSENTS.where(or_(ConsentRecord.grantee == bindparam("agency"), ConsentRecord.grantee == "*"))
+REFUSALS_OF_AGENCY = REFUSALS.where(RefusalRecord.agency == bindparam("agency"))
 
 
-def _lift(row: RefusalLift | None) -> Ending | None:
-    return None if row is None else Ending(row.lifted_at, row.lifted_by, row.channel)
+def _withdrawal(row: Row[Any]) -> Ending | None:
+    return None if row.withdrawn_at is None else Ending(row.withdrawn_at, row.withdrawn_by, row.withdrawal_channel)
 
 
-def _consent(record: ConsentRecord, withdrawal: Ending | None) -> Consent:
+def _lift(row: Row[Any]) -> Ending | None:
+    return None if row.lifted_at is None else Ending(row.lifted_at, row.lifted_by, row.lift_channel)
+
+
+def _consent(record: ConsentRecord | Row[Any], withdrawal: Ending | None) -> Consent:
     return Consent(
         id=record.id,
         subject=record.subject,
@@ -182,7 +198,7 @@ def _consent(record: ConsentRecord, withdrawal: Ending | None) -> Consent:
     )
 
 
-def _refusal(record: RefusalRecord, lift: Ending | None) -> Refusal:
+def _refusal(record: RefusalRecord | Row[Any], lift: Ending | None) -> Refusal:
     return Refusal(
         id=record.id,
         subject=record.subject,

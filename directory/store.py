@@ -11,12 +11,13 @@ from functools import partial
 from typing import Any, overload
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import or_, select, update
+from sqlalchemy import Connection, bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from broker.caches import CacheSettings, ReadThrough, VersionWatch
 from broker.signing import load_public_key
+from broker.storage import lane_for
 from directory.keys import KeyRecord, KeyRegistration, retirement
 from directory.models import (
     Agency,
@@ -105,6 +106,7 @@ class DirectoryStore:
 
     def __init__(self, sessions: async_sessionmaker[AsyncSession], cache: CacheSettings | None = None) -> None:
         self._sessions = sessions
+        self._lane = lane_for(sessions.kw["bind"])  # the reads exchanges make: no ORM session, one hand-off each
         cache = cache or CacheSettings()
         # Principals and names are few and every write to them moves the directory version: they are kept until
         # it moves. Holdings and relationships are a million rows read a subject at a time: kept briefly.
@@ -142,19 +144,11 @@ class DirectoryStore:
         hub follows it every second besides, so that what its background work reads is never older either."""
         await self._watch.check()
 
-    def _connect(self) -> AsyncConnection:
-        """A plain connection for the reads exchanges make: no ORM session set up and torn down around them
-        (a third of each read's cost)."""
-        engine: AsyncEngine = self._sessions.kw["bind"]
-        return engine.connect()
-
     async def _read_version(self) -> int | None:
-        async with self._connect() as connection:
-            return await connection.scalar(select(DirectoryVersion.version).where(DirectoryVersion.id == 1))
+        return await self._lane.read(lambda connection: connection.scalar(VERSION))
 
     async def _read_key(self, key_id: str) -> KeyEntry | None:
-        async with self._connect() as connection:
-            row = (await connection.execute(select(KEYS).where(KEYS.c.key_id == key_id))).first()
+        row = await self._lane.read(lambda connection: connection.execute(KEY, {"key_id": key_id}).first())
         if row is None:
             return None
         return KeyEntry(
@@ -171,9 +165,7 @@ class DirectoryStore:
         return await self._agencies.get(agency_id, partial(self._read_agency, agency_id))
 
     async def _read_agency(self, agency_id: str) -> AgencyEntry | None:
-        query = select(Agency.id, Agency.name, Agency.adapter_url, Agency.status).where(Agency.id == agency_id)
-        async with self._connect() as connection:
-            row = (await connection.execute(query)).first()
+        row = await self._lane.read(lambda connection: connection.execute(AGENCY, {"id": agency_id}).first())
         return None if row is None else AgencyEntry(row.id, row.name, row.adapter_url, row.status)
 
     async def agencies(self) -> list[AgencyEntry]:
@@ -211,8 +203,7 @@ class DirectoryStore:
         return str(capacities[0]) if capacities else None
 
     async def _read_relationships(self, agency: str, subject: str) -> tuple[Period, ...]:
-        async with self._connect() as connection:
-            return await _relationship_periods(connection, agency, subject)
+        return await self._lane.read(partial(_relationship_periods, agency=agency, subject=subject))
 
     async def prefetch(self, agency: str, subject: str, category: str) -> None:
         """Read the relationship and the holdings an exchange is about to check in one round trip, into the
@@ -225,9 +216,13 @@ class DirectoryStore:
         await self._holdings.get(holding, partial(_part, both, 1))
 
     async def _read_both(self, agency: str, subject: str, category: str) -> tuple[tuple[Period, ...], ...]:
-        async with self._connect() as connection:
-            relationships = await _relationship_periods(connection, agency, subject)
-            return relationships, await _holding_periods(connection, subject, category)
+        def both(connection: Connection) -> tuple[tuple[Period, ...], ...]:
+            return (
+                _relationship_periods(connection, agency, subject),
+                _holding_periods(connection, subject, category),
+            )
+
+        return await self._lane.read(both)
 
     async def related_agencies(self, subject: str, at: datetime) -> list[AgencyEntry]:
         """Active agencies with a current relationship to `subject`, in a stable order."""
@@ -249,8 +244,7 @@ class DirectoryStore:
         return sorted({holder.id: holder for holder in current(periods, at)}.values(), key=lambda holder: holder.id)
 
     async def _read_holdings(self, subject: str, category: str) -> tuple[Period, ...]:
-        async with self._connect() as connection:
-            return await _holding_periods(connection, subject, category)
+        return await self._lane.read(partial(_holding_periods, subject=subject, category=category))
 
     async def load(self, world: Mapping[str, Any], at: datetime) -> None:
         """Insert or replace the directory part of a world file in one transaction."""
@@ -383,21 +377,30 @@ class DirectoryStore:
         return _key_record(row)
 
 
-async def _relationship_periods(connection: AsyncConnection, agency: str, subject: str) -> tuple[Period, ...]:
-    query = select(Relationship.capacity, Relationship.valid_from, Relationship.valid_until).where(
-        Relationship.agency == agency, Relationship.subject == subject
-    )
-    rows = (await connection.execute(query.order_by(Relationship.valid_from))).all()
+# The reads every exchange makes, built once: each call only binds its values.
+VERSION = select(DirectoryVersion.version).where(DirectoryVersion.id == 1)
+KEY = select(KEYS).where(KEYS.c.key_id == bindparam("key_id"))
+AGENCY = select(Agency.id, Agency.name, Agency.adapter_url, Agency.status).where(Agency.id == bindparam("id"))
+RELATIONSHIP_PERIODS = (
+    select(Relationship.capacity, Relationship.valid_from, Relationship.valid_until)
+    .where(Relationship.agency == bindparam("agency"), Relationship.subject == bindparam("subject"))
+    .order_by(Relationship.valid_from)
+)
+HOLDING_PERIODS = (
+    select(Agency.id, Agency.name, Agency.adapter_url, Agency.status, Holding.valid_from, Holding.valid_until)
+    .join(Holding, Holding.holder == Agency.id)
+    .where(Holding.subject == bindparam("subject"), Holding.category == bindparam("category"))
+    .where(Agency.status == "active")
+)
+
+
+def _relationship_periods(connection: Connection, agency: str, subject: str) -> tuple[Period, ...]:
+    rows = connection.execute(RELATIONSHIP_PERIODS, {"agency": agency, "subject": subject}).all()
     return tuple(Period(row.capacity, row.valid_from, row.valid_until) for row in rows)
 
 
-async def _holding_periods(connection: AsyncConnection, subject: str, category: str) -> tuple[Period, ...]:
-    query = (
-        select(Agency.id, Agency.name, Agency.adapter_url, Agency.status, Holding.valid_from, Holding.valid_until)
-        .join(Holding, Holding.holder == Agency.id)
-        .where(Holding.subject == subject, Holding.category == category, Agency.status == "active")
-    )
-    rows = (await connection.execute(query)).all()
+def _holding_periods(connection: Connection, subject: str, category: str) -> tuple[Period, ...]:
+    rows = connection.execute(HOLDING_PERIODS, {"subject": subject, "category": category}).all()
     return tuple(
         Period(AgencyEntry(row.id, row.name, row.adapter_url, row.status), row.valid_from, row.valid_until)
         for row in rows

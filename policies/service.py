@@ -253,6 +253,13 @@ class OperatorGate:
     def __init__(self) -> None:
         rules = _RuleFiles("operator_rules.csv", "console_rules.csv")
         self._enforcer = casbin.Enforcer(_model_path("operators.conf"), rules)
+        # The rule files do not change while the hub runs: a decision, once made, stands (Casbin parses its
+        # matcher on every call). Bounded, as paths carry ids and hostile requests any path at all.
+        self._decisions: LRUCache[tuple[str, str, str], bool] = LRUCache(4096)
 
     def allows(self, role: str, path: str, method: str) -> bool:
-        return bool(self._enforcer.enforce(role, path, method))
+        question = (role, path, method)
+        decision = self._decisions.get(question)
+        if decision is None:
+            decision = self._decisions[question] = bool(self._enforcer.enforce(role, path, method))
+        return decision

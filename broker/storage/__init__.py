@@ -6,5 +6,15 @@ this package holds only what they share: the declarative base, the engine and th
 
 from broker.storage.base import Base, UTCDateTime
 from broker.storage.engine import StoreUnavailable, create_engine, database_url_for, is_postgres
+from broker.storage.lane import Lane, lane_for
 
-__all__ = ["Base", "StoreUnavailable", "UTCDateTime", "create_engine", "database_url_for", "is_postgres"]
+__all__ = [
+    "Base",
+    "Lane",
+    "StoreUnavailable",
+    "UTCDateTime",
+    "create_engine",
+    "database_url_for",
+    "is_postgres",
+    "lane_for",
+]

@@ -28,11 +28,11 @@ def create_engine(url: str) -> AsyncEngine:
         # connection older than the disconnect, so the next requests connect afresh.
         return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=False)
     engine = create_async_engine(url, connect_args={"timeout": 30})
-    event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+    event.listen(engine.sync_engine, "connect", sqlite_pragmas)
     return engine
 
 
-def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+def sqlite_pragmas(connection: Any, _record: Any) -> None:
     # WAL lets readers run while the audit writer commits; foreign keys are off by default in SQLite.
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
