@@ -110,6 +110,12 @@ COLUMNS = tuple(column.name for column in RECORDS.columns)
 # which of those were closed as abandoned.
 INSERT = insert(RECORDS).returning(RECORDS.c.seq, sort_by_parameter_order=True)
 COMPLETE = update(RECORDS).where(RECORDS.c.seq == bindparam("reserved_seq"), RECORDS.c.outcome == "forwarding")
+LINKED = (
+    select(RECORDS)
+    .where(RECORDS.c.position > bindparam("after"))
+    .order_by(RECORDS.c.position)
+    .limit(bindparam("batch"))
+)
 ABANDONED = select(RECORDS.c.seq).where(
     RECORDS.c.seq.in_(bindparam("seqs", expanding=True)), RECORDS.c.outcome == "abandoned"
 )
@@ -393,14 +399,16 @@ class AuditLog:
             query = select(func.count()).select_from(AuditRecord).where(AuditRecord.position.is_(None))
             return int(await session.scalar(query) or 0)
 
-    async def linked(self, batch: int = 5000) -> AsyncIterator[list[dict[str, Any]]]:
-        """Every linked record in chain order, `batch` at a time, in export form."""
-        table = RECORDS.c
+    async def linked(self, batch: int = 10_000) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every linked record in chain order, `batch` at a time, in export form (read and converted on the lane)."""
         after = 0
         while True:
-            statement = select(RECORDS).where(table.position > after).order_by(table.position)
-            async with self._sessions() as session:
-                rows = [record_json(row._mapping) for row in (await session.execute(statement.limit(batch))).all()]
+
+            def page(connection: Connection, after: int = after) -> list[dict[str, Any]]:
+                rows = connection.execute(LINKED, {"after": after, "batch": batch})
+                return [record_json(row._mapping) for row in rows]
+
+            rows = await self._lane.read(page)
             if not rows:
                 return
             yield rows
