@@ -106,10 +106,14 @@ class AuditCheckpoint(Base):
 
 RECORDS = Base.metadata.tables[AuditRecord.__tablename__]  # the table itself, for Core statements
 COLUMNS = tuple(column.name for column in RECORDS.columns)
-# The writer's statements: new records, returning their seq; reserved records completed unless closed meanwhile;
-# which of those were closed as abandoned.
+# What the steps after forwarding fill in: a record completed with only these changed since its reservation is
+# completed by setting only them (the other columns' eight indexes are then left alone: 150 -> 60 us on SQLite).
+COMPLETED = ("outcome", "status", "reason", "review_id", "latency_ms", "response_digest")
+# The writer's statements: new records, returning their seq; reserved records completed unless closed meanwhile
+# (wholly, or the completed columns only); which of those were closed as abandoned.
 INSERT = insert(RECORDS).returning(RECORDS.c.seq, sort_by_parameter_order=True)
 COMPLETE = update(RECORDS).where(RECORDS.c.seq == bindparam("reserved_seq"), RECORDS.c.outcome == "forwarding")
+COMPLETE_ONLY_COMPLETED = COMPLETE.values({name: bindparam(name) for name in COMPLETED})
 LINKED = (
     select(RECORDS)
     .where(RECORDS.c.position > bindparam("after"))
@@ -149,9 +153,18 @@ class AuditEntry:
     response_digest: str | None = None
     seq: int | None = field(default=None, repr=False)
     holder_ms: float | None = field(default=None, repr=False)  # for metrics only: never stored
+    reserved: dict[str, object] | None = field(default=None, repr=False)  # the values its reservation stored
 
     def values(self) -> dict[str, object]:
-        return {name: value for name, value in vars(self).items() if name not in ("seq", "holder_ms")}
+        return {name: value for name, value in vars(self).items() if name not in ("seq", "holder_ms", "reserved")}
+
+    def completion(self) -> tuple[bool, dict[str, object]]:
+        """Whether only the COMPLETED columns changed since the reservation, and the values to set."""
+        values = self.values()
+        reserved = self.reserved
+        if reserved is not None and all(reserved[name] == values[name] for name in values if name not in COMPLETED):
+            return True, {name: values[name] for name in COMPLETED}
+        return False, values
 
 
 class Abandoned(StoreUnavailable):
@@ -232,25 +245,30 @@ class AuditLog:
         abandoned, which is looked up only when fewer rows were completed than asked (or the driver does not
         count the rows of a batch)."""
         new = [entry for entry in entries if entry.seq is None]
+        inserted = [entry.values() for entry in new]
         completing = {entry.seq: entry for entry in entries if entry.seq is not None}
+        narrow: list[dict[str, object]] = []
+        whole: list[dict[str, object]] = []
+        for seq, entry in completing.items():
+            only_completed, values = entry.completion()
+            (narrow if only_completed else whole).append({"reserved_seq": seq, **values})
 
         def write(connection: Connection) -> tuple[list[int], set[int]]:
             seqs: list[int] = []
             if new:
-                seqs = list(connection.execute(INSERT, [entry.values() for entry in new]).scalars())
-            if not completing:
-                return seqs, set()
-            completed = connection.execute(
-                COMPLETE, [{"reserved_seq": seq, **entry.values()} for seq, entry in completing.items()]
-            )
-            if connection.dialect.supports_sane_multi_rowcount and completed.rowcount == len(completing):
+                seqs = list(connection.execute(INSERT, inserted).scalars())
+            completed = 0
+            for statement, rows in ((COMPLETE_ONLY_COMPLETED, narrow), (COMPLETE, whole)):
+                if rows:
+                    completed += connection.execute(statement, rows).rowcount
+            if completed == len(completing) and connection.dialect.supports_sane_multi_rowcount:
                 return seqs, set()
             return seqs, set(connection.scalars(ABANDONED, {"seqs": list(completing)}))
 
         seqs, abandoned = await self._lane.write(write)
-        for entry, seq in zip(new, seqs, strict=True):
+        for entry, seq, values in zip(new, seqs, inserted, strict=True):
             if entry.outcome == "forwarding":
-                entry.seq = seq
+                entry.seq, entry.reserved = seq, values
         return [
             Abandoned(f"audit record {entry.seq} was closed as abandoned before it was completed")
             if entry.seq in abandoned

@@ -4,8 +4,11 @@ Through the async ORM, every statement on SQLite costs several thread hand-offs 
 fetch, close, commit, the pool's reset) and a session set up and torn down around it: about 1 ms of CPU for a
 point read. A unit here is a plain function of a synchronous SQLAlchemy Core connection:
 
-- on SQLite it runs in one of a few worker threads on a synchronous engine of the same file (one hand-off a
-  unit, whatever it does; SQLite's own locking orders its writes with every other connection's);
+- on SQLite it runs in the lane's own thread on a synchronous engine of the same file: one hand-off a unit,
+  whatever it does (SQLite's own locking orders its writes with every other connection's). One thread, not a
+  pool: threads running SQLAlchemy's Python contend with the event loop for the interpreter lock, and a pool
+  of three cost more CPU per exchange than one (bench/README.md). Units queued while the thread is busy run
+  one after another without waking it again;
 - on PostgreSQL it runs on the async engine's connection as synchronous code (`run_sync`), each statement one
   round trip, with no ORM session around it.
 
@@ -18,9 +21,9 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import TypeVar
+from queue import SimpleQueue
+from typing import Any, TypeVar
 from weakref import WeakKeyDictionary
 
 from sqlalchemy import Connection, Engine, event
@@ -31,17 +34,16 @@ from broker.storage.engine import sqlite_pragmas
 
 Result = TypeVar("Result")
 Unit = Callable[[Connection], Result]
-
-SQLITE_WORKERS = 1  # threads running units on SQLite: readers run side by side (WAL); writers take turns
+Job = tuple[Callable[[], Any], asyncio.Future[Any]]
 
 
 class Lane:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._threaded = engine.dialect.name == "sqlite"
-        self._threads: ThreadPoolExecutor | None = None
-        self._sync: Engine | None = None  # SQLite's synchronous engine, made by the first unit (in a worker)
-        self._making = threading.Lock()
+        self._jobs: SimpleQueue[Job | None] = SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._sync: Engine | None = None  # SQLite's synchronous engine, made by the lane's thread
 
     async def read(self, unit: Unit[Result]) -> Result:
         """Run `unit` in one transaction (one consistent view on SQLite too), keeping nothing it wrote."""
@@ -58,9 +60,22 @@ class Lane:
         return await self._in_thread(partial(self._write, unit))
 
     async def _in_thread(self, call: Callable[[], Result]) -> Result:
-        if self._threads is None:
-            self._threads = ThreadPoolExecutor(SQLITE_WORKERS, thread_name_prefix="crossroads-store")
-        return await asyncio.get_running_loop().run_in_executor(self._threads, call)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="crossroads-store", daemon=True)
+            self._thread.start()
+        done: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._jobs.put((call, done))
+        return await done
+
+    def _run(self) -> None:
+        """The lane's thread: each job in turn, its outcome handed back to the loop that is waiting for it."""
+        while (job := self._jobs.get()) is not None:
+            call, done = job
+            try:
+                outcome, failure = call(), None
+            except BaseException as error:  # handed to the waiting request, which decides what it means
+                outcome, failure = None, error
+            done.get_loop().call_soon_threadsafe(_settle, done, outcome, failure)
 
     def _read(self, unit: Unit[Result]) -> Result:
         with self._sqlite().connect() as connection:
@@ -72,23 +87,30 @@ class Lane:
             return unit(connection)
 
     def _sqlite(self) -> Engine:
-        with self._making:
-            if self._sync is None:
-                self._sync = create_sync_engine(
-                    self._engine.url.set(drivername="sqlite"),
-                    connect_args={"timeout": 30, "check_same_thread": False},
-                    pool_size=SQLITE_WORKERS,
-                )
-                event.listen(self._sync, "connect", sqlite_pragmas)  # the same settings as every other connection
-            return self._sync
+        if self._sync is None:
+            self._sync = create_sync_engine(
+                self._engine.url.set(drivername="sqlite"),
+                connect_args={"timeout": 30, "check_same_thread": False},
+            )
+            event.listen(self._sync, "connect", sqlite_pragmas)  # the same settings as every other connection
+        return self._sync
 
     def close(self) -> None:
-        """Let the threads go and close the connections; a later unit opens them again."""
-        if self._threads is not None:
-            self._threads.shutdown(wait=False)
-            self._threads = None
+        """Let the thread go and close its connections; a later unit starts them again."""
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread = None
         if self._sync is not None:
             self._sync.dispose()
+
+
+def _settle(done: asyncio.Future[Any], outcome: Any, failure: BaseException | None) -> None:
+    if done.done():  # the request was cancelled; what the unit did stands
+        return
+    if failure is None:
+        done.set_result(outcome)
+    else:
+        done.set_exception(failure)
 
 
 _lanes: WeakKeyDictionary[AsyncEngine, Lane] = WeakKeyDictionary()

@@ -47,6 +47,27 @@ async def test_a_reservation_left_forwarding_is_closed_as_abandoned_and_its_late
     assert (await audit.verify([world.hub.key.public_key])).ok
 
 
+async def test_a_completion_stores_every_column_that_changed_since_the_reservation(world: DemoWorld) -> None:
+    """Completing a record sets only the columns the last steps fill in when nothing else changed, and every
+    column when something else did (here the holder): what is stored is the entry as it ended either way."""
+    audit, now = world.hub.audit, datetime.now(UTC)
+    usual, unusual = entry(now), entry(now)
+    for reserved in (usual, unusual):
+        reserved.holder, reserved.zone = "tax", "white"
+        await audit.reserve(reserved)
+        reserved.outcome, reserved.status, reserved.latency_ms = "delivered", 200, 12.5
+        reserved.response_digest = "sha-256:" + "1" * 64
+    unusual.holder, unusual.consent_id = "employment", "consent-1"
+    await audit.commit(usual)
+    await audit.commit(unusual)
+    for completed in (usual, unusual):
+        [record] = await audit.records(exchange=completed.exchange)
+        stored = {name: getattr(record, name) for name in completed.values()}
+        assert stored == completed.values()
+    await world.hub.sequencer.step()
+    assert (await audit.verify([world.hub.key.public_key])).ok
+
+
 async def test_two_hub_processes_on_one_store_build_one_chain(world: DemoWorld) -> None:
     async with open_hub(world.hub.config) as second:
         hubs = (world.hub, second)
