@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import weakref
 from collections.abc import Callable
 from functools import partial
 from queue import SimpleQueue
 from typing import Any, TypeVar
-from weakref import WeakKeyDictionary
 
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy import create_engine as create_sync_engine
@@ -39,7 +39,8 @@ Job = tuple[Callable[[], Any], asyncio.Future[Any]]
 
 class Lane:
     def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+        self._engine = weakref.ref(engine)  # the engine owns its lane (`lane_for`), not the other way round
+        self._url = engine.url
         self._threaded = engine.dialect.name == "sqlite"
         self._jobs: SimpleQueue[Job | None] = SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -48,16 +49,22 @@ class Lane:
     async def read(self, unit: Unit[Result]) -> Result:
         """Run `unit` in one transaction (one consistent view on SQLite too), keeping nothing it wrote."""
         if not self._threaded:
-            async with self._engine.connect() as connection:
+            async with self._async_engine().connect() as connection:
                 return await connection.run_sync(unit)
         return await self._in_thread(partial(self._read, unit))
 
     async def write(self, unit: Unit[Result]) -> Result:
         """Run `unit` in one transaction, committed when it returns, rolled back when it raises."""
         if not self._threaded:
-            async with self._engine.begin() as connection:
+            async with self._async_engine().begin() as connection:
                 return await connection.run_sync(unit)
         return await self._in_thread(partial(self._write, unit))
+
+    def _async_engine(self) -> AsyncEngine:
+        engine = self._engine()
+        if engine is None:  # only a store built on the engine calls the lane, and it keeps the engine
+            raise RuntimeError("the lane's engine is gone")
+        return engine
 
     async def _in_thread(self, call: Callable[[], Result]) -> Result:
         if self._thread is None:
@@ -89,7 +96,7 @@ class Lane:
     def _sqlite(self) -> Engine:
         if self._sync is None:
             self._sync = create_sync_engine(
-                self._engine.url.set(drivername="sqlite"),
+                self._url.set(drivername="sqlite"),
                 connect_args={"timeout": 30, "check_same_thread": False},
             )
             event.listen(self._sync, "connect", sqlite_pragmas)  # the same settings as every other connection
@@ -113,7 +120,7 @@ def _settle(done: asyncio.Future[Any], outcome: Any, failure: BaseException | No
         done.set_exception(failure)
 
 
-_lanes: WeakKeyDictionary[AsyncEngine, Lane] = WeakKeyDictionary()
+_lanes: weakref.WeakKeyDictionary[AsyncEngine, Lane] = weakref.WeakKeyDictionary()
 
 
 def lane_for(engine: AsyncEngine) -> Lane:
