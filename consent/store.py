@@ -6,8 +6,10 @@ on at its next exchange.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Row, bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -16,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from broker.storage import lane_for
 from consent.matching import Consent, Ending, Refusal
 from consent.models import ConsentRecord, ConsentWithdrawal, EmergencyUse, RefusalLift, RefusalRecord
+
+Ended = TypeVar("Ended", Consent, Refusal)
 
 
 class AlreadyEnded(Exception):
@@ -51,22 +55,12 @@ class ConsentStore:
 
     async def withdraw(self, consent_id: str, ending: Ending) -> Consent | None:
         """Record the withdrawal; None when no such consent exists, AlreadyEnded when it was withdrawn."""
-        try:
-            async with self._sessions() as session, session.begin():
-                record = await session.get(ConsentRecord, consent_id)
-                if record is None:
-                    return None
-                if await session.get(ConsentWithdrawal, consent_id) is not None:
-                    raise AlreadyEnded(consent_id)
-                session.add(
-                    ConsentWithdrawal(
-                        consent_id=consent_id, withdrawn_at=ending.at, withdrawn_by=ending.by, channel=ending.channel
-                    )
-                )
-                withdrawn = _consent(record, ending)
-        except IntegrityError as error:  # another process withdrew it between the read and the write
-            raise AlreadyEnded(consent_id) from error
-        return withdrawn
+        withdrawal = ConsentWithdrawal(
+            consent_id=consent_id, withdrawn_at=ending.at, withdrawn_by=ending.by, channel=ending.channel
+        )
+        return await self._end(
+            ConsentRecord, ConsentWithdrawal, consent_id, withdrawal, partial(_consent, withdrawal=ending)
+        )
 
     async def refuse(self, refusal: Refusal) -> None:
         async with self._sessions() as session, session.begin():
@@ -86,20 +80,30 @@ class ConsentStore:
 
     async def lift(self, refusal_id: str, ending: Ending) -> Refusal | None:
         """Record the lift; None when no such refusal exists, AlreadyEnded when it was lifted."""
+        lift = RefusalLift(refusal_id=refusal_id, lifted_at=ending.at, lifted_by=ending.by, channel=ending.channel)
+        return await self._end(RefusalRecord, RefusalLift, refusal_id, lift, partial(_refusal, lift=ending))
+
+    async def _end(
+        self,
+        records: type[ConsentRecord | RefusalRecord],
+        endings: type[ConsentWithdrawal | RefusalLift],
+        record_id: str,
+        ending: ConsentWithdrawal | RefusalLift,
+        ended: Callable[[Any], Ended],
+    ) -> Ended | None:
+        """Append the ending (withdrawal or lift) of a consent or refusal: None when there is no such record,
+        AlreadyEnded when it has one already, recorded here or by another process meanwhile."""
         try:
             async with self._sessions() as session, session.begin():
-                record = await session.get(RefusalRecord, refusal_id)
+                record = await session.get(records, record_id)
                 if record is None:
                     return None
-                if await session.get(RefusalLift, refusal_id) is not None:
-                    raise AlreadyEnded(refusal_id)
-                session.add(
-                    RefusalLift(refusal_id=refusal_id, lifted_at=ending.at, lifted_by=ending.by, channel=ending.channel)
-                )
-                lifted = _refusal(record, ending)
-        except IntegrityError as error:
-            raise AlreadyEnded(refusal_id) from error
-        return lifted
+                if await session.get(endings, record_id) is not None:
+                    raise AlreadyEnded(record_id)
+                session.add(ending)
+                return ended(record)
+        except IntegrityError as error:  # another process ended it between the read and the write
+            raise AlreadyEnded(record_id) from error
 
     async def of_subject(self, subject: str) -> tuple[list[Consent], list[Refusal]]:
         """Every consent and refusal of the subject, oldest first, with their withdrawals and lifts."""
