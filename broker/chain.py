@@ -67,7 +67,8 @@ def content(record: Mapping[str, Any]) -> bytes:
 
     The standard library's C encoder writes the same bytes as RFC 8785 for what records hold (ASCII names sorted,
     strings escaped alike, integers within 2^53, floats in the range where both print the shortest round-trip
-    digits without an exponent), ten times faster; any other value goes through the RFC 8785 encoder.
+    digits without an exponent), three times faster (10 against 32 µs a record); any other value goes through
+    the RFC 8785 encoder.
     """
     values = {name: None if record[name] == "" else record[name] for name in SORTED_FIELDS}
     if all(map(_same_in_both, values.values())):

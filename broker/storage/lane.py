@@ -22,6 +22,7 @@ import asyncio
 import threading
 import weakref
 from collections.abc import Callable
+from contextlib import suppress
 from functools import partial
 from queue import SimpleQueue
 from typing import Any, TypeVar
@@ -82,7 +83,8 @@ class Lane:
                 outcome, failure = call(), None
             except BaseException as error:  # handed to the waiting request, which decides what it means
                 outcome, failure = None, error
-            done.get_loop().call_soon_threadsafe(_settle, done, outcome, failure)
+            with suppress(RuntimeError):  # that loop is closed: nobody waits for the outcome; the thread goes on
+                done.get_loop().call_soon_threadsafe(_settle, done, outcome, failure)
 
     def _read(self, unit: Unit[Result]) -> Result:
         with self._sqlite().connect() as connection:
