@@ -18,7 +18,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from adapters.problems import HubProblem, PendingReview, problem_for
-from broker.signing import Request, Response, SignatureProblem, SigningKey, sign_request, verify_response
+from broker.base.signing import Request, Response, SignatureProblem, SigningKey, sign_request, verify_response
 
 __all__ = ["ExchangeQuestion", "ExchangeResult", "HubClient", "HubProblem", "RetryPolicy", "UnverifiedAnswer"]
 

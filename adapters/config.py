@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from adapters.mapping import MappingError
 from adapters.server import Adapter
 from adapters.stores import build_store
-from broker.signing import SigningKey, load_private_key, load_public_key
+from broker.base.signing import SigningKey, load_private_key, load_public_key
 
 ENVIRONMENT = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -139,7 +139,8 @@ def _function(base_dir: Path, reference: Any) -> Callable[..., Any]:
     if path.exists():
         unique = f"crossroads_adapter_{abs(hash(path.resolve()))}_{module_name.replace('.', '_')}"
         spec = importlib.util.spec_from_file_location(unique, path)
-        assert spec is not None and spec.loader is not None
+        if spec is None or spec.loader is None:
+            raise ConfigError(f"{path} cannot be loaded as a Python module")
         module = importlib.util.module_from_spec(spec)
         sys.modules[unique] = module
         spec.loader.exec_module(module)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from broker.signing import CREATED_WINDOW_S
+from broker.base.signing import CREATED_WINDOW_S
 
 
 class NonceWindow:

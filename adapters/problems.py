@@ -1,5 +1,5 @@
 """The hub's problems as the client raises them: one exception class per problem type the hub answers
-with (broker/errors.py), all subclasses of `HubProblem`, plus `PendingReview` for a grey-zone 202.
+with (broker/base/errors.py), all subclasses of `HubProblem`, plus `PendingReview` for a grey-zone 202.
 """
 
 from __future__ import annotations

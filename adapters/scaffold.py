@@ -13,8 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from broker.keys import write_private_key
-from broker.signing import load_public_key, public_key_pem
+from broker.base.keyfiles import write_private_key
+from broker.base.signing import load_public_key, public_key_pem
 
 AGENCY_ID = re.compile(r"[a-z0-9][a-z0-9-]{1,62}")
 SAMPLE_SUBJECT = "00000000097"

@@ -19,7 +19,7 @@ from adapters.mapping import jsonable
 from adapters.nonces import NonceWindow
 from adapters.recent import RecentIds
 from adapters.validation import InvalidParams, ParamsCheck, ParamsValidator, params_validator
-from broker.signing import (
+from broker.base.signing import (
     Request,
     SignatureProblem,
     SigningKey,

@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestServer
 from adapters.client import require_binding
 from adapters.config import AdapterConfig, build_adapter
 from adapters.server import Adapter
-from broker.signing import Request, Response, SigningKey, generate_key, sign_request, verify_response
+from broker.base.signing import Request, Response, SigningKey, generate_key, sign_request, verify_response
 
 
 @dataclass

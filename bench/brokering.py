@@ -46,8 +46,8 @@ import aiohttp
 import report
 from world import HOLDERS, HUB_KEY_ID, REQUESTERS, Exchange, Layout, build, layout, make_keys, publish_rules
 
-from broker import eventloop
-from broker.signing import (
+from broker.base import eventloop
+from broker.base.signing import (
     Request,
     Response,
     SignatureProblem,
@@ -150,7 +150,7 @@ def wait_ready(process: Process, url: str) -> None:
     while time.monotonic() < deadline:
         process.check()
         try:
-            with urllib.request.urlopen(url + "/readyz", timeout=2) as answer:
+            with urllib.request.urlopen(url + "/readyz", timeout=2) as answer:  # noqa: S310 -- our own http URL
                 if answer.status == 200:
                     return
         except (urllib.error.URLError, OSError):

@@ -17,8 +17,8 @@ from aiohttp import web
 from world import CATEGORIES, HOLDERS, HUB_KEY_ID, Layout, holder_of
 
 from adapters.server import Adapter, RecordRequest
-from broker import eventloop
-from broker.signing import SigningKey, load_private_key
+from broker.base import eventloop
+from broker.base.signing import SigningKey, load_private_key
 
 
 async def record(request: RecordRequest) -> dict[str, object]:

@@ -20,13 +20,13 @@ from typing import Any
 
 from sqlalchemy import insert
 
+from broker.base.keyfiles import write_private_key
+from broker.base.signing import load_private_key, public_key_pem
+from broker.base.store import create_engine
+from broker.cli.world import load_world
 from broker.config import Config
 from broker.hub import open_hub
-from broker.keys import write_private_key
-from broker.signing import load_private_key, public_key_pem
-from broker.storage import create_engine
-from broker.storage.migrations import upgrade
-from broker.world import load_world
+from broker.schema.migrations import upgrade
 from consent.models import ConsentRecord
 from directory.models import Holding, Relationship
 from policies.rules import Rule

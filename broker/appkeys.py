@@ -2,8 +2,8 @@
 
 from aiohttp import web
 
-from broker.audit import AuditEntry
-from broker.authentication import Principal
+from broker.audit.log import AuditEntry
+from broker.exchange.authentication import Principal
 from broker.hub import Hub
 
 HUB = web.AppKey("hub", Hub)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from broker.storage import database_url_for
+from broker.base.store import database_url_for
 
 
 @dataclass(frozen=True)

@@ -13,23 +13,23 @@ import aiohttp
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
-from broker.audit import AuditLog
-from broker.authentication import Authenticator
-from broker.caches import CacheSettings, Clock
+from broker.accounts.store import ConsoleStore
+from broker.audit.log import AuditLog
+from broker.audit.sequencer import Sequencer, SequencerSettings
+from broker.base.caches import CacheSettings, Clock
+from broker.base.keyfiles import load_signing_key
+from broker.base.metrics import Metrics
+from broker.base.signing import SigningKey
+from broker.base.store import Lane, create_engine
 from broker.config import Config
-from broker.console.store import ConsoleStore
-from broker.forwarding import HolderClient
-from broker.keys import load_signing_key
-from broker.limits import ConcurrencyCap, RateLimiter
-from broker.metrics import Metrics
-from broker.notifications import DeliverySettings, DeliveryWorker, NotificationService
-from broker.outbox import OutboxStore
-from broker.pipeline import ExchangePipeline
-from broker.replay import NonceStore
-from broker.sequencer import Sequencer, SequencerSettings
-from broker.signing import SigningKey
-from broker.storage import create_engine
-from broker.storage.migrations import require_current_schema
+from broker.exchange.authentication import Authenticator
+from broker.exchange.forwarding import HolderClient
+from broker.exchange.limits import ConcurrencyCap, RateLimiter
+from broker.exchange.pipeline import ExchangePipeline
+from broker.exchange.replay import NonceStore
+from broker.notifications.outbox import OutboxStore
+from broker.notifications.service import DeliverySettings, DeliveryWorker, NotificationService
+from broker.schema.migrations import require_current_schema
 from consent.service import ConsentService
 from consent.store import ConsentStore
 from directory.store import DirectoryStore
@@ -68,9 +68,11 @@ async def open_hub(config: Config, clock: Clock = time.monotonic) -> AsyncIterat
     try:
         await require_current_schema(engine)
         sessions = async_sessionmaker(engine, expire_on_commit=False)
+        lane = Lane(engine)  # closed by `engine.dispose()` below, once the writers have committed what they hold
         key = await asyncio.to_thread(load_signing_key, config.key_path, config.hub_key_id)
         directory = DirectoryStore(
             sessions,
+            lane,
             CacheSettings(
                 config.cache_ttl_s,
                 config.cache_max_entries,
@@ -82,7 +84,7 @@ async def open_hub(config: Config, clock: Clock = time.monotonic) -> AsyncIterat
         policies = PolicyService(PolicyStore(sessions), directory.category_exists, directory.purpose_exists)
         await policies.refresh()
         consents = ConsentService(
-            ConsentStore(sessions),
+            ConsentStore(sessions, lane),
             _exists(directory.agency),
             directory.category_exists,
             directory.purpose_exists,
@@ -90,8 +92,8 @@ async def open_hub(config: Config, clock: Clock = time.monotonic) -> AsyncIterat
         reviews = ReviewStore(sessions)
         metrics = Metrics()
         metrics.policy_version.set_function(lambda: policies.version)
-        audit = AuditLog(sessions, config.audit_batch_max, config.audit_batch_wait_s, metrics.audit_batch)
-        nonces = NonceStore(sessions)
+        audit = AuditLog(sessions, lane, config.audit_batch_max, config.audit_batch_wait_s, metrics.audit_batch)
+        nonces = NonceStore(sessions, lane)
         sequencer = Sequencer(audit, key, _sequencer_settings(config))
         notifications = NotificationService(OutboxStore(sessions), directory, policies)
         connector = aiohttp.TCPConnector(limit=config.holder_connections, limit_per_host=config.holder_connections_each)

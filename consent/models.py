@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from broker.storage import Base
+from broker.base.store import Base
 
 
 class ConsentRecord(Base):

@@ -43,9 +43,8 @@ def default_channel(role: str) -> str:
 def parse_channel(value: object, default: str) -> str:
     if value is None:
         return default
-    if value not in CHANNELS:
+    if not isinstance(value, str) or value not in CHANNELS:
         raise ConsentInvalid(f"channel must be one of {', '.join(CHANNELS)}")
-    assert isinstance(value, str)
     return value
 
 

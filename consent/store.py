@@ -1,6 +1,6 @@
 """Reads and appends of the consent tables; the only code that touches them. Nothing is updated or deleted:
 a withdrawal, a lift and an emergency use are rows of their own. Every read goes to the store (through the
-store's lane, broker/storage/lane.py), so what one hub process records is what every other process decides
+store's lane, broker/base/store/lane.py), so what one hub process records is what every other process decides
 on at its next exchange.
 """
 
@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Row, bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from broker.storage import lane_for
+from broker.base.store import Lane
 from consent.matching import Consent, Ending, Refusal
 from consent.models import ConsentRecord, ConsentWithdrawal, EmergencyUse, RefusalLift, RefusalRecord
 
@@ -25,11 +25,15 @@ Ended = TypeVar("Ended", Consent, Refusal)
 class AlreadyEnded(Exception):
     """The consent is already withdrawn, or the refusal already lifted."""
 
+    def __init__(self, records: type[ConsentRecord | RefusalRecord], record_id: str) -> None:
+        ending = "consent was already withdrawn" if records is ConsentRecord else "refusal was already lifted"
+        super().__init__(f"this {ending} ({record_id})")
+
 
 class ConsentStore:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], lane: Lane) -> None:
         self._sessions = sessions
-        self._lane = lane_for(sessions.kw["bind"])  # the reads exchanges make: no ORM session, one hand-off each
+        self._lane = lane  # the reads exchanges make: no ORM session, one hand-off each
 
     async def give(self, consent: Consent) -> None:
         async with self._sessions() as session, session.begin():
@@ -99,11 +103,11 @@ class ConsentStore:
                 if record is None:
                     return None
                 if await session.get(endings, record_id) is not None:
-                    raise AlreadyEnded(record_id)
+                    raise AlreadyEnded(records, record_id)
                 session.add(ending)
                 return ended(record)
         except IntegrityError as error:  # another process ended it between the read and the write
-            raise AlreadyEnded(record_id) from error
+            raise AlreadyEnded(records, record_id) from error
 
     async def of_subject(self, subject: str) -> tuple[list[Consent], list[Refusal]]:
         """Every consent and refusal of the subject, oldest first, with their withdrawals and lifts."""

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from broker.signing import load_public_key, public_key_pem
+from broker.base.signing import load_public_key, public_key_pem
 
 KEY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 MAX_PEM = 400

@@ -15,9 +15,9 @@ from sqlalchemy import Connection, bindparam, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from broker.caches import CacheSettings, ReadThrough, VersionWatch
-from broker.signing import load_public_key
-from broker.storage import lane_for
+from broker.base.caches import CacheSettings, ReadThrough, VersionWatch
+from broker.base.signing import load_public_key
+from broker.base.store import Lane
 from directory.keys import KeyRecord, KeyRegistration, retirement
 from directory.models import (
     Agency,
@@ -101,12 +101,14 @@ def current(periods: tuple[Period, ...], at: datetime) -> list[Any]:
 
 class DirectoryStore:
     """What an exchange reads on every call (keys, principals, names, holders, relationships) goes through
-    short-lived caches (broker/caches.py); every write here drops them, so this process sees it at once and
+    short-lived caches (broker/base/caches.py); every write here drops them, so this process sees it at once and
     other processes within the caches' time to live."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], cache: CacheSettings | None = None) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], lane: Lane, cache: CacheSettings | None = None
+    ) -> None:
         self._sessions = sessions
-        self._lane = lane_for(sessions.kw["bind"])  # the reads exchanges make: no ORM session, one hand-off each
+        self._lane = lane  # the reads exchanges make: no ORM session, one hand-off each
         cache = cache or CacheSettings()
         # Principals and names are few and every write to them moves the directory version: they are kept until
         # it moves. Holdings and relationships are a million rows read a subject at a time: kept briefly.
@@ -246,7 +248,7 @@ class DirectoryStore:
     async def _read_holdings(self, subject: str, category: str) -> tuple[Period, ...]:
         return await self._lane.read(partial(_holding_periods, subject=subject, category=category))
 
-    async def load(self, world: Mapping[str, Any], at: datetime) -> None:
+    async def load(self, world: Mapping[str, Any], at: datetime) -> None:  # noqa: C901 -- one pass per section
         """Insert or replace the directory part of a world file in one transaction."""
         async with self._sessions() as session, session.begin():
             for item in world.get("categories", []):

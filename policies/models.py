@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from broker.storage import Base
+from broker.base.store import Base
 
 
 class PolicyRule(Base):

@@ -48,7 +48,11 @@ class Review:
 
 
 class ReviewNotPending(Exception):
-    pass
+    """A decision on a review that is not pending: `status` is the review's, None when there is no such review."""
+
+    def __init__(self, review_id: str, status: str | None) -> None:
+        super().__init__(review_id)
+        self.review_id, self.status = review_id, status
 
 
 class ReviewStore:
@@ -85,10 +89,9 @@ class ReviewStore:
                 .where(ReviewRecord.id == review_id, ReviewRecord.status == "pending")
                 .values(**values)
             )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
-                raise ReviewNotPending(review_id)
             row = await session.get(ReviewRecord, review_id)
-            assert row is not None
+            if result.rowcount != 1 or row is None:  # type: ignore[attr-defined]
+                raise ReviewNotPending(review_id, None if row is None else row.status)
             await session.refresh(row)
             return _review(row)
 

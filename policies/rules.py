@@ -79,6 +79,13 @@ NAME_OR_ANY = re.compile(r"\*|[a-z0-9][a-z0-9-]{0,62}")
 RULE_FIELDS = {"id", "requester", "category", "purpose", "zone", "consent", "fields", "emergency"}
 
 
+def _name_or_any(data: dict[str, Any], field: str) -> str:
+    value = data.get(field)
+    if not isinstance(value, str) or not NAME_OR_ANY.fullmatch(value):
+        raise RuleInvalid(f"{field} must be a registered name or *")
+    return value
+
+
 def parse_rule(data: object) -> Rule:
     """A rule from its JSON form (PROTOCOL.md), refusing anything that could not be enforced as written."""
     if not isinstance(data, dict):
@@ -86,17 +93,13 @@ def parse_rule(data: object) -> Rule:
     unknown = sorted(set(data) - RULE_FIELDS)
     if unknown:
         raise RuleInvalid(f"unknown rule fields: {', '.join(unknown)}")
-    rule_id, requester, category, purpose, zone = (
-        data.get(name) for name in ("id", "requester", "category", "purpose", "zone")
-    )
+    rule_id, requester, zone = (data.get(name) for name in ("id", "requester", "zone"))
     if not isinstance(rule_id, str) or not RULE_ID.fullmatch(rule_id) or rule_id in GROUP_KINDS:
         raise RuleInvalid("id must be 1 to 63 characters of [A-Za-z0-9._-]")
     if not isinstance(requester, str) or not REQUESTER.fullmatch(requester):
         raise RuleInvalid("requester must be agency:<id> or role:<name>")
-    for name, value in (("category", category), ("purpose", purpose)):
-        if not isinstance(value, str) or not NAME_OR_ANY.fullmatch(value):
-            raise RuleInvalid(f"{name} must be a registered name or *")
-    if zone not in ZONES:
+    category, purpose = _name_or_any(data, "category"), _name_or_any(data, "purpose")
+    if not isinstance(zone, str) or zone not in ZONES:
         raise RuleInvalid("zone must be white, grey or black")
     fields = data.get("fields")
     if fields is not None and (
@@ -106,7 +109,6 @@ def parse_rule(data: object) -> Rule:
     for flag in ("consent", "emergency"):
         if not isinstance(data.get(flag, False), bool):
             raise RuleInvalid(f"{flag} must be true or false")
-    assert isinstance(category, str) and isinstance(purpose, str) and isinstance(zone, str)
     return Rule(
         rule_id,
         requester,

@@ -14,13 +14,13 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import casbin
 from cachetools import LRUCache
 from casbin.persist.adapter import Adapter, load_policy_line
 
-from broker.caches import CacheSettings, ReadThrough
+from broker.base.caches import CacheSettings, ReadThrough
 from policies.rules import ZONES, Decision, Rule, diff, most_specific_first
 from policies.store import PolicyConflict, PolicyStore, Proposal, RuleSet
 
@@ -90,12 +90,16 @@ def _enforcer(rule_set: RuleSet) -> casbin.Enforcer:
     return casbin.Enforcer(_model_path("sharing.conf"), _RuleSetAdapter(rule_set))
 
 
-class PolicyEditRefused(Exception):
-    """An edit that cannot be made as asked; `status` says how (404 unknown, 409 conflict, 422 invalid)."""
+MAX_REASON = 1000  # characters of the reason every edit of the rules records
 
-    def __init__(self, status: int, detail: str) -> None:
+
+class PolicyEditRefused(Exception):
+    """An edit that cannot be made as asked; `why` says how: it names something `unknown`, it `conflicts` with
+    the current rules, or it is `invalid`."""
+
+    def __init__(self, why: Literal["unknown", "conflicts", "invalid"], detail: str) -> None:
         super().__init__(detail)
-        self.status = status
+        self.why = why
 
 
 class PolicyService:
@@ -134,7 +138,7 @@ class PolicyService:
         if self._policy is None:
             await self.refresh()
         policy = self._policy
-        assert policy is not None
+        assert policy is not None  # noqa: S101 -- refresh() sets it or raises; for the type checker
         # Building the requester's enforcer reads its rules: off the loop. The evaluation itself stays on the
         # loop: Casbin parses its matcher with `ast.parse` on every call, which CPython 3.11 cannot run in two
         # threads at once (the operator gate evaluates on the loop too), and it scans only this requester's rules.
@@ -156,14 +160,14 @@ class PolicyService:
         try:
             version = await self._store.publish(rules, groups, actor, reason, at, expected)
         except PolicyConflict as error:
-            raise PolicyEditRefused(409, str(error)) from error
+            raise PolicyEditRefused("conflicts", str(error)) from error
         await self.refresh()
         return version
 
     async def add(self, rule: Rule, actor: str, reason: str, at: datetime) -> int:
         current = await self._store.current()
         if any(existing.id == rule.id for existing in current.rules):
-            raise PolicyEditRefused(409, f"a rule {rule.id!r} exists; remove it first or choose another id")
+            raise PolicyEditRefused("conflicts", f"a rule {rule.id!r} exists; remove it first or choose another id")
         await self._check_names(rule, current)
         return await self.replace([*current.rules, rule], list(current.groups), actor, reason, at, current.version)
 
@@ -171,14 +175,14 @@ class PolicyService:
         current = await self._store.current()
         kept = [rule for rule in current.rules if rule.id != rule_id]
         if len(kept) == len(current.rules):
-            raise PolicyEditRefused(404, f"no rule {rule_id!r}")
+            raise PolicyEditRefused("unknown", f"no rule {rule_id!r}")
         return await self.replace(kept, list(current.groups), actor, reason, at, current.version)
 
     async def rollback(self, number: int, actor: str, reason: str, at: datetime) -> int:
         """Publish the rules and groups of an earlier version as a new version (history is never rewritten)."""
         earlier = await self._store.version_at(number)
         if earlier is None:
-            raise PolicyEditRefused(404, f"no policy version {number}")
+            raise PolicyEditRefused("unknown", f"no policy version {number}")
         current = await self._store.version()
         return await self.replace(list(earlier.rules), list(earlier.groups), actor, reason, at, current)
 
@@ -210,9 +214,9 @@ class PolicyService:
     async def accept(self, proposal_id: str, actor: str, reason: str, at: datetime) -> tuple[int, Rule]:
         proposal = await self._store.proposal(proposal_id)
         if proposal is None:
-            raise PolicyEditRefused(404, f"no proposal {proposal_id!r}")
+            raise PolicyEditRefused("unknown", f"no proposal {proposal_id!r}")
         if proposal.status != "open":
-            raise PolicyEditRefused(409, f"proposal {proposal_id!r} is {proposal.status}")
+            raise PolicyEditRefused("conflicts", f"proposal {proposal_id!r} is {proposal.status}")
         # The standing rule replaces any rule asking exactly the same question (typically the grey rule
         # that sent it to review); broader rules stay, and precedence still applies to them.
         rule, current = proposal.rule, await self._store.current()
@@ -229,9 +233,9 @@ class PolicyService:
             and rule.category not in category_groups
             and not await self._category_exists(rule.category)
         ):
-            raise PolicyEditRefused(422, f"category {rule.category!r} is neither registered nor a category group")
+            raise PolicyEditRefused("invalid", f"category {rule.category!r} is neither registered nor a category group")
         if rule.purpose != "*" and not await self._purpose_exists(rule.purpose):
-            raise PolicyEditRefused(422, f"purpose {rule.purpose!r} is not registered")
+            raise PolicyEditRefused("invalid", f"purpose {rule.purpose!r} is not registered")
 
 
 class _RuleFiles(Adapter):  # type: ignore[misc]

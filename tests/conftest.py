@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 from blockbuster import blockbuster_ctx
 
-from broker.demo import DemoWorld, demo_world
+from broker.cli.demo import DemoWorld, demo_world
 from tests import postgres
 
 
@@ -64,12 +64,12 @@ def blockbuster() -> Iterator[None]:
     """
     with blockbuster_ctx(["broker", "adapters", "consent", "directory", "policies"]) as busters:
         for function in busters.functions.values():
-            function.can_block_in("broker/demo.py", "demo_world").can_block_in("broker/hub.py", "open_hub")
-            function.can_block_in("broker/cli.py", "run")  # one-shot commands: nothing is being served
-            function.can_block_in("broker/cli_audit.py", "run")
+            function.can_block_in("broker/cli/demo.py", "demo_world").can_block_in("broker/hub.py", "open_hub")
+            function.can_block_in("broker/cli/main.py", "run")  # one-shot commands: nothing is being served
+            function.can_block_in("broker/cli/audit.py", "run")
             # Alembic reads its scripts inside run_sync's greenlet, whose stack does not show the caller.
-            function.can_block_in("broker/storage/migrations/__init__.py", ["upgrade", "run", "read", "heads"])
-            function.can_block_in("broker/storage/engine.py", "create_engine")
+            function.can_block_in("broker/schema/migrations/__init__.py", ["upgrade", "run", "read", "heads"])
+            function.can_block_in("broker/base/store/engine.py", "create_engine")
             # Opening a pooled store connection (aiosqlite's file, asyncpg's passfile) stats files once per
             # connection; the pool keeps connections open, so requests do not pay it again.
             function.can_block_in("sqlalchemy/pool/base.py", "_create_connection")

@@ -81,7 +81,8 @@ class CsvStore:
 
     async def _current(self) -> Snapshot:
         """The file's latest readable version: read again when its modification time or size changed."""
-        assert self._snapshot is not None, "the store is not open"
+        if self._snapshot is None:
+            raise RuntimeError("the store is not open")
         try:
             version = await asyncio.to_thread(_version, self.path)
         except OSError as error:

@@ -61,8 +61,9 @@ class RestStore:
         if self._session is not None:
             await self._session.close()
 
-    async def fetch(self, request: RecordRequest) -> dict[str, Any]:
-        assert self._session is not None, "the store is not open"
+    async def fetch(self, request: RecordRequest) -> dict[str, Any]:  # noqa: C901 -- each answer the service may give
+        if self._session is None:
+            raise RuntimeError("the store is not open")
         values: dict[str, Any] = {"subject": request.subject}
         for name in self._names:
             if name != "subject":

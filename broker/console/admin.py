@@ -11,15 +11,13 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from broker import errors
 from broker.appkeys import AUDIT, HUB, PRINCIPAL
+from broker.base import errors
 from broker.console.pages import form, page, query_filled, redirect, text
-from broker.http.policies import MAX_REASON, refused
-from directory.keys import KeyInvalid, parse_key_id, parse_registration, parse_revocation
+from directory.keys import parse_key_id, parse_registration, parse_revocation
 from directory.names import NAME
-from directory.store import KeyConflict
-from policies.rules import ZONES, Rule, RuleInvalid, parse_rule
-from policies.service import PolicyEditRefused
+from policies.rules import ZONES, Rule, parse_rule
+from policies.service import MAX_REASON
 
 RULE_FILTERS = ("requester", "category", "purpose", "zone")
 MAX_NAME, MAX_URL = 200, 500
@@ -51,10 +49,7 @@ def rule_from_form(fields: Mapping[str, str]) -> Rule:
         "fields": listed or None,
         "emergency": fields.get("emergency") == "on",
     }
-    try:
-        return parse_rule(document)
-    except RuleInvalid as error:
-        raise errors.Invalid(str(error)) from error
+    return parse_rule(document)
 
 
 async def rules(request: web.Request) -> web.Response:
@@ -79,10 +74,7 @@ async def add_rule(request: web.Request) -> web.Response:
     rule = rule_from_form(fields)
     reason = text(fields, "reason", "the reason for the change", most=MAX_REASON)
     entry.rule_id = rule.id
-    try:
-        entry.policy_version = await hub.policies.add(rule, request[PRINCIPAL].id, reason, datetime.now(UTC))
-    except PolicyEditRefused as error:
-        raise refused(error) from error
+    entry.policy_version = await hub.policies.add(rule, request[PRINCIPAL].id, reason, datetime.now(UTC))
     return redirect("/console/rules?notice=rule-added")
 
 
@@ -90,12 +82,7 @@ async def remove_rule(request: web.Request) -> web.Response:
     hub, entry, fields = request.config_dict[HUB], request[AUDIT], await form(request)
     reason = text(fields, "reason", "the reason for the change", most=MAX_REASON)
     entry.rule_id = request.match_info["id"]
-    try:
-        entry.policy_version = await hub.policies.remove(
-            entry.rule_id, request[PRINCIPAL].id, reason, datetime.now(UTC)
-        )
-    except PolicyEditRefused as error:
-        raise refused(error) from error
+    entry.policy_version = await hub.policies.remove(entry.rule_id, request[PRINCIPAL].id, reason, datetime.now(UTC))
     return redirect("/console/rules?notice=rule-removed")
 
 
@@ -133,12 +120,7 @@ async def rollback(request: web.Request) -> web.Response:
     if not number.isdigit() or int(number) < 1:
         raise errors.Invalid("version must be a policy version number")
     reason = text(fields, "reason", "the reason for the rollback", most=MAX_REASON)
-    try:
-        entry.policy_version = await hub.policies.rollback(
-            int(number), request[PRINCIPAL].id, reason, datetime.now(UTC)
-        )
-    except PolicyEditRefused as error:
-        raise refused(error) from error
+    entry.policy_version = await hub.policies.rollback(int(number), request[PRINCIPAL].id, reason, datetime.now(UTC))
     return redirect("/console/rules/history?notice=rolled-back")
 
 
@@ -149,10 +131,6 @@ async def agencies(request: web.Request) -> web.Response:
         for agency in await directory.agencies()
     ]
     return page(request, "agencies.html", {"agencies": listed, "overlaps": OVERLAPS})
-
-
-def _key_problem(error: KeyInvalid | KeyConflict) -> errors.Problem:
-    return errors.Invalid(str(error)) if isinstance(error, KeyInvalid) else errors.Conflict(str(error))
 
 
 async def register_agency(request: web.Request) -> web.Response:
@@ -166,27 +144,16 @@ async def register_agency(request: web.Request) -> web.Response:
     if not adapter_url.startswith(("http://", "https://")):
         raise errors.Invalid("the adapter URL starts with http:// or https://")
     entry.holder = agency_id
-    try:
-        registration = parse_registration(
-            {
-                "key_id": fields.get("key_id", "").strip(),
-                "public_key_pem": fields.get("public_key_pem", "").strip() + "\n",
-            },
-            now,
-        )
-    except KeyInvalid as error:
-        raise _key_problem(error) from error
+    registration = parse_registration(
+        {"key_id": fields.get("key_id", "").strip(), "public_key_pem": fields.get("public_key_pem", "").strip() + "\n"},
+        now,
+    )
     if await hub.directory.agency(agency_id) is not None:
         raise errors.Conflict(f"an agency {agency_id!r} is already registered")
     if await hub.directory.key(registration.key_id) is not None:
         raise errors.Conflict(f"key id {registration.key_id!r} is already registered")
     await hub.directory.load({"agencies": [{"id": agency_id, "name": name, "adapter_url": adapter_url}]}, now)
-    try:
-        await hub.directory.add_key("agency", agency_id, registration, now)
-    except KeyConflict as error:
-        raise errors.Conflict(
-            f"{agency_id} is registered, but its key was refused: {error}. Add another key."
-        ) from error
+    await hub.directory.add_key("agency", agency_id, registration, now)
     return redirect(f"/console/agencies?notice=agency-registered#{quote(agency_id)}")
 
 
@@ -214,18 +181,15 @@ async def rotate_key(request: web.Request) -> web.Response:
     overlap = fields.get("overlap_s", "")
     if overlap not in OVERLAPS:
         raise errors.Invalid("choose when the old keys stop working")
-    try:
-        registration = parse_registration(
-            {
-                "key_id": fields.get("key_id", "").strip(),
-                "public_key_pem": fields.get("public_key_pem", "").strip() + "\n",
-                "overlap_s": int(overlap),
-            },
-            now,
-        )
-        await hub.directory.add_key("agency", agency_id, registration, now)
-    except (KeyInvalid, KeyConflict) as error:
-        raise _key_problem(error) from error
+    registration = parse_registration(
+        {
+            "key_id": fields.get("key_id", "").strip(),
+            "public_key_pem": fields.get("public_key_pem", "").strip() + "\n",
+            "overlap_s": int(overlap),
+        },
+        now,
+    )
+    await hub.directory.add_key("agency", agency_id, registration, now)
     return redirect(f"/console/agencies?notice=key-rotated#{quote(agency_id)}")
 
 
@@ -233,11 +197,8 @@ async def revoke_key(request: web.Request) -> web.Response:
     hub, fields, now = request.config_dict[HUB], await form(request), datetime.now(UTC)
     agency_id = fields.get("agency", "")
     request[AUDIT].holder = agency_id if NAME.fullmatch(agency_id) else None
-    try:
-        key_id, reason = parse_key_id(request.match_info["id"]), parse_revocation({"reason": fields.get("reason", "")})
-        revoked = await hub.directory.revoke_key(agency_id, key_id, request[PRINCIPAL].id, reason, now)
-    except (KeyInvalid, KeyConflict) as error:
-        raise _key_problem(error) from error
+    key_id, reason = parse_key_id(request.match_info["id"]), parse_revocation({"reason": fields.get("reason", "")})
+    revoked = await hub.directory.revoke_key(agency_id, key_id, request[PRINCIPAL].id, reason, now)
     if revoked is None:
         raise errors.NotFound(f"agency {agency_id!r} has no key {key_id!r}")
     return redirect(f"/console/agencies?notice=key-revoked#{quote(agency_id)}")

@@ -1,4 +1,4 @@
-"""The console's one middleware, what broker/app.py's is to the API: find the operator's session from its
+"""The console's one middleware, what broker/http/middleware.py's is to the API: find the operator's session from its
 cookie, check the form's CSRF token on every POST, authorise the role through Casbin (the same OperatorGate),
 render any error as a page, commit the request's audit record before the page leaves, and add the headers
 that keep the page to itself (no script, nothing from elsewhere, no framing, no caching).
@@ -10,29 +10,27 @@ action (the route's name) when it succeeded, or why it was refused.
 
 from __future__ import annotations
 
-import asyncio
-import time
 from datetime import UTC, datetime
 from urllib.parse import quote
 
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Handler
-from sqlalchemy.exc import SQLAlchemyError
 
-from broker import errors
+from broker.accounts.credentials import CONSOLE_ROLES, Lifetime, same_token, session_alive, token_id
 from broker.appkeys import AUDIT, HUB, PRINCIPAL
-from broker.audit import AuditEntry
-from broker.authentication import Principal
-from broker.console.accounts import CONSOLE_ROLES, Lifetime, same_token, session_alive, token_id
+from broker.audit.call import audited
+from broker.audit.log import AuditEntry
+from broker.base import errors
 from broker.console.pages import PREFIX, SESSION, form, page, redirect
+from broker.exchange.authentication import Principal
 from broker.hub import Hub
-from broker.storage import StoreUnavailable
 
 log = structlog.get_logger("crossroads.console")
 
 SESSION_COOKIE = "crossroads_console"
 SIGN_IN_COOKIE = "crossroads_console_sign_in"
+SIGNED_OUT = "signed-out"  # the reason recorded when a request comes without a live session
 CONSOLE_KEY_ID = "console"  # a console request is authenticated by its session, not by a signing key
 SIGN_IN, STYLESHEET = f"{PREFIX}/sign-in", f"{PREFIX}/static/console.css"
 LIFETIME = Lifetime()
@@ -81,41 +79,32 @@ async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path == STYLESHEET:
         return await handler(request)
     hub = request.config_dict[HUB]
-    started = time.perf_counter()
     entry = AuditEntry(at=datetime.now(UTC), kind="console", key_id=CONSOLE_KEY_ID)
     request[AUDIT] = entry
-    refused = False
-    try:
-        if request.path != SIGN_IN:
-            await admit(request, hub, entry)
-        response = await handler(request)
-    except asyncio.CancelledError:
-        await abandon(hub, entry, started)
-        raise
-    except SignInNeeded:
-        refused, entry.reason = True, "signed-out"
-        response = (
-            redirect(f"{SIGN_IN}?next={quote(request.path_qs, safe='/')}")
-            if request.method == "GET"
-            else page(request, "error.html", {"problem": errors.Unsigned("your session has ended: sign in again")}, 401)
-        )
-    except Exception as error:
-        problem = as_problem(error, entry)
-        entry.reason = entry.reason or problem.name
-        response = page(request, "error.html", {"problem": problem}, problem.status)
-    if request.path == SIGN_IN and request.method == "GET":
-        return secured(response)  # the empty sign-in form shows nothing to audit
-    entry.status = response.status
-    entry.outcome = "refused" if refused else outcome_of(request.method, response.status)
-    if entry.reason is None and response.status < 400 and request.match_info.route.name:
-        entry.reason = request.match_info.route.name.replace("_", "-")  # the action: `review-decision`
-    entry.latency_ms = round((time.perf_counter() - started) * 1000, 3)
-    try:
-        await hub.audit.commit(entry)
-    except StoreUnavailable:
-        log.error("audit.unwritable", kind=entry.kind, requester=entry.requester)
-        problem = errors.Unavailable("the audit log cannot be written: nothing is shown until it can")
-        response = page(request, "error.html", {"problem": problem}, problem.status)
+
+    def shown(problem: errors.Problem) -> web.StreamResponse:
+        return page(request, "error.html", {"problem": problem}, problem.status)
+
+    async def call() -> web.StreamResponse:
+        try:
+            if request.path != SIGN_IN:
+                await admit(request, hub, entry)
+            return await handler(request)
+        except SignInNeeded:
+            entry.reason = SIGNED_OUT
+            if request.method == "GET":
+                return redirect(f"{SIGN_IN}?next={quote(request.path_qs, safe='/')}")
+            return shown(errors.Unsigned("your session has ended: sign in again"))
+
+    def settle(entry: AuditEntry, response: web.StreamResponse) -> None:
+        entry.status = response.status
+        entry.outcome = "refused" if entry.reason == SIGNED_OUT else outcome_of(request.method, response.status)
+        if entry.reason is None and response.status < 400 and request.match_info.route.name:
+            entry.reason = request.match_info.route.name.replace("_", "-")  # the action: `review-decision`
+
+    if request.path == SIGN_IN and request.method == "GET":  # the empty sign-in form shows nothing to audit
+        return secured(await handler(request))
+    response = await audited(hub.audit, entry, call, shown, settle)
     hub.metrics.calls.labels(entry.kind, entry.outcome).inc()
     log.info(
         "console.answered",
@@ -126,16 +115,6 @@ async def gate(request: web.Request, handler: Handler) -> web.StreamResponse:
         latency_ms=entry.latency_ms,
     )
     return secured(response)
-
-
-async def abandon(hub: Hub, entry: AuditEntry, started: float) -> None:
-    """The browser went away and aiohttp cancelled the page: what it had done so far is still recorded."""
-    entry.status, entry.outcome, entry.reason = 499, "abandoned", "requester-gone"
-    entry.latency_ms = round((time.perf_counter() - started) * 1000, 3)
-    try:
-        await asyncio.shield(hub.audit.commit(entry))
-    except StoreUnavailable:
-        log.error("audit.unwritable", kind=entry.kind, requester=entry.requester)
 
 
 async def admit(request: web.Request, hub: Hub, entry: AuditEntry) -> None:
@@ -166,21 +145,6 @@ async def admit(request: web.Request, hub: Hub, entry: AuditEntry) -> None:
         hub.authenticator.authorize(principal, request.path, request.method)
     if now - session.seen_at >= LIFETIME.touch_every:
         await hub.console.touch(session.id, now)
-
-
-def as_problem(error: Exception, entry: AuditEntry) -> errors.Problem:
-    """The problem a failed console request shows; unexpected errors are logged and shown without detail."""
-    if isinstance(error, errors.Problem):
-        return error
-    if isinstance(error, web.HTTPNotFound):
-        return errors.NotFound("there is no console page at this address")
-    if isinstance(error, web.HTTPMethodNotAllowed):
-        return errors.MethodNotAllowed("this page does not take this method")
-    if isinstance(error, StoreUnavailable | SQLAlchemyError | OSError):
-        log.error("store.unavailable", error=type(error).__name__, kind=entry.kind)
-        return errors.Unavailable("the hub's store cannot be reached")
-    log.exception("internal.error", kind=entry.kind)
-    return errors.Problem("the console could not complete this request")
 
 
 def secured(response: web.StreamResponse) -> web.StreamResponse:

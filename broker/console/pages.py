@@ -12,9 +12,9 @@ import jinja2
 from aiohttp import web
 from multidict import MultiDict, MultiDictProxy
 
-from broker import errors
+from broker.accounts.store import Session
 from broker.appkeys import HUB, PRINCIPAL
-from broker.console.store import Session
+from broker.base import errors
 
 PREFIX = "/console"
 TEMPLATES = web.AppKey("console_templates", jinja2.Environment)

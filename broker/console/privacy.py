@@ -16,17 +16,16 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
-from broker import errors
-from broker.access_log import disclosed
-from broker.anomalies import Thresholds, detect
 from broker.appkeys import AUDIT, HUB, PRINCIPAL
-from broker.audit import COLUMNS, AuditEntry
-from broker.audit_query import FILTERS, MAX_LIMIT, AuditQuery, Cursor, parse_query, rfc3339
+from broker.audit.access_log import disclosed
+from broker.audit.anomalies import ANOMALY_PERIOD, MAX_LOOKUPS, Thresholds, detect
+from broker.audit.log import COLUMNS, AuditEntry
+from broker.audit.queries import FILTERS, MAX_LIMIT, AuditQuery, Cursor, parse_query, rfc3339
+from broker.base import errors
 from broker.console.pages import form, moment, page, query_filled, redirect, text
-from broker.http.audit import ANOMALY_PERIOD, MAX_LOOKUPS
 from consent.service import consent_json, refusal_json
 from directory.names import SUBJECT
-from policies.reviews import Review, ReviewNotPending
+from policies.reviews import Review
 
 PAGE = 50  # records a console page lists
 MAX_EXPORT = 10_000  # records one CSV export holds at most; a larger search is narrowed first
@@ -178,15 +177,9 @@ async def decide(request: web.Request) -> web.Response:
     if decision not in ("approve", "reject"):
         raise errors.Invalid("a decision is approve or reject")
     reason = text(fields, "reason", "the reason for the decision")
-    try:
-        review = await hub.reviews.decide(
-            review_id, decision == "approve", reason, request[PRINCIPAL].id, datetime.now(UTC)
-        )
-    except ReviewNotPending as error:
-        found = await hub.reviews.get(review_id)
-        if found is None:
-            raise errors.UnknownReview(f"no review {review_id!r}") from error
-        raise errors.Conflict(f"review {review_id} is {found.status}, not pending") from error
+    review = await hub.reviews.decide(
+        review_id, decision == "approve", reason, request[PRINCIPAL].id, datetime.now(UTC)
+    )
     _describe(entry, review)
     queue = "reviews" if review.kind == "grey" else "emergencies"
     return redirect(f"/console/{queue}?notice=review-{review.status}")

@@ -10,8 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
-from broker.appkeys import AUDIT, HUB
-from broker.console.accounts import (
+from broker.accounts.credentials import (
     CONSOLE_ROLES,
     LockOut,
     check_password,
@@ -21,9 +20,10 @@ from broker.console.accounts import (
     same_token,
     token_id,
 )
+from broker.accounts.store import Session
+from broker.appkeys import AUDIT, HUB
 from broker.console.gate import LIFETIME, SESSION_COOKIE, SIGN_IN, SIGN_IN_COOKIE, cookie, forget, over_tls
 from broker.console.pages import PREFIX, SESSION, SIGN_IN_TOKEN, form, page, redirect
-from broker.console.store import Session
 from directory.names import NAME
 
 LOCK_OUT = LockOut()

@@ -1,5 +1,5 @@
 """The hub's HTTP handlers, one module per room; each lists its ROUTES. Handlers stay thin: parse, call
-the service, answer. Authentication, authorisation, problems, audit and signing are broker/app.py's.
+the service, answer. Authentication, authorisation, problems, audit and signing are broker/http/middleware.py's.
 """
 
 from aiohttp import web

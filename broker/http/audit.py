@@ -5,21 +5,18 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from aiohttp import web
 
-from broker import errors
-from broker.access_log import access_entry, disclosed
-from broker.anomalies import Thresholds, detect
 from broker.appkeys import AUDIT, HUB
-from broker.audit_query import AuditQuery, Cursor, page_size, parse_query, rfc3339
-from broker.chain import timestamp
+from broker.audit.access_log import access_entry, disclosed
+from broker.audit.anomalies import ANOMALY_PERIOD, MAX_LOOKUPS, Thresholds, detect
+from broker.audit.chain import timestamp
+from broker.audit.queries import AuditQuery, Cursor, page_size, parse_query, rfc3339
+from broker.base import errors
 from broker.http.replies import reply
 from directory.names import SUBJECT
-
-ANOMALY_PERIOD = timedelta(days=7)  # looked at when the request names no since
-MAX_LOOKUPS = 200_000  # exchange attempts one anomaly report reads at most
 
 
 async def audit(request: web.Request) -> web.Response:

@@ -8,12 +8,11 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from broker import errors
 from broker.appkeys import AUDIT, HUB, PRINCIPAL
+from broker.base import errors
 from broker.http.replies import json_body, record_id, reply
 from consent.matching import Ending
-from consent.service import ConsentInvalid, consent_json, default_channel, parse_channel, refusal_json
-from consent.store import AlreadyEnded
+from consent.service import consent_json, default_channel, parse_channel, refusal_json
 from directory.names import SUBJECT
 
 
@@ -28,21 +27,14 @@ def _ending(request: web.Request, at: datetime) -> Ending:
     if unknown:
         raise errors.Invalid(f"unknown query parameters: {', '.join(unknown)}")
     principal = request[PRINCIPAL]
-    try:
-        channel = parse_channel(request.query.get("channel"), default_channel(principal.role))
-    except ConsentInvalid as error:
-        raise errors.Invalid(str(error)) from error
-    return Ending(at, principal.id, channel)
+    return Ending(at, principal.id, parse_channel(request.query.get("channel"), default_channel(principal.role)))
 
 
 async def give_consent(request: web.Request) -> web.Response:
     hub, entry, principal, now = request.app[HUB], request[AUDIT], request[PRINCIPAL], datetime.now(UTC)
     document = json_body(request)
     entry.subject = _subject_of(document)
-    try:
-        consent = await hub.consents.give(document, principal.id, now, default_channel(principal.role))
-    except ConsentInvalid as error:
-        raise errors.Invalid(str(error)) from error
+    consent = await hub.consents.give(document, principal.id, now, default_channel(principal.role))
     entry.consent_id = consent.id
     return reply(consent_json(consent, now), 201)
 
@@ -50,10 +42,7 @@ async def give_consent(request: web.Request) -> web.Response:
 async def withdraw_consent(request: web.Request) -> web.Response:
     hub, entry, now = request.app[HUB], request[AUDIT], datetime.now(UTC)
     consent_id = entry.consent_id = record_id(request, errors.UnknownConsent)
-    try:
-        consent = await hub.consents.withdraw(consent_id, _ending(request, now))
-    except AlreadyEnded as error:
-        raise errors.Conflict("this consent was already withdrawn") from error
+    consent = await hub.consents.withdraw(consent_id, _ending(request, now))
     if consent is None:
         raise errors.UnknownConsent(f"no consent {consent_id!r}")
     entry.subject = consent.subject
@@ -64,10 +53,7 @@ async def refuse(request: web.Request) -> web.Response:
     hub, entry, principal, now = request.app[HUB], request[AUDIT], request[PRINCIPAL], datetime.now(UTC)
     document = json_body(request)
     entry.subject = _subject_of(document)
-    try:
-        refusal = await hub.consents.refuse(document, principal.id, now, default_channel(principal.role))
-    except ConsentInvalid as error:
-        raise errors.Invalid(str(error)) from error
+    refusal = await hub.consents.refuse(document, principal.id, now, default_channel(principal.role))
     entry.consent_id = refusal.id
     return reply(refusal_json(refusal, now), 201)
 
@@ -75,10 +61,7 @@ async def refuse(request: web.Request) -> web.Response:
 async def lift_refusal(request: web.Request) -> web.Response:
     hub, entry, now = request.app[HUB], request[AUDIT], datetime.now(UTC)
     refusal_id = entry.consent_id = record_id(request, errors.UnknownRefusal)
-    try:
-        refusal = await hub.consents.lift(refusal_id, _ending(request, now))
-    except AlreadyEnded as error:
-        raise errors.Conflict("this refusal was already lifted") from error
+    refusal = await hub.consents.lift(refusal_id, _ending(request, now))
     if refusal is None:
         raise errors.UnknownRefusal(f"no refusal {refusal_id!r}")
     entry.subject = refusal.subject

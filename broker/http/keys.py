@@ -9,12 +9,12 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from broker import errors
 from broker.appkeys import AUDIT, HUB, PRINCIPAL
+from broker.base import errors
 from broker.http.replies import json_body, reply
-from directory.keys import KEY_ID, KeyInvalid, parse_registration, parse_revocation
+from directory.keys import KEY_ID, parse_registration, parse_revocation
 from directory.names import NAME
-from directory.store import AgencyEntry, KeyConflict
+from directory.store import AgencyEntry
 
 
 async def _agency(request: web.Request) -> AgencyEntry:
@@ -34,32 +34,20 @@ async def keys(request: web.Request) -> web.Response:
 
 async def register_key(request: web.Request) -> web.Response:
     agency, now = await _agency(request), datetime.now(UTC)
-    try:
-        registration = parse_registration(json_body(request), now)
-    except KeyInvalid as error:
-        raise errors.Invalid(str(error)) from error
-    try:
-        key = await request.app[HUB].directory.add_key("agency", agency.id, registration, now)
-    except KeyConflict as error:
-        raise errors.Conflict(str(error)) from error
+    registration = parse_registration(json_body(request), now)
+    key = await request.app[HUB].directory.add_key("agency", agency.id, registration, now)
     return reply(key.as_json(now), 201)
 
 
 async def revoke_key(request: web.Request) -> web.Response:
     agency, now = await _agency(request), datetime.now(UTC)
     key_id = request.match_info["key_id"]
-    try:
-        reason = parse_revocation(json_body(request))
-    except KeyInvalid as error:
-        raise errors.Invalid(str(error)) from error
-    try:
-        key = (
-            await request.app[HUB].directory.revoke_key(agency.id, key_id, request[PRINCIPAL].id, reason, now)
-            if KEY_ID.fullmatch(key_id)
-            else None
-        )
-    except KeyConflict as error:
-        raise errors.Conflict(str(error)) from error
+    reason = parse_revocation(json_body(request))
+    key = (
+        await request.app[HUB].directory.revoke_key(agency.id, key_id, request[PRINCIPAL].id, reason, now)
+        if KEY_ID.fullmatch(key_id)
+        else None
+    )
     if key is None:
         raise errors.NotFound(f"agency {agency.id!r} has no key {key_id!r}")
     return reply(key.as_json(now))

@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from broker import errors
 from broker.appkeys import AUDIT, HUB, PRINCIPAL
+from broker.base import errors
 from broker.http.replies import json_body, reply
 from directory.names import NAME
 

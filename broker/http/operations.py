@@ -8,11 +8,11 @@ from pathlib import Path
 from aiohttp import web
 from sqlalchemy import text
 
-from broker import errors
 from broker.appkeys import HUB
+from broker.base import errors
 from broker.http.replies import reply
 
-OPENAPI = json.loads(Path(__file__).parent.parent.joinpath("openapi.json").read_text())  # read once, at import
+OPENAPI = json.loads(Path(__file__).with_name("openapi.json").read_text())  # read once, at import
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -9,14 +9,12 @@ from typing import Any
 
 from aiohttp import web
 
-from broker import errors
 from broker.appkeys import AUDIT, HUB, PRINCIPAL
+from broker.base import errors
 from broker.http.replies import json_body, reply
-from policies.rules import RULE_ID, RuleInvalid, parse_rule
-from policies.service import PolicyEditRefused
+from policies.rules import RULE_ID, parse_rule
+from policies.service import MAX_REASON
 
-REFUSALS: dict[int, type[errors.Problem]] = {404: errors.NotFound, 409: errors.Conflict, 422: errors.Invalid}
-MAX_REASON = 1000
 MAX_VERSION = 2**31 - 1  # policy versions are 32-bit integers in the store
 
 
@@ -29,10 +27,6 @@ def reason_of(document: dict[str, Any], allowed: set[str]) -> str:
     if not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON:
         raise errors.Invalid(f"every policy edit needs its reason, at most {MAX_REASON} characters")
     return reason
-
-
-def refused(error: PolicyEditRefused) -> errors.Problem:
-    return REFUSALS[error.status](str(error))
 
 
 async def policies(request: web.Request) -> web.Response:
@@ -49,16 +43,9 @@ async def policies(request: web.Request) -> web.Response:
 async def add_rule(request: web.Request) -> web.Response:
     hub, entry, document = request.app[HUB], request[AUDIT], json_body(request)
     reason = reason_of(document, {"rule"})
-    try:
-        rule = parse_rule(document.get("rule"))
-    except RuleInvalid as error:
-        raise errors.Invalid(str(error)) from error
+    rule = parse_rule(document.get("rule"))
     entry.rule_id = rule.id
-    try:
-        version = await hub.policies.add(rule, request[PRINCIPAL].id, reason, datetime.now(UTC))
-    except PolicyEditRefused as error:
-        raise refused(error) from error
-    entry.policy_version = version
+    entry.policy_version = version = await hub.policies.add(rule, request[PRINCIPAL].id, reason, datetime.now(UTC))
     return reply({"version": version, "rule": rule.as_json()}, 201)
 
 
@@ -69,10 +56,7 @@ async def remove_rule(request: web.Request) -> web.Response:
     if not RULE_ID.fullmatch(entry.rule_id):
         entry.rule_id = None
         raise errors.NotFound("no rule has this id")
-    try:
-        version = await hub.policies.remove(entry.rule_id, request[PRINCIPAL].id, reason, datetime.now(UTC))
-    except PolicyEditRefused as error:
-        raise refused(error) from error
+    version = await hub.policies.remove(entry.rule_id, request[PRINCIPAL].id, reason, datetime.now(UTC))
     entry.policy_version = version
     return reply({"version": version})
 
@@ -104,11 +88,9 @@ async def rollback(request: web.Request) -> web.Response:
     number = document.get("version")
     if type(number) is not int or not 1 <= number <= MAX_VERSION:
         raise errors.Invalid("version must be a policy version number")
-    try:
-        version = await hub.policies.rollback(number, request[PRINCIPAL].id, reason, datetime.now(UTC))
-    except PolicyEditRefused as error:
-        raise refused(error) from error
-    entry.policy_version = version
+    entry.policy_version = version = await hub.policies.rollback(
+        number, request[PRINCIPAL].id, reason, datetime.now(UTC)
+    )
     return reply({"version": version, "restored": number})
 
 
@@ -123,12 +105,9 @@ async def proposals(request: web.Request) -> web.Response:
 async def accept_proposal(request: web.Request) -> web.Response:
     hub, entry = request.app[HUB], request[AUDIT]
     reason = reason_of(json_body(request), set())
-    try:
-        version, rule = await hub.policies.accept(
-            request.match_info["id"], request[PRINCIPAL].id, reason, datetime.now(UTC)
-        )
-    except PolicyEditRefused as error:
-        raise refused(error) from error
+    version, rule = await hub.policies.accept(
+        request.match_info["id"], request[PRINCIPAL].id, reason, datetime.now(UTC)
+    )
     entry.rule_id, entry.policy_version = rule.id, version
     return reply({"version": version, "rule": rule.as_json()}, 201)
 

@@ -8,9 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
-from broker import errors
 from broker.appkeys import BODY
-from broker.pipeline import parse_json_object
+from broker.base import errors, wire
 
 
 def reply(document: dict[str, Any], status: int = 200) -> web.Response:
@@ -32,3 +31,13 @@ def record_id(request: web.Request, unknown: type[errors.Problem]) -> str:
 def json_body(request: web.Request) -> dict[str, Any]:
     """The request's JSON object body (the middleware has already read and authenticated it)."""
     return parse_json_object(request[BODY], request.headers.get("Content-Type", ""))
+
+
+def parse_json_object(body: bytes, content_type: str) -> dict[str, Any]:
+    """The request body as a JSON object, or the problem saying why it is not one."""
+    if content_type.split(";")[0].strip().lower() != "application/json":
+        raise errors.UnsupportedMediaType(f"Content-Type must be application/json, not {content_type or 'absent'!r}")
+    document = wire.loads(body)
+    if not isinstance(document, dict):
+        raise errors.Invalid("the body must be a JSON object")
+    return document

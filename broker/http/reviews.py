@@ -7,13 +7,12 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from broker import errors
 from broker.appkeys import AUDIT, HUB, PRINCIPAL
-from broker.http.policies import reason_of, refused
+from broker.base import errors
+from broker.http.policies import reason_of
 from broker.http.replies import json_body, record_id, reply
-from policies.reviews import Review, ReviewNotPending
-from policies.rules import Rule, RuleInvalid, parse_rule
-from policies.service import PolicyEditRefused
+from policies.reviews import Review
+from policies.rules import Rule, parse_rule
 from policies.store import Proposal
 
 
@@ -34,15 +33,9 @@ async def decide_review(request: web.Request) -> web.Response:
         raise errors.Invalid('a decision is {"decision": "approve" | "reject", "reason": "..."}')
     if not isinstance(reason, str) or not reason.strip() or len(reason) > 2000:
         raise errors.Invalid("a decision needs its reason, at most 2000 characters")
-    try:
-        review = await hub.reviews.decide(
-            review_id, decision == "approve", reason, request[PRINCIPAL].id, datetime.now(UTC)
-        )
-    except ReviewNotPending as error:
-        found = await hub.reviews.get(review_id)
-        if found is None:
-            raise errors.UnknownReview(f"no review {review_id!r}") from error
-        raise errors.Conflict(f"review {review_id!r} is {found.status}, not pending") from error
+    review = await hub.reviews.decide(
+        review_id, decision == "approve", reason, request[PRINCIPAL].id, datetime.now(UTC)
+    )
     entry.subject = review.subject
     entry.category, entry.purpose, entry.rule_id = review.category, review.purpose, review.rule_id
     return reply(review.as_json())
@@ -61,28 +54,22 @@ async def propose_rule(request: web.Request) -> web.Response:
     proposal = Proposal(
         str(uuid.uuid4()), review.id, standing_rule(review, zone), reason, request[PRINCIPAL].id, datetime.now(UTC)
     )
-    try:
-        await hub.policies.propose(proposal)
-    except PolicyEditRefused as error:
-        raise refused(error) from error
+    await hub.policies.propose(proposal)
     entry.review_id, entry.subject, entry.rule_id = review.id, review.subject, proposal.rule.id
     return reply(proposal.as_json(), 201)
 
 
 def standing_rule(review: Review, zone: object) -> Rule:
     """The rule that would have decided this review's question without a human."""
-    try:
-        return parse_rule(
-            {
-                "id": f"p-{review.id[:8]}",
-                "requester": f"agency:{review.requester}",
-                "category": review.category,
-                "purpose": review.purpose,
-                "zone": zone,
-            }
-        )
-    except RuleInvalid as error:
-        raise errors.Invalid(str(error)) from error
+    return parse_rule(
+        {
+            "id": f"p-{review.id[:8]}",
+            "requester": f"agency:{review.requester}",
+            "category": review.category,
+            "purpose": review.purpose,
+            "zone": zone,
+        }
+    )
 
 
 ROUTES = [

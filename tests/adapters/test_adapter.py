@@ -16,8 +16,8 @@ from adapters.examples.legacy_rest import serving
 from adapters.recent import RecentIds
 from adapters.server import Adapter, Notification, RecordRequest, StoreUnavailable
 from adapters.validation import InvalidParams
-from broker.demo import DemoWorld, free_port
-from broker.signing import Request, Response, SigningKey, generate_key, sign_request, verify_response
+from broker.base.signing import Request, Response, SigningKey, generate_key, sign_request, verify_response
+from broker.cli.demo import DemoWorld, free_port
 
 RECORD: dict[str, object] = {
     "exchange": "x-1",

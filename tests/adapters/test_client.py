@@ -24,9 +24,9 @@ from adapters.examples.demo_agencies import ANNA, JAN, PIETER, SOFIE
 from adapters.examples.legacy_rest import serving
 from adapters.problems import BY_NAME, HubProblem, PendingReview, problem_for
 from adapters.server import RecordRequest
-from broker import errors
-from broker.demo import SCENARIO, DemoWorld, demo_world, free_port
-from broker.signing import Request, SigningKey, generate_key, read_signature_input, sign_response
+from broker.base import errors
+from broker.base.signing import Request, SigningKey, generate_key, read_signature_input, sign_response
+from broker.cli.demo import SCENARIO, DemoWorld, demo_world, free_port
 from tests.broker.agencies import add_holder
 
 WHITE: dict[str, Any] = {"subject": ANNA, "category": "civil-status", "purpose": "benefit-eligibility"}

@@ -16,9 +16,9 @@ from aiohttp import web
 
 from adapters.examples.demo_agencies import ANNA, SOFIE
 from adapters.examples.legacy_rest import serving
-from broker.demo import DemoWorld
-from broker.keys import write_private_key
-from broker.signing import generate_key, public_key_pem
+from broker.base.keyfiles import write_private_key
+from broker.base.signing import generate_key, public_key_pem
+from broker.cli.demo import DemoWorld
 
 SCRIPT = Path(__file__).resolve().parents[2] / "adapters" / "examples" / "curl-exchange.sh"
 

@@ -17,10 +17,10 @@ import aiohttp
 import pytest
 from click.testing import CliRunner
 
-from broker.cli import main
-from broker.demo import DemoWorld, free_port
-from broker.signing import public_key_pem
-from broker.world import read_world
+from broker.base.signing import public_key_pem
+from broker.cli.demo import DemoWorld, free_port
+from broker.cli.main import main
+from broker.cli.world import read_world
 from policies.rules import Rule
 from tests.processes import crossroads
 

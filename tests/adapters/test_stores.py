@@ -28,8 +28,8 @@ from adapters.stores.rest import RestStore
 from adapters.stores.sql import SqlStore
 from adapters.testing import stand_in_hub
 from adapters.validation import InvalidParams
-from broker.keys import write_private_key
-from broker.signing import generate_key, public_key_pem
+from broker.base.keyfiles import write_private_key
+from broker.base.signing import generate_key, public_key_pem
 
 ANNA, JAN = "85073003328", "90021512345"
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from broker import chain
-from broker.audit import COLUMNS
-from broker.signing import SigningKey
+from broker.audit import chain
+from broker.audit.log import COLUMNS
+from broker.base.signing import SigningKey
 
 START = datetime(2026, 11, 23, 9, 0, tzinfo=UTC)
 

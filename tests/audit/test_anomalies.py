@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broker.anomalies import (
+from broker.audit.anomalies import (
     Lookup,
     Thresholds,
     days,

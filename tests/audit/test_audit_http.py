@@ -18,9 +18,9 @@ from sqlalchemy import delete, func, insert, select, text, update
 from adapters.client import HubProblem
 from adapters.examples.demo_agencies import ANNA, JAN, PIETER, SOFIE
 from adapters.server import RecordRequest
-from broker import chain
-from broker.audit import AuditRecord, record_json
-from broker.demo import SCENARIO, DemoWorld
+from broker.audit import chain
+from broker.audit.log import AuditRecord, record_json
+from broker.cli.demo import SCENARIO, DemoWorld
 from tests.broker.agencies import add_holder
 from tests.broker.test_exchanges import FAIL_AUDIT
 

@@ -9,7 +9,7 @@ import rfc8785
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broker.chain import CHAIN_FIELDS, content
+from broker.audit.chain import CHAIN_FIELDS, content
 
 VALUES = st.one_of(
     st.none(),

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broker import chain
-from broker.signing import SigningKey, generate_key
+from broker.audit import chain
+from broker.base.signing import SigningKey, generate_key
 from tests.audit.records import START, attach, checkpoints, linked, rehashed, renumbered, unlinked, verify
 
 KEY = SigningKey("crossroads-hub", generate_key())

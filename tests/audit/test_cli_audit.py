@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner, Result
 
 from adapters.examples.demo_agencies import JAN
-from broker.cli import main
-from broker.demo import DemoWorld, run_scenario
-from broker.signing import generate_key, public_key_pem
+from broker.base.signing import generate_key, public_key_pem
+from broker.cli.demo import DemoWorld, run_scenario
+from broker.cli.main import main
 
 
 async def crossroads(*args: str) -> Result:

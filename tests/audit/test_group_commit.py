@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from broker.group_commit import GroupCommit, WriterClosed
+from broker.base.store.group_commit import GroupCommit, WriterClosed
 
 
 class Store:

@@ -14,11 +14,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from adapters.examples.demo_agencies import ANNA
-from broker.audit import AuditEntry
-from broker.demo import DemoWorld, demo_world
+from broker.audit.log import AuditEntry
+from broker.base.signing import generate_key, load_private_key, private_key_pem
+from broker.base.store import StoreUnavailable
+from broker.cli.demo import DemoWorld, demo_world
 from broker.hub import open_hub
-from broker.signing import generate_key, load_private_key, private_key_pem
-from broker.storage import StoreUnavailable
 
 
 def entry(at: datetime, subject: str = ANNA) -> AuditEntry:

@@ -13,8 +13,8 @@ from aiohttp import web
 
 from adapters.examples.demo_agencies import PIETER
 from adapters.server import Adapter, RecordRequest
-from broker.demo import HUB_KEY_ID, DemoWorld, free_port
-from broker.signing import SigningKey, generate_key, public_key_pem
+from broker.base.signing import SigningKey, generate_key, public_key_pem
+from broker.cli.demo import HUB_KEY_ID, DemoWorld, free_port
 from policies.rules import Rule
 
 

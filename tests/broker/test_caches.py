@@ -14,16 +14,16 @@ from typing import Any
 import pytest
 from multidict import CIMultiDict
 
-from broker import errors
-from broker.audit import AuditEntry
-from broker.caches import CacheSettings, ReadThrough
+from broker.audit.log import AuditEntry
+from broker.base import errors
+from broker.base.caches import CacheSettings, ReadThrough
+from broker.base.keyfiles import write_private_key
+from broker.base.signing import SigningKey, generate_key, public_key_pem, sign_request
+from broker.base.store import create_engine
+from broker.cli.world import load_world
 from broker.config import Config
 from broker.hub import Hub, open_hub
-from broker.keys import write_private_key
-from broker.signing import SigningKey, generate_key, public_key_pem, sign_request
-from broker.storage import create_engine
-from broker.storage.migrations import upgrade
-from broker.world import load_world
+from broker.schema.migrations import upgrade
 from tests import postgres
 
 SUBJECT = "85073003328"

@@ -10,10 +10,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from broker.cli import main
+from broker.cli.main import main
 from broker.config import Config
 from broker.hub import open_hub
-from broker.storage.migrations import SchemaNotCurrent
+from broker.schema.migrations import SchemaNotCurrent
 
 
 def test_keygen_writes_owner_only_key_and_never_overwrites(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from broker.cli import main
+from broker.cli.main import main
 from broker.config import ConfigError, load_config
 
 

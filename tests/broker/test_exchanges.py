@@ -18,8 +18,8 @@ from sqlalchemy import text
 from adapters.client import HubProblem
 from adapters.examples.demo_agencies import ANNA, JAN, PIETER, SOFIE
 from adapters.server import RecordRequest
-from broker.demo import SCENARIO, DemoWorld, demo_world, free_port
-from broker.signing import Request, Response, SigningKey, generate_key, sign_request, verify_response
+from broker.base.signing import Request, Response, SigningKey, generate_key, sign_request, verify_response
+from broker.cli.demo import SCENARIO, DemoWorld, demo_world, free_port
 from tests.broker.agencies import add_holder, register, serve
 
 WHITE = {"subject": ANNA, "category": "civil-status", "purpose": "benefit-eligibility"}
@@ -187,7 +187,7 @@ async def test_signature_problems(sqlite_world: DemoWorld, session: aiohttp.Clie
 
 
 async def test_stale_and_future_signatures_are_refused(sqlite_world: DemoWorld, session: aiohttp.ClientSession) -> None:
-    from broker import signing
+    from broker.base import signing
 
     for shift in (-301, 301):
         body = json.dumps(WHITE).encode()
@@ -215,7 +215,7 @@ async def test_stale_and_future_signatures_are_refused(sqlite_world: DemoWorld, 
 async def test_revoked_and_expired_keys_are_refused(sqlite_world: DemoWorld, session: aiohttp.ClientSession) -> None:
     world = sqlite_world
     now = datetime.now(UTC)
-    from broker.signing import public_key_pem
+    from broker.base.signing import public_key_pem
 
     revoked, expired = SigningKey("fb-revoked", generate_key()), SigningKey("fb-expired", generate_key())
     await world.hub.directory.load(

@@ -1,6 +1,6 @@
 """The per-agency token bucket (pure: the clock is passed in)."""
 
-from broker.limits import RateLimiter
+from broker.exchange.limits import RateLimiter
 
 
 def test_bucket_refills_at_its_rate() -> None:

@@ -6,7 +6,7 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from adapters.examples.demo_agencies import ANNA
-from broker.demo import DemoWorld
+from broker.cli.demo import DemoWorld
 
 
 async def test_metrics_after_some_exchanges(sqlite_world: DemoWorld, session: aiohttp.ClientSession) -> None:

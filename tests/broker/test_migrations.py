@@ -6,9 +6,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.engine import Connection
 
-import broker.storage.tables  # noqa: F401 (every package's tables on Base.metadata)
-from broker.storage import Base, create_engine
-from broker.storage.migrations import current, heads, upgrade
+import broker.schema.tables  # noqa: F401 (every package's tables on Base.metadata)
+from broker.base.store import Base, create_engine
+from broker.schema.migrations import current, heads, upgrade
 
 
 async def test_migrated_schema_matches_the_models(database_url: str) -> None:

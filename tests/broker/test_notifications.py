@@ -18,10 +18,10 @@ from aiohttp import web
 from adapters.client import HubProblem
 from adapters.examples.demo_agencies import ANNA
 from adapters.server import Notification
+from broker.cli.demo import DemoWorld, demo_world, free_port
 from broker.config import Config
-from broker.demo import DemoWorld, demo_world, free_port
-from broker.fanout import backoff, exhausted, recipients
 from broker.hub import open_hub
+from broker.notifications.fanout import backoff, exhausted, recipients
 from tests import postgres
 from tests.broker.agencies import serve
 
@@ -77,8 +77,10 @@ async def test_fan_out_reaches_related_agencies_whose_rules_allow(
     status, answer = await world.client("population-register", session).call("POST", "/v1/notifications", CHANGE)
     assert (status, answer["recipients"]) == (202, 3)
 
-    async def all_delivered() -> bool:
-        return sum(len(notices) for notices in inbox.values()) == 3
+    async def all_delivered() -> bool:  # received, and the hub has recorded each delivery
+        records = await world.hub.audit.records(kind="notification")
+        delivered = sum(record.outcome == "delivered" for record in records)
+        return sum(len(notices) for notices in inbox.values()) == 3 and delivered == 3
 
     await _until(all_delivered)
     told = {agency for agency, notices in inbox.items() if notices}

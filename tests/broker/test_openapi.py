@@ -14,11 +14,11 @@ from aiohttp import web
 from openapi_spec_validator import validate
 
 import broker
-from broker import errors
+from broker.base import errors
 from broker.http import add_routes
 from policies.service import OperatorGate
 
-DOCUMENT = Path(broker.__file__).with_name("openapi.json")
+DOCUMENT = Path(broker.__file__).parent / "http" / "openapi.json"
 ROLES = ("agency", "admin", "privacy_officer", "citizen_portal")
 OPEN_PATHS = {"/healthz", "/readyz", "/openapi.json", "/metrics"}
 

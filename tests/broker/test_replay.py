@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from broker.replay import NonceAlreadySeen, NonceStore, NonceUse, SeenNonce, first_uses
-from broker.storage import StoreUnavailable, create_engine
-from broker.storage.migrations import upgrade
+from broker.base.store import Lane, StoreUnavailable, create_engine
+from broker.exchange.replay import NonceAlreadySeen, NonceStore, NonceUse, SeenNonce, first_uses
+from broker.schema.migrations import upgrade
 
 AT = datetime(2026, 11, 22, 12, tzinfo=UTC)
 
@@ -37,7 +37,7 @@ async def test_concurrent_nonces_share_transactions_and_replays_are_caught(datab
     engine = create_engine(database_url)
     await upgrade(engine)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
-    nonces = NonceStore(sessions, batch_max=16)
+    nonces = NonceStore(sessions, Lane(engine), batch_max=16)
     try:
         async with nonces.writing():
             # 64 requests at once, every nonce sent twice (the copies land in the same batch or in a later one).

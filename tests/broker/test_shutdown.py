@@ -15,14 +15,14 @@ from aiohttp import web
 
 from adapters.client import HubClient
 from adapters.server import Adapter, RecordRequest
+from broker.base.keyfiles import write_private_key
+from broker.base.signing import SigningKey, public_key_pem
+from broker.base.store import create_engine
+from broker.cli.demo import free_port
+from broker.cli.world import load_world
 from broker.config import Config
-from broker.demo import free_port
 from broker.hub import open_hub
-from broker.keys import write_private_key
-from broker.signing import SigningKey, public_key_pem
-from broker.storage import create_engine
-from broker.storage.migrations import upgrade
-from broker.world import load_world
+from broker.schema.migrations import upgrade
 from tests.processes import crossroads
 
 IN_FLIGHT = 6

@@ -19,7 +19,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
-from broker.signing import (
+from broker.base.signing import (
     Request,
     Response,
     SignatureProblem,

@@ -15,8 +15,8 @@ import pytest
 
 from adapters.client import HubProblem
 from adapters.examples.demo_agencies import ANNA, JAN
-from broker.demo import HUB_KEY_ID, DemoWorld, demo_world, free_port
-from broker.signing import Request, Response, public_key_pem, sign_request, verify_response
+from broker.base.signing import Request, Response, public_key_pem, sign_request, verify_response
+from broker.cli.demo import HUB_KEY_ID, DemoWorld, demo_world, free_port
 from tests import postgres
 from tests.processes import crossroads
 

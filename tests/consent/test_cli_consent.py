@@ -11,7 +11,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from broker.cli import main
+from broker.cli.main import main
 from broker.config import Config
 from broker.hub import open_hub
 

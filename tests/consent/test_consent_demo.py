@@ -5,7 +5,7 @@ emergency access and the review it opened."""
 from __future__ import annotations
 
 from adapters.examples.demo_agencies import ANNA, JAN
-from broker.demo import DemoWorld, run_scenario
+from broker.cli.demo import DemoWorld, run_scenario
 
 
 def position(lines: list[str], *parts: str, after: int = -1) -> int:

@@ -11,7 +11,7 @@ import pytest
 
 from adapters.client import HubProblem
 from adapters.examples.demo_agencies import ANNA, JAN, SOFIE
-from broker.demo import DemoWorld
+from broker.cli.demo import DemoWorld
 
 INCOME = {"subject": ANNA, "category": "income", "purpose": "benefit-eligibility"}
 CONSENT = {

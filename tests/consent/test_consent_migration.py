@@ -16,8 +16,8 @@ import sqlalchemy as sa
 from alembic import command
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from broker.storage import create_engine
-from broker.storage.migrations import _config
+from broker.base.store import Lane, create_engine
+from broker.schema.migrations import _config
 from consent.store import ConsentStore
 
 
@@ -54,7 +54,8 @@ def test_consents_made_before_the_revision_survive_it(tmp_path: Path) -> None:
     async def history() -> tuple[object, ...]:
         engine = create_engine(f"sqlite+aiosqlite:///{path}")
         try:
-            [consent], refusals = await ConsentStore(async_sessionmaker(engine)).of_subject("85073003328")
+            store = ConsentStore(async_sessionmaker(engine), Lane(engine))
+            [consent], refusals = await store.of_subject("85073003328")
         finally:
             await engine.dispose()
         assert consent.withdrawal is not None and refusals == []

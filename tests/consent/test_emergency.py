@@ -16,7 +16,7 @@ import pytest
 
 from adapters.client import HubProblem
 from adapters.examples.demo_agencies import ANNA
-from broker.demo import FIRE, DemoWorld, demo_world
+from broker.cli.demo import FIRE, DemoWorld, demo_world
 
 CIVIL = {"subject": ANNA, "category": "civil-status", "purpose": "benefit-eligibility"}
 

@@ -1,5 +1,5 @@
 """Consent matching, pure: partial coverage by grantee, category, purpose and time; expiry at the boundary;
-withdrawal; the most specific consent; refusals beating consents; the emergency gate."""
+withdrawal; the most specific consent; refusals' scope. The exchange's gates are tested in tests/exchange."""
 
 from __future__ import annotations
 
@@ -10,10 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broker import errors
-from broker.pipeline import ExchangeRequest, consent_gate, emergency_gate, seconds_to_next_day, validate
 from consent.matching import Consent, Ending, Refusal, blocking_refusal, covering_consent, specificity
-from policies.rules import Decision, Rule
 
 NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)
 SUBJECT = "85073003328"
@@ -138,17 +135,6 @@ def test_refusal_scope(given_refusal: Refusal, blocks: bool) -> None:
     assert (blocking_refusal([given_refusal], "family-benefits", "income", NOW) is not None) is blocks
 
 
-def test_a_refusal_beats_any_consent_for_its_agency() -> None:
-    request = ExchangeRequest(SUBJECT, "income", "benefit-eligibility")
-    named, wildcard, refused = consent(), consent("c-any", grantee="*"), refusal(categories=("income",))
-    assert consent_gate([named, wildcard], [refused], "family-benefits", request, NOW) == refused
-    assert consent_gate([named, wildcard], [], "family-benefits", request, NOW) == named
-    # a refusal of another agency leaves this one's consent alone
-    assert consent_gate([wildcard], [refusal(agency="tax-authority")], "family-benefits", request, NOW) == wildcard
-    with pytest.raises(errors.NoConsent):
-        consent_gate([], [refusal(lifted_at=NOW)], "family-benefits", request, NOW)
-
-
 def test_the_oldest_active_refusal_is_named() -> None:
     first, second = refusal("f-1", created=NOW - timedelta(days=3)), refusal("f-2", categories=("income",))
     assert blocking_refusal([second, first], "family-benefits", "income", NOW) == first
@@ -184,48 +170,3 @@ def test_the_chosen_consent_covers_and_none_covering_is_more_specific(consents: 
     if chosen is not None:
         assert chosen in covering
         assert all(specificity(other) <= specificity(chosen) for other in covering)
-
-
-def decision(emergency: bool, consent_required: bool = True) -> Decision:
-    rule = Rule("r-x", "agency:municipality-leuven", "civil-status", "*", "white", consent_required, None, emergency)
-    return Decision("white", rule, 3)
-
-
-def test_the_emergency_gate_follows_the_rule() -> None:
-    asked = validate({"subject": SUBJECT, "category": "civil-status", "purpose": "p", "emergency": {"reason": "fire"}})
-    assert asked.emergency == "fire"
-    emergency_gate(decision(emergency=True), asked)
-    emergency_gate(decision(emergency=False), replace(asked, emergency=None))
-    with pytest.raises(errors.EmergencyNotAllowed, match="r-x"):
-        emergency_gate(decision(emergency=False), asked)
-
-
-@pytest.mark.parametrize(
-    "emergency",
-    [
-        True,
-        "fire",
-        {},
-        {"reason": ""},
-        {"reason": "  "},
-        {"reason": 3},
-        {"reason": "x" * 1001},
-        {"reason": "a", "b": 1},
-    ],
-)
-def test_a_malformed_emergency_is_invalid(emergency: object) -> None:
-    with pytest.raises(errors.Invalid, match="emergency"):
-        validate({"subject": SUBJECT, "category": "income", "purpose": "p", "emergency": emergency})
-
-
-@pytest.mark.parametrize(
-    ("at", "seconds"),
-    [
-        (datetime(2026, 11, 22, 23, 59, 59, tzinfo=UTC), 1),
-        (datetime(2026, 11, 22, 23, 59, 59, 500000, tzinfo=UTC), 1),
-        (datetime(2026, 11, 22, 0, 0, tzinfo=UTC), 86400),
-        (datetime(2026, 11, 22, 12, tzinfo=UTC), 43200),
-    ],
-)
-def test_the_emergency_allowance_starts_again_at_utc_midnight(at: datetime, seconds: int) -> None:
-    assert seconds_to_next_day(at) == seconds

@@ -12,7 +12,7 @@ import pytest
 
 from adapters.client import HubClient, HubProblem
 from adapters.examples.demo_agencies import ANNA, SOFIE
-from broker.demo import FIRE, HUB_KEY_ID, DemoWorld, free_port
+from broker.cli.demo import FIRE, HUB_KEY_ID, DemoWorld, free_port
 from tests.processes import crossroads
 
 INCOME = {"subject": ANNA, "category": "income", "purpose": "benefit-eligibility"}

@@ -79,7 +79,7 @@ async def sign_out(page: Page) -> None:
 
 async def photograph(browser: Browser, hub_url: str, passwords: dict[str, str], folder: Path) -> list[Path]:
     """A screenshot of each main page, signed in as the role that uses it; the files written."""
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 -- once, before the browser works
     written, signed_in_as = [], None
     context = await browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
     page = await context.new_page()

@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 
 from adapters.examples import demo_agencies as demo
-from broker.demo import DemoWorld, demo_world, run_scenario
+from broker.cli.demo import DemoWorld, demo_world, run_scenario
 from tests.console.browser import chromium, missing, photograph
 
 

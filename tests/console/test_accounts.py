@@ -10,7 +10,7 @@ from argon2 import PasswordHasher
 from hypothesis import given
 from hypothesis import strategies as st
 
-from broker.console.accounts import (
+from broker.accounts.credentials import (
     Lifetime,
     LockOut,
     check_password,

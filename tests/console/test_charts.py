@@ -18,7 +18,7 @@ SVG = "{http://www.w3.org/2000/svg}"
 def test_stacked_columns_are_well_formed_and_name_themselves() -> None:
     series = [Series("delivered", "#0072b2", [1, 0, 4]), Series("refused", "#c0392b", [2, 0, 1])]
     chart = stacked_columns("hourly", "Exchanges per hour", ["09:00", "10:00", "11:00"], series)
-    root = ElementTree.fromstring(str(chart))
+    root = ElementTree.fromstring(str(chart))  # noqa: S314 -- the hub's own SVG
     assert root.get("role") == "img" and root.get("aria-labelledby") == "hourly-title hourly-desc"
     assert root.find(f"{SVG}title").text == "Exchanges per hour"  # type: ignore[union-attr]
     assert root.find(f"{SVG}desc").text == "8 in all; delivered 5, refused 3"  # type: ignore[union-attr]
@@ -30,7 +30,7 @@ def test_labels_are_escaped() -> None:
     chart = bars("top", "Top <requesters>", [("<script>alert(1)</script>", 3), ("a&b", 1)], "#0072b2")
     text = str(chart)
     assert "<script>" not in text and "&lt;script&gt;" in text and "a&amp;b" in text
-    ElementTree.fromstring(text)
+    ElementTree.fromstring(text)  # noqa: S314 -- the hub's own SVG
 
 
 def test_bars_say_so_when_empty() -> None:

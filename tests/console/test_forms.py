@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from broker import errors
+from broker.base import errors
 from broker.console.admin import matching, rule_from_form
 from broker.console.pages import moment
 from broker.console.privacy import csv_cell, search_parameters
-from policies.rules import Rule
+from broker.problems import problem_for
+from policies.rules import Rule, RuleInvalid
 
 
 def test_an_audit_search_form_becomes_the_apis_query() -> None:
@@ -42,8 +43,10 @@ def test_a_rule_from_the_add_form() -> None:
         }
     )
     assert rule == Rule("r-18", "agency:tax-authority", "income", "*", "grey", True, ("taxable_income", "year"), False)
-    with pytest.raises(errors.Invalid, match="zone"):
+    with pytest.raises(RuleInvalid) as refused:
         rule_from_form({"id": "r-19", "requester": "agency:x1", "category": "*", "purpose": "*", "zone": "red"})
+    shown = problem_for(refused.value)  # what the console's page shows for it
+    assert isinstance(shown, errors.Invalid) and "zone" in shown.detail
 
 
 def test_rule_filters_match_text_and_zone() -> None:

@@ -12,11 +12,11 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from broker.cli import main
+from broker.accounts.credentials import check_password
+from broker.accounts.store import Session
+from broker.cli.demo import DemoWorld
+from broker.cli.main import main
 from broker.config import Config
-from broker.console.accounts import check_password
-from broker.console.store import Session
-from broker.demo import DemoWorld
 from broker.hub import open_hub
 
 

@@ -15,10 +15,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from adapters.examples import demo_agencies as demo
-from broker.console.accounts import token_id
-from broker.demo import DemoWorld, run_scenario
-from broker.outbox import Notification
-from broker.signing import public_key_pem
+from broker.accounts.credentials import token_id
+from broker.base.signing import public_key_pem
+from broker.cli.demo import DemoWorld, run_scenario
+from broker.notifications.outbox import Notification
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 

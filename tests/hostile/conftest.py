@@ -13,8 +13,8 @@ import pytest
 import pytest_asyncio
 
 from adapters.examples.demo_agencies import AGENCIES
-from broker.demo import DemoWorld, demo_world
-from broker.signing import SigningKey, generate_key, public_key_pem
+from broker.base.signing import SigningKey, generate_key, public_key_pem
+from broker.cli.demo import DemoWorld, demo_world
 from tests import postgres
 
 DAY = timedelta(days=1)

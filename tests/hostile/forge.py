@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from http_message_signatures import HTTPMessageSigner, MappingKeyResolver, algorithms
 from multidict import CIMultiDict
 
-from broker.signing import BODY_COMPONENTS, REQUEST_COMPONENTS, Request, content_digest
+from broker.base.signing import BODY_COMPONENTS, REQUEST_COMPONENTS, Request, content_digest
 
 Headers = list[tuple[str, str]]
 

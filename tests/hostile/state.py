@@ -16,10 +16,10 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-import broker.storage.tables  # noqa: F401 (every package's tables on Base.metadata)
-from broker.audit import RECORDS
+import broker.schema.tables  # noqa: F401 (every package's tables on Base.metadata)
+from broker.audit.log import RECORDS
+from broker.base.store import Base
 from broker.hub import Hub
-from broker.storage import Base
 
 # Every attempt leaves one audit record (and the sequencer links and checkpoints them); every authenticated
 # request consumes its nonce, refused or not (PROTOCOL.md).

@@ -25,10 +25,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from yarl import URL
 
 from adapters.examples.demo_agencies import ANNA, JAN, PIETER
-from broker.app import kind_of
-from broker.audit import digest
+from broker.audit.log import digest
+from broker.base.signing import REQUEST_COMPONENTS, content_digest, generate_key, public_key_pem
 from broker.http import add_routes
-from broker.signing import REQUEST_COMPONENTS, content_digest, generate_key, public_key_pem
+from broker.http.middleware import kind_of
 from policies.service import OperatorGate
 from tests.hostile.conftest import Hostile
 from tests.hostile.forge import Answer, Headers, Signing, send, sign
@@ -356,7 +356,8 @@ def digest_removed(hostile: Hostile, route: Route) -> list[Sent]:
 
 def md5_digest(hostile: Hostile, route: Route) -> list[Sent]:
     """A Content-Digest of an algorithm the hub does not accept, correctly signed."""
-    md5 = "md5=:" + base64.b64encode(hashlib.md5(route.body or b"").digest()).decode() + ":"
+    weak = hashlib.md5(route.body or b"").digest()  # noqa: S324 -- the weak digest the hub must refuse
+    md5 = "md5=:" + base64.b64encode(weak).decode() + ":"
     return [as_route(hostile, route, digest=md5)]
 
 
@@ -525,7 +526,7 @@ def notification(**members: Any) -> dict[str, Any]:
 INVALID, MALFORMED, NOT_FOUND = (422, "invalid"), (400, "malformed"), (404, "not-found")
 FRESH = public_key_pem(generate_key().public_key())
 RSA = (
-    rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505 -- a key the hub must refuse
     .public_key()
     .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     .decode()

@@ -25,17 +25,17 @@ from click.testing import CliRunner
 
 from adapters.client import HubClient, HubProblem
 from adapters.examples.demo_agencies import ANNA
-from broker import logs
-from broker.app import build_app, server_settings
-from broker.audit import AuditEntry
-from broker.cli import main
+from broker.audit.log import AuditEntry
+from broker.base import logs
+from broker.base.keyfiles import load_or_create, write_private_key
+from broker.base.signing import SigningKey, generate_key, public_key_pem
+from broker.base.store import create_engine
+from broker.cli.demo import HUB_KEY_ID, DemoWorld, demo_world, free_port
+from broker.cli.main import main
 from broker.config import Config
-from broker.demo import HUB_KEY_ID, DemoWorld, demo_world, free_port
 from broker.hub import open_hub
-from broker.keys import load_or_create, write_private_key
-from broker.signing import SigningKey, generate_key, public_key_pem
-from broker.storage import create_engine
-from broker.storage.migrations import upgrade
+from broker.schema.migrations import upgrade
+from broker.server import build_app, server_settings
 from tests import postgres
 from tests.hostile.forge import Signing, send, sign
 

@@ -28,10 +28,10 @@ from schemathesis.checks import (
 )
 
 import broker
-from broker.signing import SigningKey, load_private_key
+from broker.base.signing import SigningKey, load_private_key
 from tests.hostile.forge import Signing, sign
 
-SCHEMA = schemathesis.openapi.from_path(Path(broker.__file__).with_name("openapi.json"))
+SCHEMA = schemathesis.openapi.from_path(Path(broker.__file__).parent / "http" / "openapi.json")
 PRINCIPAL_OF_ROLE = {
     "agency": "family-benefits",
     "admin": "admin-desk",

@@ -10,7 +10,7 @@ import pytest
 
 from adapters.client import HubProblem
 from adapters.examples.demo_agencies import ANNA, JAN
-from broker.demo import SCENARIO, DemoWorld
+from broker.cli.demo import SCENARIO, DemoWorld
 
 HEALTH = {"subject": ANNA, "category": "health-record", "purpose": "benefit-eligibility"}
 OPEN_HEALTH = {

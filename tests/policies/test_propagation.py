@@ -12,14 +12,14 @@ import aiohttp
 import pytest
 
 from adapters.client import HubClient
+from broker.base.keyfiles import write_private_key
+from broker.base.signing import SigningKey, load_public_key, public_key_pem
+from broker.base.store import create_engine
+from broker.cli.demo import free_port
+from broker.cli.world import load_world
 from broker.config import Config
-from broker.demo import free_port
 from broker.hub import open_hub
-from broker.keys import write_private_key
-from broker.signing import SigningKey, load_public_key, public_key_pem
-from broker.storage import create_engine
-from broker.storage.migrations import upgrade
-from broker.world import load_world
+from broker.schema.migrations import upgrade
 from tests import postgres
 from tests.processes import crossroads
 

@@ -7,7 +7,7 @@ import pytest
 
 from adapters.client import HubProblem
 from adapters.examples.demo_agencies import ANNA, JAN
-from broker.demo import DemoWorld
+from broker.cli.demo import DemoWorld
 
 GREY = {"subject": JAN, "category": "employment-status", "purpose": "benefit-eligibility"}
 

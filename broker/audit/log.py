@@ -1,0 +1,463 @@
+"""The audit log: exactly one record per attempt, whatever its outcome, never a payload; its tables
+(`audit_records`, `audit_checkpoints`) and every read and write of them.
+
+Writing. A record is committed before its answer leaves the hub ("no audit, no data"). An exchange about
+to be forwarded is recorded first with outcome `forwarding` (`reserve`) and completed once the holder has
+answered (`commit`), so a log that cannot be written stops the exchange before anything reaches a holder.
+Writes go through group commit (broker/base/store/group_commit.py): the records of concurrent requests share one
+transaction, and each request waits for its own batch; a failed batch fails every request in it (503).
+
+Linking. Records are written without chain fields; a single sequencer (broker/audit/sequencer.py) links them
+afterwards, as Certificate Transparency logs do: it takes the committed, unlinked records in `seq` order,
+gives each the next `position` and `hash = SHA-256(previous hash ‖ RFC 8785 content)` (broker/audit/chain.py),
+and signs a checkpoint (size, head hash, time, key id) every N records or T seconds. On PostgreSQL every
+hub process runs a sequencer but a transaction-scoped advisory lock lets one link at a time, so several
+processes still give one sequence; `seq` only orders what is ready together (a row committed late by
+another process is linked later, at a later position), and the chain's order is `position`. On SQLite
+the sequencer's transaction starts with a write, so SQLite's one-writer lock serialises it the same way.
+A record at `forwarding` is not linked: its request will still complete it. One left at `forwarding`
+longer than the abandon timeout (its process died mid-exchange) is closed as `abandoned` and linked; the
+request's late `commit` then finds it closed and answers 503. A linked record never changes: `commit`
+only updates rows still at `forwarding`.
+
+Checkpoints store the signer's key id and public key, so they stay verifiable after the hub's key
+rotates; a hub whose key is not the one that signed the newest checkpoint signs a new one at start, so
+the newest is always signed by the current key, which a verifier trusts (the older ones are covered by
+it). Records committed but not yet linked, or linked after the newest checkpoint, are not yet covered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from sqlalchemy import Connection, Index, String, bindparam, case, func, insert, literal, select, text, tuple_, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Mapped, mapped_column
+
+from broker.audit import chain
+from broker.audit.anomalies import Lookup
+from broker.audit.queries import AuditQuery, Cursor
+from broker.base.signing import SigningKey
+from broker.base.store import Base, Lane, StoreUnavailable
+from broker.base.store.group_commit import GroupCommit, WriterClosed
+
+SEQUENCER_LOCK = 0x63726F7373726F64  # PostgreSQL advisory lock key of the audit sequencer ("crossrod")
+SEARCH_COLUMNS = ("subject", "requester", "holder", "category", "purpose", "zone", "outcome", "kind")
+
+
+class AuditRecord(Base):
+    __tablename__ = "audit_records"
+    __table_args__ = (
+        *(Index(None, column, "at") for column in SEARCH_COLUMNS),
+        Index(None, "at"),
+        Index(None, "exchange"),
+        Index(None, "position", unique=True),
+    )
+
+    seq: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    at: Mapped[datetime]
+    kind: Mapped[str] = mapped_column(String(32))
+    exchange: Mapped[str | None] = mapped_column(String(40))
+    requester: Mapped[str | None] = mapped_column(String(63))
+    key_id: Mapped[str | None] = mapped_column(String(128))
+    subject: Mapped[str | None] = mapped_column(String(64))
+    category: Mapped[str | None] = mapped_column(String(63))
+    purpose: Mapped[str | None] = mapped_column(String(63))
+    holder: Mapped[str | None] = mapped_column(String(63))
+    zone: Mapped[str | None] = mapped_column(String(8))
+    outcome: Mapped[str] = mapped_column(String(16))
+    status: Mapped[int]
+    reason: Mapped[str | None] = mapped_column(String(63))
+    rule_id: Mapped[str | None] = mapped_column(String(63))
+    policy_version: Mapped[int | None]
+    fields: Mapped[list[str] | None]  # the field set the deciding rule let through; None: the whole answer
+    emergency: Mapped[bool] = mapped_column(default=False)
+    consent_id: Mapped[str | None] = mapped_column(String(40))
+    review_id: Mapped[str | None] = mapped_column(String(40))
+    latency_ms: Mapped[float | None]
+    request_digest: Mapped[str | None] = mapped_column(String(80))
+    response_digest: Mapped[str | None] = mapped_column(String(80))
+    # The chain, filled in by the sequencer; None until the record is linked.
+    position: Mapped[int | None]
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuditCheckpoint(Base):
+    __tablename__ = "audit_checkpoints"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    size: Mapped[int] = mapped_column(index=True)
+    head: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]
+    key_id: Mapped[str] = mapped_column(String(128))
+    public_key_pem: Mapped[str] = mapped_column(String(400))
+    signature: Mapped[str] = mapped_column(String(100))
+
+
+RECORDS = Base.metadata.tables[AuditRecord.__tablename__]  # the table itself, for Core statements
+COLUMNS = tuple(column.name for column in RECORDS.columns)
+# What the steps after forwarding fill in: a record completed with only these changed since its reservation is
+# completed by setting only them (the other columns' eight indexes are then left alone: 150 -> 60 us on SQLite).
+COMPLETED = ("outcome", "status", "reason", "review_id", "latency_ms", "response_digest")
+# The writer's statements: new records, returning their seq; reserved records completed unless closed meanwhile
+# (wholly, or the completed columns only); which of those were closed as abandoned.
+INSERT = insert(RECORDS).returning(RECORDS.c.seq, sort_by_parameter_order=True)
+COMPLETE = update(RECORDS).where(RECORDS.c.seq == bindparam("reserved_seq"), RECORDS.c.outcome == "forwarding")
+COMPLETE_ONLY_COMPLETED = COMPLETE.values({name: bindparam(name) for name in COMPLETED})
+LINKED = (
+    select(RECORDS)
+    .where(RECORDS.c.position > bindparam("after"))
+    .order_by(RECORDS.c.position)
+    .limit(bindparam("batch"))
+)
+ABANDONED = select(RECORDS.c.seq).where(
+    RECORDS.c.seq.in_(bindparam("seqs", expanding=True)), RECORDS.c.outcome == "abandoned"
+)
+
+
+@dataclass
+class AuditEntry:
+    """The record of one attempt, filled in step by step as the request goes through the hub."""
+
+    at: datetime
+    kind: str
+    exchange: str | None = None
+    requester: str | None = None
+    key_id: str | None = None
+    subject: str | None = None
+    category: str | None = None
+    purpose: str | None = None
+    holder: str | None = None
+    zone: str | None = None
+    outcome: str = "received"
+    status: int = 0
+    reason: str | None = None
+    rule_id: str | None = None
+    policy_version: int | None = None
+    fields: list[str] | None = None
+    emergency: bool = False
+    consent_id: str | None = None
+    review_id: str | None = None
+    latency_ms: float | None = None
+    request_digest: str | None = None
+    response_digest: str | None = None
+    seq: int | None = field(default=None, repr=False)
+    holder_ms: float | None = field(default=None, repr=False)  # for metrics only: never stored
+    reserved: dict[str, object] | None = field(default=None, repr=False)  # the values its reservation stored
+
+    def values(self) -> dict[str, object]:
+        return {name: value for name, value in vars(self).items() if name not in ("seq", "holder_ms", "reserved")}
+
+    def completion(self) -> tuple[bool, dict[str, object]]:
+        """Whether only the COMPLETED columns changed since the reservation, and the values to set."""
+        values = self.values()
+        reserved = self.reserved
+        if reserved is not None and all(reserved[name] == values[name] for name in values if name not in COMPLETED):
+            return True, {name: values[name] for name in COMPLETED}
+        return False, values
+
+
+class Abandoned(StoreUnavailable):
+    """The record was closed as abandoned before its request completed it."""
+
+
+@dataclass(frozen=True)
+class Sequenced:
+    """One pass of the sequencer: how many records it linked, the chain's head, any checkpoint it signed."""
+
+    linked: int
+    head: chain.Head
+    checkpoint: chain.Checkpoint | None
+
+
+def digest(body: bytes) -> str:
+    return "sha-256:" + hashlib.sha256(body).hexdigest()
+
+
+def outcome_for(status: int) -> str:
+    if status == 200 or status == 201:
+        return "delivered" if status == 200 else "recorded"
+    if status == 202:
+        return "pending"
+    if status < 500:
+        return "refused"
+    return "failed"
+
+
+def record_json(row: Mapping[Any, Any]) -> dict[str, Any]:
+    """A record as searches answer it and exports hold it: every column, times in RFC 3339."""
+    return {name: chain.timestamp(row[name]) if name == "at" else row[name] for name in COLUMNS}
+
+
+class AuditLog:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        lane: Lane,
+        batch_max: int = 256,
+        batch_wait_s: float = 0.0,
+        on_commit: Callable[[int, float], None] | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._lane = lane  # the writer's transactions: no ORM session, one hand-off each
+        self._writer: GroupCommit[AuditEntry] = GroupCommit(self._write, batch_max, batch_wait_s, on_commit)
+
+    @property
+    def batches(self) -> int:
+        """Transactions the group commit has run so far."""
+        return self._writer.batches
+
+    def writing(self) -> AbstractAsyncContextManager[None]:
+        """The group-commit writer's lifetime: records can be written while it is open, and all are
+        committed when it closes."""
+        return self._writer.running()
+
+    async def reserve(self, entry: AuditEntry) -> None:
+        """Write the record of an exchange before forwarding it, so nothing is forwarded that the log cannot
+        hold; the record is found again by its exchange id."""
+        if entry.exchange is None:
+            raise ValueError("only an exchange with its id is reserved")
+        entry.outcome = "forwarding"
+        await self._submit(entry)
+
+    async def commit(self, entry: AuditEntry) -> None:
+        """Commit the final record of the attempt; raises StoreUnavailable when the log cannot be written."""
+        await self._submit(entry)
+
+    async def _submit(self, entry: AuditEntry) -> None:
+        try:
+            await self._writer.submit(entry)
+        except (SQLAlchemyError, WriterClosed) as error:
+            raise StoreUnavailable("audit log not writable") from error
+
+    async def _write(self, entries: Sequence[AuditEntry]) -> list[Exception | None]:
+        """One batch in one transaction, in at most three statements: new records inserted, returning their seq
+        (a reserved record is found again by it); reserved records completed unless they were closed as
+        abandoned, which is looked up only when fewer rows were completed than asked (or the driver does not
+        count the rows of a batch)."""
+        new = [entry for entry in entries if entry.seq is None]
+        inserted = [entry.values() for entry in new]
+        completing = {entry.seq: entry for entry in entries if entry.seq is not None}
+        narrow: list[dict[str, object]] = []
+        whole: list[dict[str, object]] = []
+        for seq, entry in completing.items():
+            only_completed, values = entry.completion()
+            (narrow if only_completed else whole).append({"reserved_seq": seq, **values})
+
+        def write(connection: Connection) -> tuple[list[int], set[int]]:
+            seqs: list[int] = []
+            if new:
+                seqs = list(connection.execute(INSERT, inserted).scalars())
+            completed = 0
+            for statement, rows in ((COMPLETE_ONLY_COMPLETED, narrow), (COMPLETE, whole)):
+                if rows:
+                    completed += connection.execute(statement, rows).rowcount
+            if completed == len(completing) and connection.dialect.supports_sane_multi_rowcount:
+                return seqs, set()
+            return seqs, set(connection.scalars(ABANDONED, {"seqs": list(completing)}))
+
+        seqs, abandoned = await self._lane.write(write)
+        for entry, seq, values in zip(new, seqs, inserted, strict=True):
+            if entry.outcome == "forwarding":
+                entry.seq, entry.reserved = seq, values
+        return [
+            Abandoned(f"audit record {entry.seq} was closed as abandoned before it was completed")
+            if entry.seq in abandoned
+            else None
+            for entry in entries
+        ]
+
+    async def records(self, **filters: str | None) -> list[AuditRecord]:
+        query = select(AuditRecord).order_by(AuditRecord.seq)
+        for name, value in filters.items():
+            if value is not None:
+                query = query.where(getattr(AuditRecord, name) == value)
+        async with self._sessions() as session:
+            return list((await session.scalars(query)).all())
+
+    async def count(self) -> int:
+        async with self._sessions() as session:
+            return int(await session.scalar(select(func.count()).select_from(AuditRecord)) or 0)
+
+    async def search(self, query: AuditQuery) -> tuple[list[dict[str, Any]], Cursor | None]:
+        """A page of records in (at, seq) order and the cursor of the next page, if there is one."""
+        table = RECORDS.c
+        statement = select(RECORDS)
+        for name, value in query.filters.items():
+            statement = statement.where(table[name] == value)
+        if query.since is not None:
+            statement = statement.where(table.at >= query.since)
+        if query.until is not None:
+            statement = statement.where(table.at < query.until)
+        key = tuple_(table.at, table.seq)
+        if query.after is not None:
+            bound = tuple_(literal(query.after.at, table.at.type), literal(query.after.seq, table.seq.type))
+            statement = statement.where(key < bound if query.newest_first else key > bound)
+        order = (table.at.desc(), table.seq.desc()) if query.newest_first else (table.at, table.seq)
+        statement = statement.order_by(*order).limit(query.limit + 1)
+        async with self._sessions() as session:
+            rows = [record_json(row._mapping) for row in (await session.execute(statement)).all()]
+        if len(rows) <= query.limit:
+            return rows, None
+        last = rows[query.limit - 1]
+        return rows[: query.limit], Cursor(datetime.fromisoformat(last["at"]), last["seq"])
+
+    async def lookups(self, since: datetime, until: datetime, most: int) -> list[Lookup] | None:
+        """Summaries of the exchange attempts made in [since, until), or None when there are more than `most`."""
+        table = RECORDS.c
+        statement = (
+            select(table.seq, table.at, table.requester, table.subject, table.outcome, table.emergency)
+            .where(table.kind == "exchange", table.at >= since, table.at < until, table.requester.is_not(None))
+            .order_by(table.at, table.seq)
+            .limit(most + 1)
+        )
+        async with self._sessions() as session:
+            rows = (await session.execute(statement)).all()
+        if len(rows) > most:
+            return None
+        return [Lookup(row.seq, row.at, row.requester, row.subject, row.outcome, row.emergency) for row in rows]
+
+    async def tally(
+        self,
+        since: datetime,
+        until: datetime,
+        by: Sequence[str],
+        filters: Mapping[str, str],
+        step: timedelta | None = None,
+    ) -> list[tuple[Any, ...]]:
+        """How many records in [since, until) match `filters`, grouped by the columns `by`: rows of
+        (*values, count); with `step`, grouped first by the index of the step-long slice of the period each
+        record falls in: rows of (slice, *values, count). Counted by the store: nothing is read row by row."""
+        table = RECORDS.c
+        columns: list[Any] = [table[name] for name in by]
+        if step is not None:
+            edges = [since + step * (index + 1) for index in range(math.ceil((until - since) / step))]
+            slices = case(*((table.at < edge, index) for index, edge in enumerate(edges)), else_=len(edges))
+            columns.insert(0, slices.label("slice"))
+        inner = select(*columns).where(table.at >= since, table.at < until)
+        for name, value in filters.items():
+            inner = inner.where(table[name] == value)
+        # Grouped outside the subquery: PostgreSQL cannot tell that two CASE expressions with their own bound
+        # parameters are the same, so it would refuse grouping by one and selecting the other.
+        matched = inner.subquery()
+        groups = list(matched.c)
+        statement = select(*groups, func.count()).group_by(*groups)
+        async with self._sessions() as session:
+            return [tuple(row) for row in (await session.execute(statement)).all()]
+
+    async def sequence(
+        self, key: SigningKey, now: datetime, *, most: int, every: int, interval_s: float, abandon_after_s: float
+    ) -> Sequenced | None:
+        """Link up to `most` committed records and sign a checkpoint when one is due, in one transaction;
+        None when another hub process holds the sequencer lock."""
+        async with self._sessions() as session, session.begin():
+            if session.get_bind().dialect.name == "postgresql":
+                locked = await session.scalar(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": SEQUENCER_LOCK})
+                if not locked:
+                    return None
+            await session.execute(
+                update(AuditRecord)
+                .where(
+                    AuditRecord.position.is_(None),
+                    AuditRecord.outcome == "forwarding",
+                    AuditRecord.at < now - timedelta(seconds=abandon_after_s),
+                )
+                .values(outcome="abandoned")
+            )
+            head = await _head(session)
+            table = RECORDS.c
+            pending = (
+                await session.execute(
+                    select(RECORDS)
+                    .where(table.position.is_(None), table.outcome != "forwarding")
+                    .order_by(table.seq)
+                    .limit(most)
+                )
+            ).all()
+            links = await asyncio.to_thread(chain.link, head, [record_json(row._mapping) for row in pending])
+            if links:
+                await session.execute(
+                    update(AuditRecord),
+                    [
+                        {"seq": link.seq, "position": link.position, "prev_hash": link.prev_hash, "hash": link.hash}
+                        for link in links
+                    ],
+                )
+                head = chain.Head(links[-1].position, links[-1].hash)
+            checkpoint = None
+            if chain.checkpoint_due(await _last_checkpoint(session), head, now, every, interval_s, key):
+                checkpoint = chain.sign_checkpoint(key, head, now)
+                session.add(AuditCheckpoint(**vars(checkpoint)))
+        return Sequenced(len(links), head, checkpoint)
+
+    async def checkpoints(self) -> list[chain.Checkpoint]:
+        async with self._sessions() as session:
+            rows = (await session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.id))).all()
+        return [_checkpoint(row) for row in rows]
+
+    async def last_checkpoint(self) -> chain.Checkpoint | None:
+        async with self._sessions() as session:
+            return await _last_checkpoint(session)
+
+    async def head(self) -> chain.Head:
+        async with self._sessions() as session:
+            return await _head(session)
+
+    async def unlinked(self) -> int:
+        async with self._sessions() as session:
+            query = select(func.count()).select_from(AuditRecord).where(AuditRecord.position.is_(None))
+            return int(await session.scalar(query) or 0)
+
+    async def linked(self, batch: int = 10_000) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every linked record in chain order, `batch` at a time, in export form (read and converted on the lane)."""
+        after = 0
+        while True:
+
+            def page(connection: Connection, after: int = after) -> list[dict[str, Any]]:
+                rows = connection.execute(LINKED, {"after": after, "batch": batch})
+                return [record_json(row._mapping) for row in rows]
+
+            rows = await self._lane.read(page)
+            if not rows:
+                return
+            yield rows
+            after = rows[-1]["position"]
+
+    async def verify(
+        self, trusted: Collection[Ed25519PublicKey], progress: Callable[[int], object] | None = None
+    ) -> chain.Verdict:
+        """Recompute the chain in the store and check it against the signed checkpoints."""
+        verifier = chain.ChainVerifier(await self.checkpoints(), trusted)
+        async for records in self.linked():
+            await asyncio.to_thread(verifier.feed, records)
+            if progress is not None:
+                progress(len(records))
+        return await asyncio.to_thread(verifier.finish)
+
+
+async def _head(session: AsyncSession) -> chain.Head:
+    query = select(AuditRecord.position, AuditRecord.hash).where(AuditRecord.position.is_not(None))
+    row = (await session.execute(query.order_by(AuditRecord.position.desc()).limit(1))).first()
+    if row is None:
+        return chain.EMPTY
+    assert row.position is not None and row.hash is not None  # noqa: S101 -- a linked row has both; for the type checker
+    return chain.Head(row.position, row.hash)
+
+
+async def _last_checkpoint(session: AsyncSession) -> chain.Checkpoint | None:
+    row = (await session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.id.desc()).limit(1))).first()
+    return None if row is None else _checkpoint(row)
+
+
+def _checkpoint(row: AuditCheckpoint) -> chain.Checkpoint:
+    return chain.Checkpoint(row.size, row.head, row.at, row.key_id, row.public_key_pem, row.signature)

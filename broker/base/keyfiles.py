@@ -1,0 +1,33 @@
+"""Key files: Ed25519 private keys as PEM (PKCS#8), written readable by their owner only."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from broker.base.signing import SigningKey, generate_key, load_private_key, private_key_pem
+
+
+def write_private_key(path: Path) -> Ed25519PrivateKey:
+    """Create a new key at `path`, readable by its owner only; an existing file is never overwritten."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = generate_key()
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(private_key_pem(key))
+    return key
+
+
+def load_or_create(path: Path, key_id: str) -> SigningKey:
+    if path.exists():
+        return SigningKey(key_id, load_private_key(path.read_bytes()))
+    return SigningKey(key_id, write_private_key(path))
+
+
+def load_signing_key(path: Path, key_id: str) -> SigningKey:
+    try:
+        return SigningKey(key_id, load_private_key(path.read_bytes()))
+    except FileNotFoundError as error:
+        raise SystemExit(f"no hub key at {path}: create one with `crossroads keygen {path}`") from error

@@ -1,0 +1,508 @@
+"""The demo world: a hub and six agencies on localhost, seeded with keys, directory, rules and consents,
+brokering a scenario that shows each outcome: white, black, grey, consent, relationship, holder, audit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+import signal
+import socket
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import cache, partial
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from adapters.client import HubClient, HubProblem
+from adapters.examples import demo_agencies as demo
+from adapters.server import Adapter, Notification
+from broker.accounts.credentials import CONSOLE_ROLES, hash_password
+from broker.base.keyfiles import load_or_create
+from broker.base.signing import SigningKey, public_key_pem
+from broker.base.store import create_engine
+from broker.cli.world import load_world
+from broker.config import Config
+from broker.hub import Hub, open_hub
+from broker.schema.migrations import upgrade
+from broker.server import build_app, server_settings
+from policies.rules import parse_csv
+
+HUB_KEY_ID = "crossroads-hub"
+OPERATORS = {"admin-desk": "admin", "privacy-office": "privacy_officer", "citizen-portal": "citizen_portal"}
+RULES = Path(__file__).resolve().parents[2] / "policies" / "default_rules.csv"
+# Accesses for these purposes reach citizens' access logs only this many days after they happen.
+EMBARGOES = {"fraud-investigation": 365}
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    requester: str
+    request: dict[str, Any]
+    expect: dict[str, Any]
+    then: str | None = None  # what run_scenario shows after this case: `consent-lifecycle`, `emergency-review`
+
+
+FIRE = {"reason": "house fire overnight: the household needs emergency housing today"}
+
+# Each case with the answer the hub gives it in the seeded world: Sofie has consented to her income
+# being shared for benefit eligibility, Anna has not (until the demo gives it on her behalf); Jan consented
+# too, then refused family benefits everything. Every case answers the same in a fresh world, in this
+# order, so world.json replays; what changes state between cases happens in run_scenario only.
+SCENARIO = [
+    Case(
+        "white: civil status delivered",
+        "family-benefits",
+        {"subject": demo.ANNA, "category": "civil-status", "purpose": "benefit-eligibility"},
+        {"status": 200, "zone": "white", "problem": None},
+    ),
+    Case(
+        "black: health record refused",
+        "family-benefits",
+        {"subject": demo.ANNA, "category": "health-record", "purpose": "benefit-eligibility"},
+        {"status": 403, "zone": "black", "problem": "black-zone"},
+    ),
+    Case(
+        "grey: employment status waits for a privacy officer",
+        "family-benefits",
+        {"subject": demo.JAN, "category": "employment-status", "purpose": "benefit-eligibility"},
+        {"status": 202, "zone": "grey", "problem": None},
+    ),
+    Case(
+        "consent: income refused without consent",
+        "family-benefits",
+        {"subject": demo.ANNA, "category": "income", "purpose": "benefit-eligibility"},
+        {"status": 403, "zone": "white", "problem": "no-consent"},
+        then="consent-lifecycle",
+    ),
+    Case(
+        "consent: income delivered under consent, minimised",
+        "family-benefits",
+        {"subject": demo.SOFIE, "category": "income", "purpose": "benefit-eligibility"},
+        {"status": 200, "zone": "white", "problem": None},
+    ),
+    Case(
+        "refusal: Jan's refusal beats his consent",
+        "family-benefits",
+        {"subject": demo.JAN, "category": "income", "purpose": "benefit-eligibility"},
+        {"status": 403, "zone": "white", "problem": "consent-refused"},
+    ),
+    Case(
+        "legal mandate: a refusal does not stop a fraud investigation",
+        "family-benefits",
+        {"subject": demo.JAN, "category": "income", "purpose": "fraud-investigation"},
+        {"status": 200, "zone": "white", "problem": None},
+    ),
+    Case(
+        "consent: the municipality has no consent",
+        "municipality-leuven",
+        {"subject": demo.ANNA, "category": "civil-status", "purpose": "benefit-eligibility"},
+        {"status": 403, "zone": "white", "problem": "no-consent"},
+    ),
+    Case(
+        "emergency: the municipality breaks the glass",
+        "municipality-leuven",
+        {"subject": demo.ANNA, "category": "civil-status", "purpose": "benefit-eligibility", "emergency": FIRE},
+        {"status": 200, "zone": "white", "problem": None},
+        then="emergency-review",
+    ),
+    Case(
+        "emergency: refused where the rule does not allow it",
+        "family-benefits",
+        {"subject": demo.ANNA, "category": "civil-status", "purpose": "benefit-eligibility", "emergency": FIRE},
+        {"status": 403, "zone": "white", "problem": "emergency-not-allowed"},
+    ),
+    Case(
+        "relationship: municipality has no relationship",
+        "municipality-leuven",
+        {"subject": demo.JAN, "category": "civil-status", "purpose": "benefit-eligibility"},
+        {"status": 403, "zone": None, "problem": "no-relationship"},
+    ),
+    Case(
+        "holder: nobody holds a pension record",
+        "family-benefits",
+        {"subject": demo.PIETER, "category": "pension", "purpose": "benefit-eligibility"},
+        {"status": 404, "zone": None, "problem": "no-holder"},
+    ),
+]
+
+
+@dataclass
+class DemoWorld:
+    state_dir: Path
+    hub: Hub
+    hub_url: str
+    keys: dict[str, SigningKey]
+    adapter_urls: dict[str, str]
+    adapters: dict[str, Adapter]
+    console_passwords: dict[str, str]  # operator → password, for the console at /console/
+
+    def client(self, principal: str, session: aiohttp.ClientSession) -> HubClient:
+        return HubClient(self.hub_url, self.keys[principal], HUB_KEY_ID, self.hub.key.public_key, session)
+
+    def description(self) -> dict[str, Any]:
+        """world.json: enough for a client written from PROTOCOL.md alone to replay the scenario."""
+
+        def key_entry(principal: str) -> dict[str, str]:
+            return {"key_id": self.keys[principal].key_id, "private_key_path": f"keys/{principal}.pem"}
+
+        return {
+            "hub": {
+                "url": self.hub_url,
+                "key_id": HUB_KEY_ID,
+                "public_key_pem": public_key_pem(self.hub.key.public_key),
+            },
+            "agencies": [
+                {"id": agency, "adapter_url": url, **key_entry(agency)} for agency, url in self.adapter_urls.items()
+            ],
+            "operators": [
+                {
+                    "id": operator,
+                    "role": role,
+                    **key_entry(operator),
+                    **({"console_password": self.console_passwords[operator]} if role in CONSOLE_ROLES else {}),
+                }
+                for operator, role in OPERATORS.items()
+            ],
+            "scenario": [
+                {
+                    "name": case.name,
+                    "requester": case.requester,
+                    "request": case.request,
+                    "expect": {**case.expect, "problem": _problem_type(case.expect["problem"])},
+                }
+                for case in SCENARIO
+            ],
+        }
+
+
+def _problem_type(name: str | None) -> str | None:
+    return None if name is None else f"https://crossroads.example/problems/{name}"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def _serve(app: web.Application, port: int, **settings: Any) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None, **settings)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner
+
+
+@asynccontextmanager
+async def demo_world(state_dir: Path, database_url: str = "", **settings: Any) -> AsyncIterator[DemoWorld]:
+    """Generate keys, migrate the store, start the adapters and the hub, and seed the world.
+
+    `database_url` picks the store (SQLite in `state_dir` by default); `settings` override Config fields.
+    """
+    keys_dir = state_dir / "keys"
+    keys, hub_key = await asyncio.to_thread(_key_files, keys_dir)
+    hub_port = free_port()
+    config = Config(
+        state_dir=state_dir,
+        port=hub_port,
+        hub_key_path=keys_dir / "hub.pem",
+        hub_key_id=HUB_KEY_ID,
+        database_url=database_url,
+        **settings,
+    )
+    engine = create_engine(config.database)
+    await upgrade(engine)
+    await engine.dispose()
+    async with AsyncExitStack() as stack:
+        systems = await stack.enter_async_context(demo.legacy_systems(state_dir / "systems"))
+        adapter_urls: dict[str, str] = {}
+        adapters: dict[str, Adapter] = {}
+        for agency in demo.AGENCIES:
+            port = free_port()
+            adapter_urls[agency] = f"http://127.0.0.1:{port}"
+            adapters[agency] = demo.build_adapter(
+                agency,
+                Adapter(agency, keys[agency], HUB_KEY_ID, hub_key.public_key, adapter_urls[agency]),
+                systems,
+            )
+            stack.push_async_callback((await _serve(adapters[agency].app(), port)).cleanup)
+        hub = await stack.enter_async_context(open_hub(config))
+        await load_world(hub, _seed(keys, adapter_urls), actor="demo", reason="demo world")
+        passwords = await _console_passwords(hub)
+        stack.push_async_callback((await _serve(build_app(config, hub), hub_port, **server_settings(config))).cleanup)
+        yield DemoWorld(state_dir, hub, config.url, keys, adapter_urls, adapters, passwords)
+
+
+async def _console_passwords(hub: Hub) -> dict[str, str]:
+    """A console password for each demo operator who may use the console."""
+    at, passwords = datetime.now(UTC), {}
+    for operator, role in OPERATORS.items():
+        if role in CONSOLE_ROLES:
+            password, hashed = await asyncio.to_thread(_demo_credentials, operator)
+            await hub.console.set_password(operator, hashed, at)
+            passwords[operator] = password
+    return passwords
+
+
+@cache
+def _demo_credentials(operator: str) -> tuple[str, str]:
+    """A random password and its Argon2id hash, made once per process: hashing takes a good part of a second
+    on purpose, and a process (the test suite) may start many demo worlds."""
+    password = secrets.token_urlsafe(12)
+    return password, hash_password(password)
+
+
+def _key_files(keys_dir: Path) -> tuple[dict[str, SigningKey], SigningKey]:
+    """Every principal's key and the hub's, created on first use."""
+    keys_dir.mkdir(parents=True, exist_ok=True)
+    keys = {name: load_or_create(keys_dir / f"{name}.pem", f"{name}-2026") for name in [*demo.AGENCIES, *OPERATORS]}
+    return keys, load_or_create(keys_dir / "hub.pem", HUB_KEY_ID)
+
+
+def _seed(keys: dict[str, SigningKey], adapter_urls: dict[str, str]) -> dict[str, Any]:
+    def key_list(name: str) -> list[dict[str, str]]:
+        return [{"key_id": keys[name].key_id, "public_key_pem": public_key_pem(keys[name].public_key)}]
+
+    return {
+        "categories": [{"name": name, "description": text} for name, text in demo.CATEGORIES.items()],
+        "purposes": [
+            {"name": name, "description": text, "confidential": name in EMBARGOES, "embargo_days": EMBARGOES.get(name)}
+            for name, text in demo.PURPOSES.items()
+        ],
+        "agencies": [
+            {
+                "id": agency,
+                "name": spec["name"],
+                "adapter_url": adapter_urls[agency],
+                "roles": spec["roles"],
+                "keys": key_list(agency),
+            }
+            for agency, spec in demo.AGENCIES.items()
+        ],
+        "operators": [
+            {"id": name, "name": name.replace("-", " ").title(), "role": role, "keys": key_list(name)}
+            for name, role in OPERATORS.items()
+        ],
+        "holdings": demo.holdings(),
+        "relationships": [
+            {"agency": agency, "capacity": capacity, "subjects": subjects}
+            for agency, capacity, subjects in demo.RELATIONSHIPS
+        ],
+        "rules": [rule.as_json() for rule in parse_csv(RULES.read_text()).rules],
+        "consents": [
+            {
+                "subject": demo.SOFIE,
+                "grantee": "family-benefits",
+                "categories": ["income"],
+                "purposes": ["benefit-eligibility"],
+                "evidence": "paper form 2026/0412, Ghent office",
+                "channel": "paper",
+            },
+            {
+                "subject": demo.JAN,
+                "grantee": "family-benefits",
+                "categories": ["income"],
+                "purposes": ["benefit-eligibility"],
+                "evidence": "portal session 2026-03-02/118",
+                "channel": "portal",
+                "notice_version": "2026-1",
+            },
+        ],
+        "refusals": [{"subject": demo.JAN, "agency": "family-benefits", "channel": "counter"}],
+    }
+
+
+async def run_scenario(world: DemoWorld) -> list[str]:
+    """Broker every case; approve the grey review, give and withdraw Anna's consent and show the emergency
+    review in between; summarise the audit."""
+    async with aiohttp.ClientSession() as session:
+        lines = await _seeded(world, session)
+        for case in SCENARIO:
+            line, answer = await _run_case(world, session, case)
+            lines.append(line)
+            if answer.get("status") == "pending":
+                lines += await _approve_and_repeat(world, session, case, answer["review"])
+            if case.then == "consent-lifecycle":
+                lines += await _consent_lifecycle(world, session, case)
+            if case.then == "emergency-review":
+                lines += await _emergency_review(world, session, answer["emergency"]["review"])
+        lines += await _change_notification(world, session)
+        _, audit = await world.client("privacy-office", session).call("GET", "/v1/audit")
+    return lines + _audit_summary(audit["records"])
+
+
+async def _change_notification(world: DemoWorld, session: aiohttp.ClientSession) -> list[str]:
+    """Anna moves: the population register tells the hub, which tells the agencies that know her and may hear."""
+    inbox: dict[str, list[Notification]] = {agency: [] for agency in world.adapters}
+    for agency, adapter in world.adapters.items():
+        adapter.notifications(partial(_receive, inbox[agency]))
+    change = {"subject": demo.ANNA, "category": "civil-status", "event": "updated", "ref": "move-2026-1187"}
+    _, accepted = await world.client("population-register", session).call("POST", "/v1/notifications", change)
+    for _ in range(100):  # the outbox delivers within moments; wait at most ten seconds
+        if sum(len(notices) for notices in inbox.values()) >= accepted["recipients"]:
+            break
+        await asyncio.sleep(0.1)
+    told = sorted(agency for agency, notices in inbox.items() if notices)
+    untold = sorted(agency for agency, notices in inbox.items() if not notices and agency != "population-register")
+    return [
+        f"{'notification':<14} population-register: {demo.ANNA}'s civil status changed → "
+        f"{accepted['recipients']} recipients; delivered to {', '.join(told)}",
+        f"{'':<14} not told: {', '.join(untold)} (no relationship, or no rule to hear about civil status)",
+    ]
+
+
+async def _receive(inbox: list[Notification], notice: Notification) -> None:
+    inbox.append(notice)
+
+
+async def _seeded(world: DemoWorld, session: aiohttp.ClientSession) -> list[str]:
+    """The consents and refusals the world starts with, as the citizen portal reads them back."""
+    lines = []
+    for subject in (demo.SOFIE, demo.JAN):
+        _, history = await world.client("citizen-portal", session).call("GET", f"/v1/subjects/{subject}/consents")
+        for consent in history["consents"]:
+            lines.append(
+                f"{'consent':<14} {subject} lets {consent['grantee']} have {', '.join(consent['categories'])} for "
+                f"{', '.join(consent['purposes'])} ({consent['status']}, {consent['channel']}: {consent['evidence']})"
+            )
+        for refusal in history["refusals"]:
+            scope = "everything" if refusal["categories"] is None else ", ".join(refusal["categories"])
+            lines.append(
+                f"{'refusal':<14} {subject} refuses {refusal['agency']} {scope} "
+                f"({refusal['status']}, {refusal['channel']})"
+            )
+    return lines
+
+
+async def _approve_and_repeat(world: DemoWorld, session: aiohttp.ClientSession, case: Case, review: str) -> list[str]:
+    reason = "job-seeker allowance file open for this person"
+    await world.client("privacy-office", session).call(
+        "POST", f"/v1/reviews/{review}/decision", {"decision": "approve", "reason": reason}
+    )
+    repeat = Case(
+        "grey: the same, once approved",
+        case.requester,
+        {**case.request, "review": review},
+        {"status": 200, "zone": "grey", "problem": None},
+    )
+    line, _ = await _run_case(world, session, repeat)
+    return [f"{'review':<14} privacy-office approves review {review[:8]}: {reason}", line]
+
+
+async def _consent_lifecycle(world: DemoWorld, session: aiohttp.ClientSession, case: Case) -> list[str]:
+    """The person consents through the portal, the same exchange is delivered, the person withdraws with one
+    call, and the very next exchange is refused again."""
+    portal = world.client("citizen-portal", session)
+    consent = {
+        "subject": case.request["subject"],
+        "grantee": case.requester,
+        "categories": [case.request["category"]],
+        "purposes": [case.request["purpose"]],
+        "evidence": "signed online through the citizen portal",
+        "notice_version": "2026-1",
+    }
+    _, given = await portal.call("POST", "/v1/consents", consent)
+    delivered, _ = await _run_case(
+        world, session, Case("consent: after consent", case.requester, case.request, {"status": 200, "zone": "white"})
+    )
+    _, withdrawn = await portal.call("POST", f"/v1/consents/{given['consent']}/withdraw")
+    refused, _ = await _run_case(
+        world,
+        session,
+        Case("consent: after withdrawal", case.requester, case.request, {"status": 403, "zone": "white"}),
+    )
+    return [
+        f"{'consent given':<14} citizen-portal records consent {given['consent'][:8]} for "
+        f"{case.request['subject']} → {case.requester}: {case.request['category']}, {case.request['purpose']}",
+        delivered,
+        f"{'withdrawn':<14} citizen-portal withdraws consent {given['consent'][:8]} "
+        f"(one call, channel {withdrawn['withdrawn_channel']}): status {withdrawn['status']}",
+        refused,
+    ]
+
+
+async def _emergency_review(world: DemoWorld, session: aiohttp.ClientSession, review_id: str) -> list[str]:
+    """The review the emergency access opened, as the privacy officer finds it in the queue."""
+    _, queue = await world.client("privacy-office", session).call("GET", "/v1/reviews?status=pending")
+    [review] = [review for review in queue["reviews"] if review["review"] == review_id]
+    return [
+        f"{'review':<14} privacy-office finds {review['kind']} review {review_id[:8]} ({review['status']}) of "
+        f"{review['requester']}'s access, rule {review['rule_id']}: {review['justification']}"
+    ]
+
+
+async def _run_case(world: DemoWorld, session: aiohttp.ClientSession, case: Case) -> tuple[str, dict[str, Any]]:
+    """One exchange, sent as the case writes it, and its one-line outcome; the hub's answer (empty if refused)."""
+    request = case.request
+    asked = f"{case.requester} asks {request['category']} of {request['subject']} for {request['purpose']}"
+    if "emergency" in request:
+        asked += " in an emergency"
+    answer: dict[str, Any] = {}
+    try:
+        status, answer = await world.client(case.requester, session).call("POST", "/v1/exchanges", request)
+    except HubProblem as problem:
+        outcome, zone = f"{problem.status} {problem.name}", case.expect.get("zone") or "-"
+    else:
+        zone = answer["zone"]
+        if status == 202:
+            outcome = f"202 pending review {answer['review'][:8]}"
+        else:
+            outcome = f"200 from {answer['holder']}, fields: {', '.join(answer['data'])}"
+        if "emergency" in answer:
+            outcome += f"; review {answer['emergency']['review'][:8]} opened"
+    expected = case.expect["status"]
+    mark = "" if outcome.startswith(str(expected)) else f"  (UNEXPECTED: wanted {expected})"
+    return f"{zone:<14} {asked} → {outcome}{mark}", answer
+
+
+def _audit_summary(records: list[dict[str, Any]]) -> list[str]:
+    exchanges = [record for record in records if record["kind"] == "exchange"]
+    outcomes = Counter(record["outcome"] for record in records)
+    lines = [
+        "",
+        f"audit: {len(records)} records committed, {len(exchanges)} of them exchanges; by outcome: "
+        + ", ".join(f"{outcome} {count}" for outcome, count in sorted(outcomes.items())),
+    ]
+    for record in exchanges:
+        lines.append(
+            f"  #{record['seq']:<3} {record['requester']:<20} {record['category'] or '-':<18} "
+            f"{record['outcome']:<9} {record['reason'] or record['zone'] or '-':<21} "
+            f"rule {record['rule_id'] or '-':<13} v{record['policy_version'] or '-'} "
+            f"consent {(record['consent_id'] or '-')[:8]:<8} review {(record['review_id'] or '-')[:8]:<8} "
+            f"{'EMERGENCY ' if record['emergency'] else ''}"
+            f"{record['response_digest'][:19]}"
+        )
+    return lines
+
+
+async def run_demo(state_dir: Path) -> None:
+    async with demo_world(state_dir) as world:
+        print(
+            f"Crossroads demo: hub at {world.hub_url}, {len(world.adapter_urls)} agency adapters, "
+            f"store {world.hub.config.database}"
+        )
+        for line in await run_scenario(world):
+            print(line)
+
+
+async def serve_demo(state_dir: Path) -> None:
+    """Start the world, write world.json, print `ready`, and run until interrupted."""
+    async with demo_world(state_dir) as world:
+        (state_dir / "world.json").write_text(json.dumps(world.description(), indent=2))
+        print("ready", flush=True)  # the first line: what a script starting the demo waits for
+        print(f"console: {world.hub_url}/console/", flush=True)
+        for operator, password in world.console_passwords.items():
+            print(f"  {operator} ({OPERATORS[operator].replace('_', ' ')}): password {password}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()

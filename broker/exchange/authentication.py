@@ -1,0 +1,69 @@
+"""Who is calling: verify the request's RFC 9421 signature, its key, its freshness and its nonce,
+then check that the principal is active and that its role may call the endpoint (through Casbin).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from broker.audit.log import AuditEntry
+from broker.base import errors
+from broker.base.signing import Request, SignatureProblem, check_created, read_signature_input, verify_request
+from broker.exchange.replay import NonceAlreadySeen, NonceStore
+from directory.store import DirectoryStore, key_refusal
+from policies.service import OperatorGate
+
+
+@dataclass(frozen=True)
+class Principal:
+    kind: str  # "agency" or "operator"
+    id: str
+    role: str  # "agency" for agencies; the operator's role otherwise
+    key_id: str
+
+
+class Authenticator:
+    def __init__(self, directory: DirectoryStore, nonces: NonceStore, gate: OperatorGate, public_url: str) -> None:
+        self._directory = directory
+        self._nonces = nonces
+        self._gate = gate
+        self._public_url = public_url.rstrip("/")
+
+    async def authenticate(
+        self, method: str, path_qs: str, headers: Mapping[str, str], body: bytes, entry: AuditEntry
+    ) -> Principal:
+        at = datetime.now(UTC)
+        try:
+            signature = read_signature_input(headers)
+            entry.key_id = signature.key_id
+            key = await self._directory.key(signature.key_id)
+            refusal = key_refusal(key, at)
+            if refusal is not None or key is None:
+                raise errors.UnknownKey(f"key {signature.key_id!r}: {refusal}")
+            entry.requester = key.principal_id
+            check_created(signature.created, at.timestamp())
+            verify_request(Request(method, self._public_url + path_qs, headers), body, signature, key.public_key)
+        except SignatureProblem as problem:
+            raise errors.SIGNATURE_PROBLEMS[problem.kind](problem.detail) from problem
+        try:
+            await self._nonces.remember(signature.key_id, signature.nonce or "", at)
+        except NonceAlreadySeen as seen:
+            raise errors.Replay(f"nonce already used with key {signature.key_id!r}") from seen
+        return await self._principal(key.principal_kind, key.principal_id, key.key_id)
+
+    async def _principal(self, kind: str, principal_id: str, key_id: str) -> Principal:
+        if kind == "agency":
+            agency = await self._directory.agency(principal_id)
+            if agency is None or agency.status != "active":
+                raise errors.Suspended(f"agency {principal_id!r} is suspended")
+            return Principal("agency", principal_id, "agency", key_id)
+        operator = await self._directory.operator(principal_id)
+        if operator is None or operator.status != "active":
+            raise errors.Suspended(f"operator {principal_id!r} is suspended")
+        return Principal("operator", principal_id, operator.role, key_id)
+
+    def authorize(self, principal: Principal, route: str, method: str) -> None:
+        if not self._gate.allows(principal.role, route, method):
+            raise errors.Forbidden(f"{principal.role} {principal.id!r} may not call {method} {route}")

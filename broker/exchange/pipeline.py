@@ -1,0 +1,258 @@
+"""The exchange pipeline: the I/O around the pure gates of broker/exchange/gates.py, in PROTOCOL.md's order.
+
+1. authenticate (broker/http/middleware.py, before any handler);
+2. validate the request;
+3. check the purpose and the requester's relationship with the subject;
+4. find the holder in the directory;
+5. apply the sharing policy: black stops, grey waits for a privacy officer's review (PendingReview);
+6. check consent where the rule requires it, or let an emergency access through where the rule allows one;
+7. forward to the holder's adapter, which verifies the holder's signed answer (broker/exchange/forwarding.py);
+8. commit the audit record and reply: the audit middleware's, the same for every endpoint, so the answer
+   (Delivered) leaves only after its record is committed.
+
+A step that stops the exchange raises its problem (broker.base.errors): refusals are the protocol's vocabulary.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from time import perf_counter
+from typing import Any
+
+from broker.audit.log import AuditEntry, AuditLog
+from broker.base import errors
+from broker.exchange.forwarding import HolderClient
+from broker.exchange.gates import (
+    BrokenGlass,
+    ExchangeRequest,
+    consent_gate,
+    emergency_gate,
+    seconds_to_next_day,
+    validate,
+    zone_gate,
+)
+from consent.matching import Refusal, blocking_refusal
+from consent.service import ConsentService
+from directory.store import AgencyEntry, DirectoryStore
+from policies.reviews import Review, ReviewStore
+from policies.rules import Decision, minimise
+from policies.service import PolicyService
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """The holder's answer, minimised to the fields the rule allows, for the requester."""
+
+    answer: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PendingReview:
+    """A grey-zone exchange waiting for a privacy officer's decision; the answer names the review."""
+
+    answer: dict[str, Any]
+
+
+Outcome = Delivered | PendingReview
+
+
+class ExchangePipeline:
+    def __init__(
+        self,
+        directory: DirectoryStore,
+        policies: PolicyService,
+        consents: ConsentService,
+        reviews: ReviewStore,
+        holders: HolderClient,
+        audit: AuditLog,
+        emergency_per_day: int,
+    ) -> None:
+        self._directory = directory
+        self._policies = policies
+        self._consents = consents
+        self._reviews = reviews
+        self._holders = holders
+        self._audit = audit
+        self._emergency_per_day = emergency_per_day
+
+    async def run(self, requester: str, document: dict[str, Any], entry: AuditEntry) -> Outcome:
+        """The exchange `requester` asks for in `document`, its steps recorded on `entry`."""
+        at = datetime.now(UTC)
+        entry.exchange = str(uuid.uuid4())
+        request = validate(document)
+        entry.subject, entry.category, entry.purpose = request.subject, request.category, request.purpose
+        entry.emergency = request.emergency is not None
+        await self.check_purpose(request)
+        await self._directory.prefetch(requester, request.subject, request.category)  # the next two steps' rows
+        await self.check_relationship(requester, request, at)
+        holder = await self.find_holder(request, at)
+        entry.holder = holder.id
+        decision = await self._policies.decide(requester, request.category, request.purpose)
+        entry.zone, entry.policy_version = decision.zone, decision.version
+        entry.rule_id = None if decision.rule is None else decision.rule.id
+        entry.fields = None if decision.fields is None else list(decision.fields)
+        zone_gate(decision)
+        emergency_gate(decision, request)
+        if decision.zone == "grey":
+            entry.review_id = request.review
+            review = await self.grey_review(requester, request, decision, entry.exchange, at)
+            entry.review_id = review.id
+            if review.status == "pending":
+                return PendingReview(
+                    {"exchange": entry.exchange, "zone": "grey", "review": review.id, "status": "pending"}
+                )
+        glass = await self.check_consent(requester, request, decision, entry, at)
+        data = await self.forward(requester, request, holder, entry)
+        answer = {
+            "exchange": entry.exchange,
+            "zone": decision.zone,
+            "holder": holder.id,
+            "data": minimise(data, decision.fields),
+        }
+        if glass is not None:
+            answer["emergency"] = await self.emergency_review(requester, request, decision, entry, glass, at)
+        return Delivered(answer)
+
+    async def check_purpose(self, request: ExchangeRequest) -> None:
+        if not await self._directory.purpose_exists(request.purpose):
+            raise errors.UnknownPurpose(f"purpose {request.purpose!r} is not registered")
+
+    async def check_relationship(self, requester: str, request: ExchangeRequest, at: datetime) -> None:
+        if await self._directory.relationship(requester, request.subject, at) is None:
+            raise errors.NoRelationship(f"{requester!r} has no current relationship with this subject")
+
+    async def find_holder(self, request: ExchangeRequest, at: datetime) -> AgencyEntry:
+        if not await self._directory.category_exists(request.category):
+            raise errors.UnknownCategory(f"category {request.category!r} is not registered")
+        holders = await self._directory.holders(request.subject, request.category, at)
+        if not holders:
+            raise errors.NoHolder(f"no active agency holds {request.category!r} for this subject")
+        return holders[0]
+
+    async def grey_review(
+        self, requester: str, request: ExchangeRequest, decision: Decision, exchange: str, at: datetime
+    ) -> Review:
+        """A new pending review, the still-pending one named, or the approved one spent on this exchange."""
+        if request.review is None:
+            return await self.open_review(requester, request, decision, exchange, at)
+        review = await self._reviews.get(request.review)
+        if (
+            review is None
+            or review.kind != "grey"  # an emergency review judges an access after the fact; it never allows one
+            or not review.covers(requester, request.subject, request.category, request.purpose)
+        ):
+            raise errors.UnknownReview(f"no review {request.review!r} for this requester, subject and question")
+        if review.status == "rejected":
+            raise errors.ReviewRejected(f"review rejected: {review.decision_reason}")
+        if review.status == "pending":
+            return review
+        if not await self._reviews.use(review.id, exchange, at):
+            raise errors.ReviewExpired("an approved review allows one exchange within its validity")
+        return review
+
+    async def open_review(
+        self, requester: str, request: ExchangeRequest, decision: Decision, exchange: str, at: datetime
+    ) -> Review:
+        assert decision.rule is not None  # noqa: S101 -- a grey zone is always a rule's
+        review = Review(
+            str(uuid.uuid4()),
+            exchange,
+            requester,
+            request.subject,
+            request.category,
+            request.purpose,
+            decision.rule.id,
+            decision.version,
+            request.justification,
+            "pending",
+            at,
+        )
+        await self._reviews.open(review)
+        return review
+
+    async def check_consent(
+        self, requester: str, request: ExchangeRequest, decision: Decision, entry: AuditEntry, at: datetime
+    ) -> BrokenGlass | None:
+        """Where the rule requires consent: a refusal stops the exchange, else the most specific covering
+        consent lets it go on. A rule needing no consent (a legal mandate) is not subject to refusals.
+
+        An emergency access goes on without consent, counted against the requester's daily allowance, even
+        over a refusal: the refusal it overrides is named in the audit record and in the review to come.
+        The store is read afresh for every exchange, so a withdrawal made on any hub process counts at once.
+        """
+        if request.emergency is None and not decision.consent:
+            return None
+        consents, refusals = (
+            await self._consents.for_exchange(request.subject, requester) if decision.consent else ([], [])
+        )
+        if request.emergency is not None:
+            assert entry.exchange is not None  # noqa: S101 -- run() set them before this step; for the type checker
+            refusal = blocking_refusal(refusals, requester, request.category, at)
+            entry.consent_id = None if refusal is None else refusal.id
+            used = await self._consents.use_emergency(requester, entry.exchange, at, self._emergency_per_day)
+            if used is None:
+                raise errors.EmergencyLimit(
+                    f"{requester!r} has used its {self._emergency_per_day} emergency accesses for today (UTC)",
+                    headers={"Retry-After": str(seconds_to_next_day(at))},
+                )
+            return BrokenGlass(refusal, self._emergency_per_day - used)
+        verdict = consent_gate(consents, refusals, requester, request, at)
+        entry.consent_id = verdict.id
+        if isinstance(verdict, Refusal):
+            scope = "everything" if verdict.categories is None else f"{request.category!r}"
+            raise errors.ConsentRefused(f"the subject refused sharing {scope} with {requester!r}")
+        return None
+
+    async def forward(
+        self, requester: str, request: ExchangeRequest, holder: AgencyEntry, entry: AuditEntry
+    ) -> dict[str, Any]:
+        await self._audit.reserve(entry)
+        started = perf_counter()
+        try:
+            return await self._holders.records(
+                holder,
+                {
+                    "exchange": entry.exchange,
+                    "requester": requester,
+                    "subject": request.subject,
+                    "category": request.category,
+                    "purpose": request.purpose,
+                    "params": request.params,
+                },
+            )
+        finally:
+            entry.holder_ms = (perf_counter() - started) * 1000
+
+    async def emergency_review(
+        self,
+        requester: str,
+        request: ExchangeRequest,
+        decision: Decision,
+        entry: AuditEntry,
+        glass: BrokenGlass,
+        at: datetime,
+    ) -> dict[str, Any]:
+        """Open the after-the-fact review a privacy officer makes of a delivered emergency access; what the
+        answer says about it."""
+        assert decision.rule is not None and request.emergency is not None and entry.exchange is not None  # noqa: S101 -- run() set them before this step; for the type checker
+        overridden = glass.overridden
+        note = "" if overridden is None else f" [the subject had refused this sharing: refusal {overridden.id}]"
+        review = Review(
+            str(uuid.uuid4()),
+            entry.exchange,
+            requester,
+            request.subject,
+            request.category,
+            request.purpose,
+            decision.rule.id,
+            decision.version,
+            f"emergency: {request.emergency}{note}",
+            "pending",
+            at,
+            kind="emergency",
+        )
+        await self._reviews.open(review)
+        entry.review_id = review.id
+        return {"review": review.id, "remaining_today": glass.remaining}

@@ -1,0 +1,164 @@
+"""The API's one middleware, which every signed call goes through.
+
+It reads the body within its limit, authenticates and authorises the caller and runs the handler, as an
+audited call (broker/audit/call.py): any error becomes an RFC 9457 problem, and nothing leaves before the
+call's audit record is committed (if the log cannot be written the answer is a 503 problem instead). Then it
+signs the answer.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from http_message_signatures.exceptions import HTTPMessageSignaturesException
+
+from broker.appkeys import AUDIT, BODY, HUB, PRINCIPAL
+from broker.audit.call import audited
+from broker.audit.log import AuditEntry, digest, outcome_for
+from broker.base import errors, wire
+from broker.base.signing import Request, sign_response
+from broker.exchange.authentication import Principal
+from broker.hub import Hub
+
+log = structlog.get_logger("crossroads.http")
+
+# Operations endpoints answer anyone, unsigned and unaudited: they carry no subject's data.
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/metrics"})
+PROBLEM_JSON = "application/problem+json"
+
+
+def kind_of(path: str) -> str:
+    """The audit record kind of a call, from its path: `exchange`, `consent`, `policy`, `review`, ..."""
+    parts = path.strip("/").split("/")
+    if len(parts) >= 2 and parts[0] == "v1":
+        return {
+            "exchanges": "exchange",
+            "consents": "consent",
+            "refusals": "consent",
+            "subjects": "subject",
+            "policies": "policy",
+            "reviews": "review",
+            "audit": "audit",
+            "notifications": "notification",
+            "agencies": "key",
+        }.get(parts[1], "http")
+    return "http"
+
+
+def problem_response(problem: errors.Problem, exchange: str | None) -> web.Response:
+    document = problem.document()
+    if exchange is not None:
+        document["exchange"] = exchange
+    response = web.json_response(document, status=problem.status, content_type=PROBLEM_JSON)
+    response.headers.update(problem.headers)
+    return response
+
+
+@web.middleware
+async def respond(request: web.Request, handler: Handler) -> web.StreamResponse:
+    hub = request.app[HUB]
+    if request.path in OPEN_PATHS and request.method in ("GET", "HEAD"):
+        try:
+            return sign(hub, await handler(request), bound=None)
+        except errors.Problem as unready:
+            return sign(hub, problem_response(unready, None), bound=None)
+    entry = AuditEntry(at=datetime.now(UTC), kind=kind_of(request.path))
+    bound = Request(request.method, hub.config.url + request.raw_path)
+
+    async def call() -> web.Response:
+        nonlocal bound
+        wire.check_headers(request.raw_headers, hub.config.max_header_bytes)
+        body = await read_body(request)
+        entry.request_digest = digest(body)
+        principal = await hub.authenticator.authenticate(request.method, request.raw_path, request.headers, body, entry)
+        if "Content-Digest" in request.headers:
+            bound = Request(bound.method, bound.url, {"Content-Digest": request.headers["Content-Digest"]})
+        wire.check_target(request.raw_path, request.query)
+        hub.authenticator.authorize(principal, request.path, request.method)
+        throttle(hub, principal)
+        request[PRINCIPAL], request[BODY], request[AUDIT] = principal, body, entry
+        with occupying(hub, principal):
+            return whole(await handler(request))
+
+    response = await audited(hub.audit, entry, call, lambda problem: problem_response(problem, entry.exchange), settle)
+    hub.metrics.answered(entry.kind, entry.outcome, entry.zone, entry.latency_ms, entry.holder, entry.holder_ms)
+    log.info(
+        f"{entry.kind}.answered",
+        exchange=entry.exchange,
+        requester=entry.requester,
+        status=response.status,
+        outcome=entry.outcome,
+        reason=entry.reason,
+        zone=entry.zone,
+        latency_ms=entry.latency_ms,
+        request_digest=entry.request_digest,
+        response_digest=entry.response_digest,
+    )
+    return sign(hub, response, bound)
+
+
+def settle(entry: AuditEntry, response: web.Response) -> None:
+    entry.status = response.status
+    entry.outcome = outcome_for(response.status)
+    entry.response_digest = digest(_body(response))
+
+
+async def read_body(request: web.Request) -> bytes:
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge as error:
+        raise errors.TooLarge(f"the body exceeds {request.app[HUB].config.max_body_bytes} bytes") from error
+
+
+def throttle(hub: Hub, principal: Principal) -> None:
+    wait = hub.limiter.take(principal.id, time.monotonic())
+    if wait is not None:
+        raise errors.RateLimited(
+            f"{principal.id!r} exceeds {hub.limiter.rate:g} requests a second",
+            headers={"Retry-After": str(max(1, round(wait + 0.5)))},
+        )
+
+
+@contextmanager
+def occupying(hub: Hub, principal: Principal) -> Iterator[None]:
+    """Hold one of the principal's in-flight slots while its request is handled; none left is a 429."""
+    if not hub.concurrency.enter(principal.id):
+        raise errors.RateLimited(
+            f"{principal.id!r} already has {hub.concurrency.most} requests in the hub",
+            headers={"Retry-After": "1"},
+        )
+    try:
+        yield
+    finally:
+        hub.concurrency.leave(principal.id)
+
+
+def whole(response: web.StreamResponse) -> web.Response:
+    """Every answer of the API is a whole body, which its record's digest and its signature cover."""
+    if not isinstance(response, web.Response):
+        raise TypeError(f"the API answers whole bodies, not a {type(response).__name__}")
+    return response
+
+
+def _body(response: web.Response) -> bytes:
+    return response.body if isinstance(response.body, bytes) else b""
+
+
+def sign(hub: Hub, response: web.StreamResponse, bound: Request | None) -> web.StreamResponse:
+    """Sign the answer with the hub's key, bound to the request it answers where that can be expressed."""
+    response = whole(response)
+    body = _body(response)
+    headers = {"Content-Type": response.headers.get("Content-Type", response.content_type)}
+    try:
+        signed = sign_response(response.status, headers, body, hub.key, bound)
+    except HTTPMessageSignaturesException:
+        # A hostile request target may not be expressible in a signature base; sign the answer unbound.
+        signed = sign_response(response.status, headers, body, hub.key, None)
+    response.headers.update({name: value for name, value in signed.items() if name != "Content-Type"})
+    return response

@@ -1,0 +1,20 @@
+"""Every package's tables, imported so that `Base.metadata` describes the whole schema (for migrations and
+the check that migrations and models agree)."""
+
+import broker.accounts.models
+import broker.audit.log
+import broker.exchange.replay
+import broker.notifications.outbox
+import consent.models
+import directory.models
+import policies.models
+
+PACKAGES = (
+    broker.audit.log,
+    broker.accounts.models,
+    broker.notifications.outbox,
+    broker.exchange.replay,
+    consent.models,
+    directory.models,
+    policies.models,
+)
