@@ -7,7 +7,7 @@ The hub and the agency-side SDK share this module: requests are signed over
 Signature bases of the components PROTOCOL.md uses (`@method`, `@target-uri`, `@status`, plain header
 fields, `;req`) on plain URLs are built here directly (a fifth of the library's cost per message, which
 matters four times per exchange); any other component, parameter or URL goes through
-`http_message_signatures`, which tests/broker/test_signing.py checks this code against.
+`http_message_signatures`, which tests/base/test_signing.py checks this code against.
 """
 
 from __future__ import annotations

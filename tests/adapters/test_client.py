@@ -27,7 +27,7 @@ from adapters.server import RecordRequest
 from broker.base import errors
 from broker.base.signing import Request, SigningKey, generate_key, read_signature_input, sign_response
 from broker.cli.demo import SCENARIO, DemoWorld, demo_world, free_port
-from tests.broker.agencies import add_holder
+from tests.agencies import add_holder
 
 WHITE: dict[str, Any] = {"subject": ANNA, "category": "civil-status", "purpose": "benefit-eligibility"}
 GREY: dict[str, Any] = {"subject": JAN, "category": "employment-status", "purpose": "benefit-eligibility"}

@@ -21,8 +21,8 @@ from adapters.server import RecordRequest
 from broker.audit import chain
 from broker.audit.log import AuditRecord, record_json
 from broker.cli.demo import SCENARIO, DemoWorld
-from tests.broker.agencies import add_holder
-from tests.broker.test_exchanges import FAIL_AUDIT
+from tests.agencies import add_holder
+from tests.exchange.test_exchanges import FAIL_AUDIT
 
 CIVIL = {"category": "civil-status", "purpose": "benefit-eligibility"}
 RECORDS = AuditRecord.__table__

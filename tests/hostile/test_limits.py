@@ -22,7 +22,7 @@ from adapters.server import RecordRequest
 from broker.base.signing import SigningKey, generate_key
 from broker.cli.demo import HUB_KEY_ID, DemoWorld, demo_world
 from broker.exchange.limits import ConcurrencyCap
-from tests.broker.agencies import add_holder, register
+from tests.agencies import add_holder, register
 from tests.hostile.forge import Signing, sign
 
 WHITE = {"subject": ANNA, "category": "civil-status", "purpose": "benefit-eligibility"}

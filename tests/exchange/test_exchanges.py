@@ -20,7 +20,7 @@ from adapters.examples.demo_agencies import ANNA, JAN, PIETER, SOFIE
 from adapters.server import RecordRequest
 from broker.base.signing import Request, Response, SigningKey, generate_key, sign_request, verify_response
 from broker.cli.demo import SCENARIO, DemoWorld, demo_world, free_port
-from tests.broker.agencies import add_holder, register, serve
+from tests.agencies import add_holder, register, serve
 
 WHITE = {"subject": ANNA, "category": "civil-status", "purpose": "benefit-eligibility"}
 

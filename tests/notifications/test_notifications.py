@@ -23,7 +23,7 @@ from broker.config import Config
 from broker.hub import open_hub
 from broker.notifications.fanout import backoff, exhausted, recipients
 from tests import postgres
-from tests.broker.agencies import serve
+from tests.agencies import serve
 
 CHANGE = {"subject": ANNA, "category": "civil-status", "event": "updated", "ref": "pop-2026-118"}
 FAST = {"notification_backoff_s": 0.05, "notification_backoff_cap_s": 0.1, "notification_poll_s": 0.05}
