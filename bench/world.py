@@ -134,11 +134,25 @@ def directory_rows(rows: int) -> Iterator[tuple[str, list[dict[str, Any]]]]:
         requesters, categories = _subject_rows(index)
         for category in categories:
             holdings.append(
-                {"holder": holder_of(category), "category": category, "subject": subject, "valid_from": SINCE}
+                {
+                    "holder": holder_of(category),
+                    "category": category,
+                    "subject": subject,
+                    "valid_from": SINCE,
+                    "declared_at": SINCE,
+                    "declared_by": "bench",
+                }
             )
         for requester in requesters:
             relationships.append(
-                {"agency": requester, "subject": subject, "capacity": "beneficiary", "valid_from": SINCE}
+                {
+                    "agency": requester,
+                    "subject": subject,
+                    "capacity": "beneficiary",
+                    "valid_from": SINCE,
+                    "declared_at": SINCE,
+                    "declared_by": "bench",
+                }
             )
         if len(holdings) >= CHUNK:
             yield Holding.__tablename__, holdings

@@ -16,6 +16,7 @@ from broker.base.store import StoreUnavailable
 from consent.service import ConsentInvalid
 from consent.store import AlreadyEnded
 from directory.keys import KeyInvalid
+from directory.references import DeclarationInvalid
 from directory.store import KeyConflict
 from policies.reviews import ReviewNotPending
 from policies.rules import RuleInvalid
@@ -39,6 +40,7 @@ def _not_pending(error: ReviewNotPending) -> errors.Problem:
 DOMAIN: dict[type[Exception], Callable[[Any], errors.Problem]] = {
     ConsentInvalid: lambda error: errors.Invalid(str(error)),
     KeyInvalid: lambda error: errors.Invalid(str(error)),
+    DeclarationInvalid: lambda error: errors.Invalid(str(error)),
     RuleInvalid: lambda error: errors.Invalid(str(error)),
     KeyConflict: lambda error: errors.Conflict(str(error)),
     AlreadyEnded: lambda error: errors.Conflict(str(error)),

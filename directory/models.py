@@ -1,4 +1,10 @@
-"""Directory tables. Only directory/store.py reads or writes them."""
+"""Directory tables. Only directory/ reads or writes them.
+
+Holdings and relationships are declarations, never changed once written: a reference is named by its owner,
+subject, category or capacity and start (`valid_from`); declaring it again with another end appends a row, and
+the newest row of a reference is what it is (directory/references.py). So the directory as it stood at any
+moment can be read back (`declared_at`), and who said so (`declared_by`).
+"""
 
 from __future__ import annotations
 
@@ -74,8 +80,18 @@ class Purpose(Base):
     embargo_days: Mapped[int | None]
 
 
+class Capacity(Base):
+    """A registered capacity in which an agency has a subject as a client: `beneficiary`, `employee`, `patient`."""
+
+    __tablename__ = "capacities"
+
+    name: Mapped[str] = mapped_column(String(63), primary_key=True)
+    description: Mapped[str] = mapped_column(String(500), default="")
+
+
 class Holding(Base):
-    """Agency `holder` holds `category` for `subject` during [valid_from, valid_until)."""
+    """Agency `holder` holds `category` for `subject` during [valid_from, valid_until), as declared at
+    `declared_at` by `declared_by`."""
 
     __tablename__ = "holdings"
     __table_args__ = (Index(None, "subject", "category"),)
@@ -86,10 +102,13 @@ class Holding(Base):
     subject: Mapped[str] = mapped_column(String(64))
     valid_from: Mapped[datetime]
     valid_until: Mapped[datetime | None]
+    declared_at: Mapped[datetime]
+    declared_by: Mapped[str] = mapped_column(String(128))
 
 
 class Relationship(Base):
-    """Agency `agency` has `subject` as a client in `capacity` during [valid_from, valid_until)."""
+    """Agency `agency` has `subject` as a client in `capacity` during [valid_from, valid_until), as declared at
+    `declared_at` by `declared_by`."""
 
     __tablename__ = "relationships"
     __table_args__ = (Index(None, "agency", "subject"), Index(None, "subject"))
@@ -100,3 +119,5 @@ class Relationship(Base):
     capacity: Mapped[str] = mapped_column(String(63))
     valid_from: Mapped[datetime]
     valid_until: Mapped[datetime | None]
+    declared_at: Mapped[datetime]
+    declared_by: Mapped[str] = mapped_column(String(128))

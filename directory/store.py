@@ -21,6 +21,7 @@ from broker.base.store import Lane
 from directory.keys import KeyRecord, KeyRegistration, retirement
 from directory.models import (
     Agency,
+    Capacity,
     Category,
     DirectoryVersion,
     Holding,
@@ -262,6 +263,11 @@ class DirectoryStore:
                         embargo_days=item.get("embargo_days"),
                     )
                 )
+            for item in world.get("capacities", []):
+                await session.merge(Capacity(name=item["name"], description=item.get("description", "")))
+            declared = {item["name"] for item in world.get("capacities", [])}
+            for name in sorted({item["capacity"] for item in world.get("relationships", [])} - declared):
+                await session.merge(Capacity(name=name))
             for item in world.get("agencies", []):
                 await session.merge(
                     Agency(
@@ -293,6 +299,8 @@ class DirectoryStore:
                             subject=subject,
                             valid_from=_time(item.get("valid_from"), at),
                             valid_until=_time(item.get("valid_until")),
+                            declared_at=at,
+                            declared_by="world",
                         )
                     )
             for item in world.get("relationships", []):
@@ -304,6 +312,8 @@ class DirectoryStore:
                             capacity=item["capacity"],
                             valid_from=_time(item.get("valid_from"), at),
                             valid_until=_time(item.get("valid_until")),
+                            declared_at=at,
+                            declared_by="world",
                         )
                     )
             await _bump(session)

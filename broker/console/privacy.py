@@ -32,7 +32,20 @@ MAX_EXPORT = 10_000  # records one CSV export holds at most; a larger search is 
 SEARCH_FIELDS = (*FILTERS, "since", "until", "order", "limit")
 OUTCOMES = ("delivered", "recorded", "pending", "refused", "failed", "forwarding", "abandoned")
 ZONES = ("white", "grey", "black")
-KINDS = ("exchange", "consent", "subject", "policy", "review", "audit", "notification", "console", "http")
+KINDS = (
+    "exchange",
+    "directory",
+    "consent",
+    "subject",
+    "policy",
+    "review",
+    "registry",
+    "key",
+    "audit",
+    "notification",
+    "console",
+    "http",
+)
 
 
 def search_parameters(query: dict[str, str]) -> dict[str, str]:

@@ -36,6 +36,10 @@ PROBLEM_JSON = "application/problem+json"
 def kind_of(path: str) -> str:
     """The audit record kind of a call, from its path: `exchange`, `consent`, `policy`, `review`, ..."""
     parts = path.strip("/").split("/")
+    if len(parts) >= 4 and parts[:2] == ["v1", "agencies"] and parts[3] == "keys":
+        return "key"
+    if len(parts) >= 4 and parts[:2] == ["v1", "subjects"] and parts[3] in ("holders", "relationships"):
+        return "directory"
     if len(parts) >= 2 and parts[0] == "v1":
         return {
             "exchanges": "exchange",
@@ -46,7 +50,11 @@ def kind_of(path: str) -> str:
             "reviews": "review",
             "audit": "audit",
             "notifications": "notification",
-            "agencies": "key",
+            "agencies": "registry",
+            "categories": "registry",
+            "purposes": "registry",
+            "capacities": "registry",
+            "directory": "directory",
         }.get(parts[1], "http")
     return "http"
 

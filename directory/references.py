@@ -1,0 +1,122 @@
+"""Directory references as the agencies that know them declare them: reading a declaration (one call's body or
+one line of an import) into a `Declaration`, and from the declarations stored, what each reference is now or was
+at any moment. Pure functions of their inputs; the store (directory/store.py) does the reading and writing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from directory.names import NAME, SUBJECT
+
+Kind = Literal["relationship", "holding"]
+KINDS: tuple[Kind, ...] = ("relationship", "holding")
+NAMED_BY: dict[Kind, str] = {"relationship": "capacity", "holding": "category"}  # what a reference is about
+FIELDS = {"subject", "from", "until"}
+
+
+class DeclarationInvalid(ValueError):
+    """A declaration that cannot be stored as written; the message says why."""
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """`owner` has `subject` as a client in capacity `name` (a relationship), or holds category `name` for
+    `subject` (a holding), from `valid_from` until `valid_until` (open-ended: None)."""
+
+    kind: Kind
+    owner: str
+    subject: str
+    name: str
+    valid_from: datetime
+    valid_until: datetime | None = None
+
+    @property
+    def reference(self) -> tuple[Kind, str, str, str, datetime]:
+        """What names the reference: declaring it again with another end changes that reference."""
+        return self.kind, self.owner, self.subject, self.name, self.valid_from
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "agency": self.owner,
+            "subject": self.subject,
+            NAMED_BY[self.kind]: self.name,
+            "from": _rfc3339(self.valid_from),
+            "until": None if self.valid_until is None else _rfc3339(self.valid_until),
+        }
+
+
+@dataclass(frozen=True)
+class Stated:
+    """A declaration as stored: when the hub recorded it and on whose word."""
+
+    declaration: Declaration
+    declared_at: datetime
+    declared_by: str
+
+
+def parse_declaration(document: object, owner: str, kind: Kind | None = None) -> Declaration:
+    """The declaration `owner` makes in `document`: a call's body of the given `kind`, or with `kind` None an
+    import's line, which names its kind (`{"kind": "relationship", ...}`)."""
+    if not isinstance(document, dict):
+        raise DeclarationInvalid("a reference is a JSON object")
+    if kind is None:
+        kind = document.get("kind")
+        if kind not in KINDS:
+            raise DeclarationInvalid('kind must be "relationship" or "holding"')
+        document = {name: value for name, value in document.items() if name != "kind"}
+    named_by = NAMED_BY[kind]
+    unknown = sorted(set(document) - FIELDS - {named_by})
+    if unknown:
+        raise DeclarationInvalid(f"unknown fields for a {kind}: {', '.join(unknown)}")
+    subject, name = document.get("subject"), document.get(named_by)
+    if not isinstance(subject, str) or not SUBJECT.fullmatch(subject):
+        raise DeclarationInvalid("subject must be 1 to 64 characters of [0-9A-Za-z.-]")
+    if not isinstance(name, str) or not NAME.fullmatch(name):
+        raise DeclarationInvalid(f"{named_by} must be a name of [a-z0-9-], at most 63 characters")
+    valid_from = _moment(document.get("from"), "from")
+    if valid_from is None:
+        raise DeclarationInvalid("from is required: when the reference starts (RFC 3339 with offset)")
+    valid_until = _moment(document.get("until"), "until")
+    if valid_until is not None and valid_until <= valid_from:
+        raise DeclarationInvalid("until must be later than from: a period cannot end before it starts")
+    return Declaration(kind, owner, subject, name, valid_from, valid_until)
+
+
+def standing(stated: Iterable[Stated], as_of: datetime | None = None) -> list[Stated]:
+    """The newest declaration of each reference, among those recorded by `as_of` (all of them with None), in
+    the order given (oldest first): what the directory said of each reference at that moment."""
+    newest: dict[tuple[Kind, str, str, str, datetime], Stated] = {}
+    for item in stated:
+        if as_of is None or item.declared_at <= as_of:
+            newest[item.declaration.reference] = item
+    return list(newest.values())
+
+
+def in_force(declaration: Declaration, at: datetime) -> bool:
+    """Whether the reference holds at `at`: from its start (included) to its end (excluded)."""
+    return declaration.valid_from <= at and (declaration.valid_until is None or at < declaration.valid_until)
+
+
+def _moment(value: object, name: str) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise DeclarationInvalid(f"{name} must be an RFC 3339 date-time with offset, e.g. 2026-11-23T10:00:00Z")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError as error:
+        raise DeclarationInvalid(f"{name} must be an RFC 3339 date-time with offset") from error
+    if moment.tzinfo is None:
+        raise DeclarationInvalid(f"{name} needs a time zone offset")
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError as error:  # e.g. year 1 at +14:00 lies before the first representable instant
+        raise DeclarationInvalid(f"{name} is out of range") from error
+
+
+def _rfc3339(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
