@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test serve lint clean bench
+.PHONY: demo test serve lint clean bench bench-directory
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ $(VENV)/.bench-installed: $(STAMP)
 # BENCH_ARGS=--quick for a shorter run; see bench/README.md.
 bench: $(VENV)/.bench-installed
 	$(BIN)/python bench/brokering.py $(BENCH_ARGS)
+
+# The directory's benchmark (imports, declarations, exchanges over 10,000,000 rows); see bench/README.md.
+bench-directory: $(VENV)/.bench-installed
+	$(BIN)/python bench/references.py $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy && $(BIN)/lint-imports --no-cache

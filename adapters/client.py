@@ -9,7 +9,8 @@ import asyncio
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import aiohttp
 import structlog
@@ -18,7 +19,15 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from adapters.problems import HubProblem, PendingReview, problem_for
-from broker.base.signing import Request, Response, SignatureProblem, SigningKey, sign_request, verify_response
+from broker.base.signing import (
+    Request,
+    Response,
+    SignatureProblem,
+    SigningKey,
+    digest_file,
+    sign_request,
+    verify_response,
+)
 
 __all__ = ["ExchangeQuestion", "ExchangeResult", "HubClient", "HubProblem", "RetryPolicy", "UnverifiedAnswer"]
 
@@ -199,10 +208,32 @@ class HubClient:
             await asyncio.sleep(wait)
             attempt += 1
 
+    async def import_references(self, path: Path) -> dict[str, Any]:
+        """Send a file of this agency's references (NDJSON: one `{"kind": "relationship" | "holding", ...}` a
+        line) as one bulk import, streamed; the import as accepted (`{"import": id, "status"}`). Follow it with
+        `call("GET", f"/v1/directory/imports/{id}")`. Not retried: sending the file again changes nothing, though."""
+        digested = await asyncio.to_thread(digest_file, path)
+        url = self._hub_url + "/v1/directory/imports"
+        headers = sign_request("POST", url, digested, self._key, "application/x-ndjson")
+        file = await asyncio.to_thread(path.open, "rb")
+        try:
+            status, answer, answer_headers = await self._signed("POST", url, headers, file)
+        finally:
+            await asyncio.to_thread(file.close)
+        if status >= 400:
+            raise problem_for(status, answer, answer_headers)
+        return answer
+
     async def _send(self, method: str, path: str, body: bytes | None) -> tuple[int, dict[str, Any], Mapping[str, str]]:
         """One signed request (a fresh nonce each time) and its verified, bound answer."""
         url = self._hub_url + path
-        headers = sign_request(method, url, body, self._key)
+        return await self._signed(method, url, sign_request(method, url, body, self._key), body)
+
+    async def _signed(
+        self, method: str, url: str, headers: dict[str, str], body: bytes | BinaryIO | None
+    ) -> tuple[int, dict[str, Any], Mapping[str, str]]:
+        """A request already signed, sent, and its verified, bound answer."""
+        path = url.removeprefix(self._hub_url)
         # Sent exactly as signed: the hub rebuilds @target-uri from the raw path and query it receives.
         async with self._session.request(method, URL(url, encoded=True), data=body, headers=headers) as answer:
             answer_body = await answer.read()

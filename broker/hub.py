@@ -8,13 +8,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 
 import aiohttp
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from broker.accounts.store import ConsoleStore
-from broker.audit.log import AuditLog
+from broker.audit.call import audited
+from broker.audit.log import AuditEntry, AuditLog
 from broker.audit.sequencer import Sequencer, SequencerSettings
 from broker.base.caches import CacheSettings, Clock
 from broker.base.keyfiles import load_signing_key
@@ -32,6 +34,8 @@ from broker.notifications.service import DeliverySettings, DeliveryWorker, Notif
 from broker.schema.migrations import require_current_schema
 from consent.service import ConsentService
 from consent.store import ConsentStore
+from directory.imports import Importer, ImportJob, ImportStore
+from directory.registry import Registry
 from directory.store import DirectoryStore
 from policies.reviews import ReviewStore
 from policies.service import OperatorGate, PolicyService
@@ -59,6 +63,8 @@ class Hub:
     sequencer: Sequencer
     console: ConsoleStore  # operators' console passwords, sessions and failed sign-ins
     concurrency: ConcurrencyCap  # requests each principal has inside the hub
+    registry: Registry  # what administrators register: agencies, categories, purposes, capacities
+    imports: Importer  # bulk imports of references, applied in the background
 
 
 @asynccontextmanager
@@ -124,6 +130,14 @@ async def open_hub(config: Config, clock: Clock = time.monotonic) -> AsyncIterat
                 sequencer=sequencer,
                 console=ConsoleStore(sessions),
                 concurrency=ConcurrencyCap(config.in_flight_per_principal),
+                registry=Registry(sessions, directory.forget),
+                imports=Importer(
+                    ImportStore(sessions),
+                    directory,
+                    config.state_dir / "imports",
+                    config.import_batch,
+                    finished=partial(_import_finished, audit),
+                ),
             )
             worker = DeliveryWorker(
                 notifications.outbox,
@@ -140,10 +154,12 @@ async def open_hub(config: Config, clock: Clock = time.monotonic) -> AsyncIterat
                 asyncio.create_task(_follow_directory(hub)),
                 asyncio.create_task(_prune_nonces(hub)),
                 asyncio.create_task(worker.run()),
+                asyncio.create_task(_resume_imports(hub)),
             ]
             try:
                 yield hub
             finally:
+                await hub.imports.close()
                 for task in tasks:
                     task.cancel()
                 for task in tasks:
@@ -151,6 +167,29 @@ async def open_hub(config: Config, clock: Clock = time.monotonic) -> AsyncIterat
                         await task
     finally:
         await engine.dispose()
+
+
+async def _resume_imports(hub: Hub) -> None:
+    """Take up the imports this process holds the files of, at start and whenever one's worker stopped."""
+    while True:
+        try:
+            await hub.imports.resume()
+        except Exception as error:  # the store may be briefly unreachable; the next round tries again
+            log.warning("directory.imports_resume_failed", error=type(error).__name__)
+        await asyncio.sleep(30)
+
+
+async def _import_finished(audit: AuditLog, job: ImportJob) -> None:
+    """An import's end is a record of its own: the agency's, naming the import, once every line is applied."""
+    entry = AuditEntry(at=datetime.now(UTC), kind="directory", requester=job.agency, exchange=job.id)
+
+    def settle(entry: AuditEntry, _answer: None) -> None:
+        entry.status, entry.outcome, entry.reason = 200, "recorded", entry.reason or "import-done"
+
+    async def done() -> None:
+        return None
+
+    await audited(audit, entry, done, lambda _problem: None, settle)
 
 
 def _sequencer_settings(config: Config) -> SequencerSettings:

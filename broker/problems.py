@@ -17,6 +17,7 @@ from consent.service import ConsentInvalid
 from consent.store import AlreadyEnded
 from directory.keys import KeyInvalid
 from directory.references import DeclarationInvalid
+from directory.registry import RegistryConflict, RegistryInvalid
 from directory.store import KeyConflict
 from policies.reviews import ReviewNotPending
 from policies.rules import RuleInvalid
@@ -43,6 +44,8 @@ DOMAIN: dict[type[Exception], Callable[[Any], errors.Problem]] = {
     DeclarationInvalid: lambda error: errors.Invalid(str(error)),
     RuleInvalid: lambda error: errors.Invalid(str(error)),
     KeyConflict: lambda error: errors.Conflict(str(error)),
+    RegistryInvalid: lambda error: errors.Invalid(str(error)),
+    RegistryConflict: lambda error: errors.Conflict(str(error)),
     AlreadyEnded: lambda error: errors.Conflict(str(error)),
     PolicyEditRefused: lambda error: EDIT_REFUSED[error.why](str(error)),
     ReviewNotPending: _not_pending,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, false
+from sqlalchemy import BigInteger, ForeignKey, Index, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from broker.base.store import Base
@@ -121,3 +121,36 @@ class Relationship(Base):
     valid_until: Mapped[datetime | None]
     declared_at: Mapped[datetime]
     declared_by: Mapped[str] = mapped_column(String(128))
+
+
+class DirectoryImport(Base):
+    """A bulk import of one agency's references (an NDJSON file), applied a batch at a time: what it has read
+    (`position`, the byte offset of its next line; `lines`), applied and rejected so far, committed after
+    each batch, so that a restart resumes it where it stood or reports exactly that."""
+
+    __tablename__ = "directory_imports"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    agency: Mapped[str] = mapped_column(String(63), index=True)
+    declared_by: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16))  # queued, running, done, interrupted
+    body_digest: Mapped[str] = mapped_column(String(80))
+    size: Mapped[int] = mapped_column(BigInteger)
+    spool: Mapped[str] = mapped_column(String(1000))  # where the file is, for the process that accepted it
+    position: Mapped[int] = mapped_column(BigInteger, default=0)
+    lines: Mapped[int] = mapped_column(BigInteger, default=0)
+    applied: Mapped[int] = mapped_column(BigInteger, default=0)
+    rejected: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    lease_until: Mapped[datetime | None]  # a running import whose process stops is taken up after this
+
+
+class DirectoryImportRejection(Base):
+    """A line of an import that was not applied, and why."""
+
+    __tablename__ = "directory_import_rejections"
+
+    import_id: Mapped[str] = mapped_column(ForeignKey("directory_imports.id"), primary_key=True)
+    line: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    detail: Mapped[str] = mapped_column(String(500))

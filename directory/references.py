@@ -4,7 +4,7 @@ at any moment. Pure functions of their inputs; the store (directory/store.py) do
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Set
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -44,8 +44,8 @@ class Declaration:
             "agency": self.owner,
             "subject": self.subject,
             NAMED_BY[self.kind]: self.name,
-            "from": _rfc3339(self.valid_from),
-            "until": None if self.valid_until is None else _rfc3339(self.valid_until),
+            "from": rfc3339(self.valid_from),
+            "until": None if self.valid_until is None else rfc3339(self.valid_until),
         }
 
 
@@ -77,18 +77,35 @@ def parse_declaration(document: object, owner: str, kind: Kind | None = None) ->
         raise DeclarationInvalid("subject must be 1 to 64 characters of [0-9A-Za-z.-]")
     if not isinstance(name, str) or not NAME.fullmatch(name):
         raise DeclarationInvalid(f"{named_by} must be a name of [a-z0-9-], at most 63 characters")
-    valid_from = _moment(document.get("from"), "from")
+    valid_from = parse_moment(document.get("from"), "from")
     if valid_from is None:
         raise DeclarationInvalid("from is required: when the reference starts (RFC 3339 with offset)")
-    valid_until = _moment(document.get("until"), "until")
+    valid_until = parse_moment(document.get("until"), "until")
     if valid_until is not None and valid_until <= valid_from:
         raise DeclarationInvalid("until must be later than from: a period cannot end before it starts")
     return Declaration(kind, owner, subject, name, valid_from, valid_until)
 
 
+def refusal(declaration: Declaration, agencies: Set[str], names: Set[str]) -> str | None:
+    """Why the directory does not take `declaration` while `agencies` are the active registered agencies and
+    `names` the registered categories (holdings) or capacities (relationships) -- None when it does. The subject
+    and the period are checked again for declarations not read by `parse_declaration`: one the store cannot hold
+    would fail its whole batch."""
+    named_by = NAMED_BY[declaration.kind]
+    if declaration.owner not in agencies:
+        return f"agency {declaration.owner!r} is not an active registered agency"
+    if not SUBJECT.fullmatch(declaration.subject):
+        return "subject must be 1 to 64 characters of [0-9A-Za-z.-]"
+    if declaration.name not in names:
+        return f"{named_by} {declaration.name!r} is not registered"
+    if declaration.valid_until is not None and declaration.valid_until <= declaration.valid_from:
+        return "until must be later than from: a period cannot end before it starts"
+    return None
+
+
 def standing(stated: Iterable[Stated], as_of: datetime | None = None) -> list[Stated]:
     """The newest declaration of each reference, among those recorded by `as_of` (all of them with None), in
-    the order given (oldest first): what the directory said of each reference at that moment."""
+    the order given (the order the hub recorded them): what the directory said of each reference then."""
     newest: dict[tuple[Kind, str, str, str, datetime], Stated] = {}
     for item in stated:
         if as_of is None or item.declared_at <= as_of:
@@ -101,7 +118,8 @@ def in_force(declaration: Declaration, at: datetime) -> bool:
     return declaration.valid_from <= at and (declaration.valid_until is None or at < declaration.valid_until)
 
 
-def _moment(value: object, name: str) -> datetime | None:
+def parse_moment(value: object, name: str) -> datetime | None:
+    """`value`, an RFC 3339 date-time with an offset (or None), as a UTC datetime; `name` says what it is."""
     if value is None:
         return None
     if not isinstance(value, str):
@@ -118,5 +136,6 @@ def _moment(value: object, name: str) -> datetime | None:
         raise DeclarationInvalid(f"{name} is out of range") from error
 
 
-def _rfc3339(moment: datetime) -> str:
+def rfc3339(moment: datetime) -> str:
+    """A moment as the directory's answers write it: RFC 3339, UTC as `Z`."""
     return moment.isoformat().replace("+00:00", "Z")

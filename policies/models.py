@@ -38,7 +38,8 @@ class PolicyGroup(Base):
 
 
 class PolicyVersion(Base):
-    """A published rule set: who changed it, when and why, and the rules and groups as they then stood."""
+    """A published rule set: who changed it, when and why, and the rules and groups as they then stood;
+    `rollback_of` names the earlier version a rollback published again."""
 
     __tablename__ = "policy_versions"
 
@@ -47,6 +48,7 @@ class PolicyVersion(Base):
     actor: Mapped[str] = mapped_column(String(128))
     reason: Mapped[str] = mapped_column(String(1000))
     snapshot: Mapped[dict[str, Any]]
+    rollback_of: Mapped[int | None]
 
 
 class ReviewRecord(Base):

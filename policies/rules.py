@@ -8,7 +8,8 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import Iterable
+import secrets
+from collections.abc import Collection, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -86,15 +87,21 @@ def _name_or_any(data: dict[str, Any], field: str) -> str:
     return value
 
 
-def parse_rule(data: object) -> Rule:
-    """A rule from its JSON form (PROTOCOL.md), refusing anything that could not be enforced as written."""
+UNASSIGNED = ""  # the id of a rule being added without one, until the policy service assigns it
+
+
+def parse_rule(data: object, *, new: bool = False) -> Rule:
+    """A rule from its JSON form (PROTOCOL.md), refusing anything that could not be enforced as written. A `new`
+    rule (one being added) may leave out its id (or give null): it then has the id UNASSIGNED."""
     if not isinstance(data, dict):
         raise RuleInvalid("a rule is a JSON object")
     unknown = sorted(set(data) - RULE_FIELDS)
     if unknown:
         raise RuleInvalid(f"unknown rule fields: {', '.join(unknown)}")
     rule_id, requester, zone = (data.get(name) for name in ("id", "requester", "zone"))
-    if not isinstance(rule_id, str) or not RULE_ID.fullmatch(rule_id) or rule_id in GROUP_KINDS:
+    if new and rule_id is None:
+        rule_id = UNASSIGNED
+    elif not isinstance(rule_id, str) or not RULE_ID.fullmatch(rule_id) or rule_id in GROUP_KINDS:
         raise RuleInvalid("id must be 1 to 63 characters of [A-Za-z0-9._-]")
     if not isinstance(requester, str) or not REQUESTER.fullmatch(requester):
         raise RuleInvalid("requester must be agency:<id> or role:<name>")
@@ -178,6 +185,47 @@ def to_csv(policy: PolicyFile) -> str:
     return out.getvalue()
 
 
+def fresh_rule_id(taken: Collection[str]) -> str:
+    """An id for a rule added without one: `r-` and eight random hex digits, none of `taken`. Random rather than
+    the next number, so that the id of a removed rule is (all but) never given again: in history, one id names one
+    rule."""
+    while True:
+        rule_id = f"r-{secrets.token_hex(4)}"
+        if rule_id not in taken:
+            return rule_id
+
+
+Group = tuple[str, str, str]  # (kind, member, group)
+
+
+def group_json(group: Group) -> dict[str, str]:
+    kind, member, name = group
+    return {"kind": kind, "member": member, "group": name}
+
+
+def distinct_ids(rules: Iterable[Rule]) -> list[Rule]:
+    """The rules, refusing two with one id (one of them would silently be lost)."""
+    listed, seen = list(rules), set()
+    for rule in listed:
+        if rule.id in seen:
+            raise RuleInvalid(f"rule id {rule.id!r} is given twice")
+        seen.add(rule.id)
+    return listed
+
+
+def merged(current: PolicyFile, rules: Iterable[Rule], groups: Iterable[Group]) -> PolicyFile:
+    """`current` with `rules` added (a rule with the id of a current one replaces it in place) and `groups`
+    added: nothing of `current` is removed."""
+    incoming = {rule.id: rule for rule in distinct_ids(rules)}
+    kept = [incoming.pop(rule.id, rule) for rule in current.rules]
+    return PolicyFile([*kept, *incoming.values()], unique_groups([*current.groups, *groups]))
+
+
+def unique_groups(groups: Iterable[Group]) -> list[Group]:
+    """Each grouping once, in the order first given."""
+    return list(dict.fromkeys(groups))
+
+
 def diff(before: Iterable[Rule], after: Iterable[Rule]) -> dict[str, list[dict[str, Any]]]:
     """What a new version changed: rules added, removed, and changed (by id, with both forms)."""
     old, new = {rule.id: rule for rule in before}, {rule.id: rule for rule in after}
@@ -190,6 +238,24 @@ def diff(before: Iterable[Rule], after: Iterable[Rule]) -> dict[str, list[dict[s
             if old[rule_id] != new[rule_id]
         ],
     }
+
+
+def groups_diff(before: Iterable[Group], after: Iterable[Group]) -> dict[str, list[dict[str, str]]]:
+    """What a new version changed in the role and category groupings: those added and those removed."""
+    old, new = set(before), set(after)
+    return {
+        "groups_added": [group_json(group) for group in sorted(new - old)],
+        "groups_removed": [group_json(group) for group in sorted(old - new)],
+    }
+
+
+def changes(before: PolicyFile, after: PolicyFile) -> dict[str, list[dict[str, Any]]]:
+    """Everything a new version changes: rules added, removed and changed, groupings added and removed."""
+    return {**diff(before.rules, after.rules), **groups_diff(before.groups, after.groups)}
+
+
+def unchanged(difference: dict[str, list[dict[str, Any]]]) -> bool:
+    return not any(difference.values())
 
 
 def _flag(value: str) -> bool:

@@ -8,6 +8,7 @@ follows an edit within seconds. Concurrent misses of one question share one eval
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import threading
 from collections.abc import Awaitable, Callable
@@ -21,7 +22,21 @@ from cachetools import LRUCache
 from casbin.persist.adapter import Adapter, load_policy_line
 
 from broker.base.caches import CacheSettings, ReadThrough
-from policies.rules import ZONES, Decision, Rule, diff, most_specific_first
+from policies.rules import (
+    UNASSIGNED,
+    ZONES,
+    Decision,
+    Group,
+    PolicyFile,
+    Rule,
+    changes,
+    distinct_ids,
+    fresh_rule_id,
+    merged,
+    most_specific_first,
+    unchanged,
+    unique_groups,
+)
 from policies.store import PolicyConflict, PolicyStore, Proposal, RuleSet
 
 Exists = Callable[[str], Awaitable[bool]]
@@ -156,20 +171,57 @@ class PolicyService:
         reason: str,
         at: datetime,
         expected: int | None = None,
+        rollback_of: int | None = None,
     ) -> int:
         try:
-            version = await self._store.publish(rules, groups, actor, reason, at, expected)
+            version = await self._store.publish(rules, groups, actor, reason, at, expected, rollback_of)
         except PolicyConflict as error:
             raise PolicyEditRefused("conflicts", str(error)) from error
         await self.refresh()
         return version
 
-    async def add(self, rule: Rule, actor: str, reason: str, at: datetime) -> int:
+    async def add(self, rule: Rule, actor: str, reason: str, at: datetime) -> tuple[int, Rule]:
+        """Publish the rule set with `rule` added; the new version and the rule, with the id the hub gave it
+        when it came without one (UNASSIGNED)."""
         current = await self._store.current()
-        if any(existing.id == rule.id for existing in current.rules):
+        taken = {existing.id for existing in current.rules}
+        if rule.id == UNASSIGNED:
+            rule = dataclasses.replace(rule, id=fresh_rule_id(taken))
+        elif rule.id in taken:
             raise PolicyEditRefused("conflicts", f"a rule {rule.id!r} exists; remove it first or choose another id")
         await self._check_names(rule, current)
-        return await self.replace([*current.rules, rule], list(current.groups), actor, reason, at, current.version)
+        version = await self.replace([*current.rules, rule], list(current.groups), actor, reason, at, current.version)
+        return version, rule
+
+    async def planned(self, rules: list[Rule], groups: list[Group], *, merge: bool) -> tuple[RuleSet, PolicyFile]:
+        """The current rule set, and what it becomes when `rules` and `groups` are merged into it (`merge`: rules
+        added or replaced by id, groupings added, nothing removed) or replace it."""
+        current = await self._store.current()
+        if merge:
+            return current, merged(PolicyFile(list(current.rules), list(current.groups)), rules, groups)
+        return current, PolicyFile(distinct_ids(rules), unique_groups(groups))
+
+    async def load(
+        self,
+        rules: list[Rule],
+        groups: list[Group],
+        actor: str,
+        reason: str,
+        at: datetime,
+        *,
+        merge: bool = True,
+        expected: int | None = None,
+    ) -> int | None:
+        """Publish what a rule file asks (see `planned`) as one version; None when it changes nothing. With
+        `expected`, refuse unless the rules are still at that version (the one a diff was shown of)."""
+        current, target = await self.planned(rules, groups, merge=merge)
+        if expected is not None and current.version != expected:
+            raise PolicyEditRefused(
+                "conflicts", f"the rules changed meanwhile: version {current.version}, not {expected}"
+            )
+        if unchanged(changes(PolicyFile(list(current.rules), list(current.groups)), target)):
+            return None
+        return await self.replace(target.rules, target.groups, actor, reason, at, current.version)
 
     async def remove(self, rule_id: str, actor: str, reason: str, at: datetime) -> int:
         current = await self._store.current()
@@ -184,24 +236,29 @@ class PolicyService:
         if earlier is None:
             raise PolicyEditRefused("unknown", f"no policy version {number}")
         current = await self._store.version()
-        return await self.replace(list(earlier.rules), list(earlier.groups), actor, reason, at, current)
+        return await self.replace(
+            list(earlier.rules), list(earlier.groups), actor, reason, at, current, rollback_of=number
+        )
 
     async def history(self) -> list[dict[str, Any]]:
-        """Every version with who, when, why and what it changed against the one before."""
+        """Every version with who, when, why, what it changed against the one before (rules and groupings), and
+        for a rollback the version it published again."""
         versions = await self._store.versions()
-        previous: tuple[Rule, ...] = ()
+        previous = PolicyFile([], [])
         entries = []
         for version in versions:
+            now = PolicyFile(list(version.rules), list(version.groups))
             entries.append(
                 {
                     "version": version.version,
                     "created_at": version.created_at.isoformat(),
                     "actor": version.actor,
                     "reason": version.reason,
-                    "diff": diff(previous, version.rules),
+                    "rollback_of": version.rollback_of,
+                    "diff": changes(previous, now),
                 }
             )
-            previous = version.rules
+            previous = now
         return entries
 
     async def propose(self, proposal: Proposal) -> None:

@@ -26,6 +26,7 @@ class Version:
     reason: str
     rules: tuple[Rule, ...]
     groups: tuple[tuple[str, str, str], ...]
+    rollback_of: int | None = None  # the earlier version this one published again
 
 
 @dataclass(frozen=True)
@@ -62,14 +63,16 @@ class PolicyStore:
         reason: str,
         at: datetime,
         expected: int | None = None,
+        rollback_of: int | None = None,
     ) -> int:
-        """Replace the rule set with `rules` and `groups` as a new version; return its number.
+        """Replace the rule set with `rules` and `groups` as a new version; return its number. `rollback_of`
+        marks the version as a rollback to that earlier one.
 
         With `expected`, refuse (PolicyConflict) unless the current version is still `expected`, so an edit
         computed from one version never silently undoes another made meanwhile.
         """
         try:
-            return await self._publish(rules, groups, actor, reason, at, expected)
+            return await self._publish(rules, groups, actor, reason, at, expected, rollback_of)
         except IntegrityError as error:
             raise PolicyConflict("another edit published this version first") from error
 
@@ -81,6 +84,7 @@ class PolicyStore:
         reason: str,
         at: datetime,
         expected: int | None,
+        rollback_of: int | None,
     ) -> int:
         async with self._sessions() as session, session.begin():
             current = (await session.scalar(select(func.max(PolicyVersion.version)))) or 0
@@ -113,6 +117,7 @@ class PolicyStore:
                         "rules": [rule.as_json() for rule in rules],
                         "groups": [list(g) for g in groups],
                     },
+                    rollback_of=rollback_of,
                 )
             )
         return version
@@ -196,6 +201,7 @@ def _version(row: PolicyVersion) -> Version:
         row.reason,
         tuple(parse_rule(rule) for rule in row.snapshot["rules"]),
         tuple((kind, member, group) for kind, member, group in row.snapshot["groups"]),
+        row.rollback_of,
     )
 
 

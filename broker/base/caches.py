@@ -20,6 +20,7 @@ from cachetools import TTLCache
 
 Key = TypeVar("Key", bound=Hashable)
 Value = TypeVar("Value")
+Version = TypeVar("Version")
 Clock = Callable[[], float]
 
 
@@ -78,21 +79,25 @@ class ReadThrough(Generic[Key, Value]):
             self._entries[key] = done.result()
 
 
-class VersionWatch:
-    """A version number the store keeps and every writer moves: `check` reads it at most once per
-    `follow_s` (callers meanwhile share the last read) and calls `on_change` when it differs from before."""
+class VersionWatch(Generic[Version]):
+    """A version the store keeps and every writer moves: `check` reads it at most once per `follow_s`
+    (callers meanwhile share the last read) and calls `on_change` with it, and the one seen before, when it
+    differs from that."""
 
     def __init__(
-        self, read: Callable[[], Awaitable[int | None]], on_change: Callable[[], None], settings: CacheSettings
+        self,
+        read: Callable[[], Awaitable[Version]],
+        on_change: Callable[[Version, Version | None], None],
+        settings: CacheSettings,
     ) -> None:
         self._read = read
         self._on_change = on_change
         reads = CacheSettings(ttl_s=settings.follow_s, max_entries=1, clock=settings.clock)
-        self._last: ReadThrough[None, int | None] = ReadThrough(reads)
-        self._seen: int | None = None
+        self._last: ReadThrough[None, Version] = ReadThrough(reads)
+        self._seen: Version | None = None
 
     async def check(self) -> None:
         version = await self._last.get(None, self._read)
         if version != self._seen:
-            self._seen = version
-            self._on_change()
+            seen, self._seen = self._seen, version
+            self._on_change(version, seen)

@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import io
 import logging
+import sys
 from typing import TextIO
 
 import structlog
+
+
+class StandardError(io.StringIO):
+    """Whatever `sys.stderr` is when a line is logged: a command's log lines stay off standard output, which
+    carries its answer (JSON, CSV or a table)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
 
 
 def configure(stream: TextIO, level: int = logging.INFO) -> None:

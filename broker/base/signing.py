@@ -21,6 +21,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, cast
 
 import http_sf
@@ -52,6 +53,37 @@ _CHARS = r"(?:[A-Za-z0-9._~!$&'()*+,;=:@/-]|%[0-9A-Fa-f]{2})"
 METHOD = re.compile(r"[A-Z]+")
 SINGLE_DIGEST = re.compile(r"sha-(256|512)=:([A-Za-z0-9+/]{43}=|[A-Za-z0-9+/]{86}==):")
 PLAIN_URL = re.compile(rf"https?://[a-z0-9.-]+(?::[0-9]{{1,5}})?/{_CHARS}*(?:\?(?:{_CHARS}|\?)*)?")
+
+
+@dataclass(frozen=True)
+class Digested:
+    """A body too large to hold in memory, as the digests taken while it streamed to a file (a bulk import)."""
+
+    sha256: bytes
+    sha512: bytes
+    size: int
+
+    def __bool__(self) -> bool:
+        return self.size > 0
+
+
+class Digesting:
+    """Takes a body's digests as it streams through, chunk by chunk."""
+
+    def __init__(self) -> None:
+        self._sha256, self._sha512, self._size = hashlib.sha256(), hashlib.sha512(), 0
+
+    def update(self, chunk: bytes) -> None:
+        self._sha256.update(chunk)
+        self._sha512.update(chunk)
+        self._size += len(chunk)
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def digested(self) -> Digested:
+        return Digested(self._sha256.digest(), self._sha512.digest(), self._size)
 
 
 class SignatureProblem(Exception):
@@ -143,12 +175,23 @@ def load_public_key(pem: str | bytes) -> Ed25519PublicKey:
     return key
 
 
-def content_digest(body: bytes) -> str:
+def content_digest(body: bytes | Digested) -> str:
+    if isinstance(body, Digested):
+        return "sha-256=:" + base64.b64encode(body.sha256).decode() + ":"
     return ContentDigest.create(body)
 
 
+def digest_file(path: Path) -> Digested:
+    """The digests of a file, read a chunk at a time (blocking: call it off the event loop)."""
+    digesting = Digesting()
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 20):
+            digesting.update(chunk)
+    return digesting.digested()
+
+
 def sign_request(
-    method: str, url: str, body: bytes | None, key: SigningKey, content_type: str = "application/json"
+    method: str, url: str, body: bytes | Digested | None, key: SigningKey, content_type: str = "application/json"
 ) -> dict[str, str]:
     """Headers for a signed request: Content-Type and Content-Digest when there is a body, and the signature."""
     headers: dict[str, str] = {}
@@ -377,7 +420,7 @@ def check_coverage(covered: tuple[str, ...], has_body: bool) -> None:
         raise SignatureProblem("bad-signature", f"the signature must cover {', '.join(absent)}")
 
 
-def verify_request(request: Request, body: bytes, signature: SignatureInput, key: Ed25519PublicKey) -> None:
+def verify_request(request: Request, body: bytes | Digested, signature: SignatureInput, key: Ed25519PublicKey) -> None:
     """Verify the signature with `key` and the body against its signed Content-Digest."""
     check_coverage(signature.covered, has_body=bool(body) or _header(request.headers, "content-digest") is not None)
     verify_signature(request, signature, key)
@@ -451,9 +494,12 @@ def _verify_with_library(message: Request | Response, signature: SignatureInput,
         raise SignatureProblem("bad-signature", f"the signature does not verify: {error}") from error
 
 
-def _check_digest(value: str | None, body: bytes) -> None:
+def _check_digest(value: str | None, body: bytes | Digested) -> None:
     if value is None:
         raise SignatureProblem("bad-digest", "a body needs a Content-Digest header")
+    if isinstance(body, Digested):
+        _check_digested(value, body)
+        return
     single = SINGLE_DIGEST.fullmatch(value)
     if single is not None:  # one digest in canonical form, as every signer here writes it
         algorithm, encoded = single.groups()
@@ -468,6 +514,22 @@ def _check_digest(value: str | None, body: bytes) -> None:
         ContentDigest.verify(value, body)
     except (InvalidSignature, HTTPMessageSignaturesException) as error:
         raise SignatureProblem("bad-digest", f"Content-Digest does not match the body: {error}") from error
+
+
+def _check_digested(value: str, body: Digested) -> None:
+    """The Content-Digest of a streamed body: every member sha-256 or sha-512, and each matching."""
+    try:
+        members = cast(dict[str, Any], http_sf.parse(value.encode("latin-1"), tltype="dictionary"))
+    except (ValueError, TypeError, UnicodeEncodeError) as error:
+        raise SignatureProblem("bad-digest", "Content-Digest is not a structured-field dictionary") from error
+    taken = {"sha-256": body.sha256, "sha-512": body.sha512}
+    if not members:
+        raise SignatureProblem("bad-digest", "Content-Digest holds no digest")
+    for algorithm, (expected, _parameters) in members.items():
+        if algorithm not in taken or not isinstance(expected, bytes):
+            raise SignatureProblem("bad-digest", f"Content-Digest member {algorithm!r} is not sha-256 or sha-512")
+        if not hmac.compare_digest(expected, taken[algorithm]):
+            raise SignatureProblem("bad-digest", "Content-Digest does not match the body")
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:

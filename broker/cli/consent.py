@@ -7,9 +7,7 @@ record is what every hub process decides on at its next exchange.
 
 from __future__ import annotations
 
-import io
 import json
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,7 @@ from typing import Any
 import click
 
 from broker.audit.log import AuditEntry
-from broker.base import errors, logs
+from broker.base import errors
 from broker.cli.acting import change, on_hub
 from broker.cli.options import hub_key_option, store_options
 from broker.hub import Hub
@@ -55,21 +53,9 @@ def _document(**values: object) -> dict[str, object]:
     }
 
 
-class _Stderr(io.StringIO):
-    """Whatever `sys.stderr` is when a line is logged: the hub's log lines stay off stdout, which carries the
-    command's answer (JSON for `give`, `refuse` and `list --json`)."""
-
-    def write(self, text: str) -> int:
-        return sys.stderr.write(text)
-
-    def flush(self) -> None:
-        sys.stderr.flush()
-
-
 @click.group()
 def consent() -> None:
     """A person's consents and refusals: every change is a new, audited fact."""
-    logs.configure(_Stderr())
 
 
 @consent.command("give")

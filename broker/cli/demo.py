@@ -33,6 +33,7 @@ from broker.config import Config
 from broker.hub import Hub, open_hub
 from broker.schema.migrations import upgrade
 from broker.server import build_app, server_settings
+from directory.references import rfc3339
 from policies.rules import parse_csv
 
 HUB_KEY_ID = "crossroads-hub"
@@ -48,7 +49,8 @@ class Case:
     requester: str
     request: dict[str, Any]
     expect: dict[str, Any]
-    then: str | None = None  # what run_scenario shows after this case: `consent-lifecycle`, `emergency-review`
+    then: str | None = None  # what run_scenario shows after this case: `consent-lifecycle`, `emergency-review`,
+    # `new-client`
 
 
 FIRE = {"reason": "house fire overnight: the household needs emergency housing today"}
@@ -125,6 +127,13 @@ SCENARIO = [
         "municipality-leuven",
         {"subject": demo.JAN, "category": "civil-status", "purpose": "benefit-eligibility"},
         {"status": 403, "zone": None, "problem": "no-relationship"},
+    ),
+    Case(
+        "relationship: the employment office does not know Sofie yet",
+        "employment-office",
+        {"subject": demo.SOFIE, "category": "civil-status", "purpose": "job-placement"},
+        {"status": 403, "zone": None, "problem": "no-relationship"},
+        then="new-client",
     ),
     Case(
         "holder: nobody holds a pension record",
@@ -334,6 +343,8 @@ async def run_scenario(world: DemoWorld) -> list[str]:
                 lines += await _consent_lifecycle(world, session, case)
             if case.then == "emergency-review":
                 lines += await _emergency_review(world, session, answer["emergency"]["review"])
+            if case.then == "new-client":
+                lines += await _new_client(world, session, case)
         lines += await _change_notification(world, session)
         _, audit = await world.client("privacy-office", session).call("GET", "/v1/audit")
     return lines + _audit_summary(audit["records"])
@@ -426,6 +437,24 @@ async def _consent_lifecycle(world: DemoWorld, session: aiohttp.ClientSession, c
         f"{'withdrawn':<14} citizen-portal withdraws consent {given['consent'][:8]} "
         f"(one call, channel {withdrawn['withdrawn_channel']}): status {withdrawn['status']}",
         refused,
+    ]
+
+
+async def _new_client(world: DemoWorld, session: aiohttp.ClientSession, case: Case) -> list[str]:
+    """The agency tells the directory the person is now its client, over the API; its very next question about
+    them goes through."""
+    agency, subject = case.requester, case.request["subject"]
+    since = rfc3339(datetime.now(UTC).replace(microsecond=0))
+    capacity = next(capacity for owner, capacity, _ in demo.RELATIONSHIPS if owner == agency)  # as for its others
+    client = {"subject": subject, "capacity": capacity, "from": since}
+    status, declared = await world.client(agency, session).call("PUT", "/v1/directory/relationships", client)
+    delivered, _ = await _run_case(
+        world, session, Case("relationship: once declared", agency, case.request, {"status": 200, "zone": "white"})
+    )
+    return [
+        f"{'directory':<14} {agency} declares {subject} its client ({declared['capacity']}, from {declared['from']}) "
+        f"→ {status}",
+        delivered,
     ]
 
 

@@ -21,14 +21,15 @@ from broker.cli.adapter import adapter
 from broker.cli.audit import audit
 from broker.cli.consent import consent
 from broker.cli.demo import run_demo, serve_demo
+from broker.cli.directory import directory
 from broker.cli.keys import keys
 from broker.cli.notifications import notifications
 from broker.cli.operator import operator
 from broker.cli.options import store_options
 from broker.cli.policy import policy
-from broker.cli.world import load_world, read_world
+from broker.cli.registry import agencies, capacities, categories, purposes
+from broker.cli.world import world
 from broker.config import Config, ConfigError, load_config, shown
-from broker.hub import open_hub
 from broker.schema.migrations import upgrade
 from broker.server import build_app, server_settings
 
@@ -36,6 +37,7 @@ from broker.server import build_app, server_settings
 @click.group()
 def main() -> None:
     """Crossroads: an information-brokering hub for public agencies."""
+    logs.configure(logs.StandardError())  # `serve` and `demo`, whose output is their log, log to stdout instead
 
 
 def config_option(command: Any) -> Any:
@@ -160,28 +162,6 @@ def db_upgrade(state_dir: Path, database_url: str) -> None:
     click.echo("schema is current")
 
 
-@main.group()
-def world() -> None:
-    """Worlds: agencies, keys, directory, rules and consents in one file."""
-
-
-@world.command("load")
-@click.argument("path", type=click.Path(exists=True, path_type=Path))
-@store_options
-@click.option("--hub-key", type=click.Path(path_type=Path), default=None, envvar="CROSSROADS_HUB_KEY")
-@click.option("--reason", default="world loaded", show_default=True, help="Recorded with the policy version.")
-def world_load(path: Path, state_dir: Path, database_url: str, hub_key: Path | None, reason: str) -> None:
-    """Load a world file (JSON or YAML) into the store."""
-
-    async def run() -> None:
-        config = Config(state_dir=state_dir, database_url=database_url, hub_key_path=hub_key)
-        async with open_hub(config) as hub:
-            await load_world(hub, read_world(path), actor="cli", reason=reason)
-
-    asyncio.run(run())
-    click.echo(f"loaded {path}")
-
-
 @main.command()
 @click.option("--serve", "serve_", is_flag=True, help="Keep the world running and write STATE_DIR/world.json.")
 @click.option(
@@ -207,3 +187,9 @@ main.add_command(consent)
 main.add_command(audit)
 main.add_command(adapter)
 main.add_command(keys)
+main.add_command(world)
+main.add_command(agencies)
+main.add_command(categories)
+main.add_command(purposes)
+main.add_command(capacities)
+main.add_command(directory)

@@ -1,4 +1,5 @@
-"""`crossroads policy`: list, add, remove, import, export, explain, history and roll back sharing rules.
+"""`crossroads policy`: list, add, remove, import, export, explain, history and roll back sharing rules; the
+lines that show what a version changes (also `crossroads world load --replace`'s).
 
 Edits act on the store of the hub (like `crossroads world load`), publish a new policy version that every
 hub process follows within seconds, and are written to the audit log like edits made through the API.
@@ -79,18 +80,24 @@ def import_rules(path: Path, reason: str, state_dir: Path, database_url: str, hu
 @click.option("--reason", required=True)
 @_options
 def add(rule_json: str, reason: str, state_dir: Path, database_url: str, hub_key: Path | None) -> None:
-    """Add a rule given as JSON, e.g. '{"id": "r-9", "requester": "agency:x", ...}' (PROTOCOL.md's form)."""
+    """Add a rule given as JSON, e.g. '{"id": "r-9", "requester": "agency:x", ...}' (PROTOCOL.md's form); without
+    an id, the hub gives it one (printed)."""
     try:
         document = json.loads(rule_json)
     except ValueError as error:
         raise click.BadParameter(f"not JSON: {error}", param_hint="RULE_JSON") from error
+    added: list[str] = []
 
     async def edit(hub: Hub, entry: AuditEntry) -> int:
-        rule = parse_rule(document)
+        rule = parse_rule(document, new=True)
+        entry.rule_id = rule.id or None
+        version, rule = await hub.policies.add(rule, str(entry.requester), reason, entry.at)
         entry.rule_id = rule.id
-        return await hub.policies.add(rule, str(entry.requester), reason, entry.at)
+        added.append(rule.id)
+        return version
 
-    click.echo(f"version {_edit((state_dir, database_url, hub_key), edit)}")
+    version = _edit((state_dir, database_url, hub_key), edit)
+    click.echo(f"version {version}: rule {added[0]}")
 
 
 @policy.command("remove")
@@ -123,19 +130,42 @@ def rollback(version: int, reason: str, state_dir: Path, database_url: str, hub_
 @policy.command("history")
 @_options
 def history(state_dir: Path, database_url: str, hub_key: Path | None) -> None:
-    """Every version: who, when, why, and what changed."""
+    """Every version: who, when, why, and what changed in the rules and the groupings."""
     for version in on_hub((state_dir, database_url, hub_key), lambda hub: hub.policies.history()):
         changes = version["diff"]
+        rollback = "" if version["rollback_of"] is None else f" [rollback to v{version['rollback_of']}]"
         click.echo(
-            f"v{version['version']} {version['created_at']} {version['actor']}: {version['reason']} "
-            f"(+{len(changes['added'])} -{len(changes['removed'])} ~{len(changes['changed'])})"
+            f"v{version['version']} {version['created_at']} {version['actor']}: {version['reason']}{rollback} "
+            f"(+{len(changes['added'])} -{len(changes['removed'])} ~{len(changes['changed'])} rules, "
+            f"+{len(changes['groups_added'])} -{len(changes['groups_removed'])} groupings)"
         )
-        for rule in changes["added"]:
-            click.echo(f"    + {rule['id']} {rule['requester']} {rule['category']} {rule['purpose']} {rule['zone']}")
-        for rule in changes["removed"]:
-            click.echo(f"    - {rule['id']} {rule['requester']} {rule['category']} {rule['purpose']} {rule['zone']}")
-        for changed in changes["changed"]:
-            click.echo(f"    ~ {changed['after']['id']} {changed['before']['zone']} → {changed['after']['zone']}")
+        for line in diff_lines(changes):
+            click.echo(line)
+
+
+def diff_lines(changes: dict[str, list[dict[str, Any]]]) -> list[str]:
+    """A version's changes (policies.rules.changes) as lines: `+` added, `-` removed, `~` changed."""
+    lines = [f"    + {_rule_line(rule)}" for rule in changes["added"]]
+    lines += [f"    - {_rule_line(rule)}" for rule in changes["removed"]]
+    lines += [f"    ~ {_rule_line(item['before'])} => {_rule_line(item['after'])}" for item in changes["changed"]]
+    lines += [f"    + {_group_line(group)}" for group in changes["groups_added"]]
+    lines += [f"    - {_group_line(group)}" for group in changes["groups_removed"]]
+    return lines
+
+
+def _rule_line(rule: dict[str, Any]) -> str:
+    shown = f"{rule['id']} {rule['requester']} {rule['category']} {rule['purpose']} {rule['zone']}"
+    if rule["consent"]:
+        shown += " consent"
+    if rule["fields"] is not None:
+        shown += " fields=" + "|".join(rule["fields"])
+    if rule["emergency"]:
+        shown += " emergency"
+    return shown
+
+
+def _group_line(group: dict[str, str]) -> str:
+    return f"{group['kind']} {group['member']} in {group['group']}"
 
 
 @policy.command("evaluate")

@@ -1,6 +1,10 @@
 """Administrators' pages: sharing rules (filtered list, add and remove with a reason, the dry-run explain
-form, the version history with its diffs and rollback), agencies and their keys (register, rotate, revoke,
-suspend), and the notification dead-letter list with replay. Each calls the services the v1 API calls.
+form, the version history with its diffs of rules and groupings and rollback), the registry (agencies: register,
+rename, move the adapter, suspend, resume; their keys: rotate, revoke; data categories, purposes and capacities:
+add), and the notification dead-letter list with replay. Each calls the services the v1 API calls.
+
+A registry change made with a reason keeps it in its audit record's `reason` (instead of the action's name) once
+it is made: the record says why, and its holder, category or purpose what was changed.
 """
 
 from __future__ import annotations
@@ -13,15 +17,22 @@ from aiohttp import web
 
 from broker.appkeys import AUDIT, HUB, PRINCIPAL
 from broker.base import errors
-from broker.console.pages import form, page, query_filled, redirect, text
+from broker.console.pages import NOTICES, form, page, query_filled, redirect, text
+from directory import registry
 from directory.keys import parse_key_id, parse_registration, parse_revocation
 from directory.names import NAME
 from policies.rules import ZONES, Rule, parse_rule
 from policies.service import MAX_REASON
 
 RULE_FILTERS = ("requester", "category", "purpose", "zone")
-MAX_NAME, MAX_URL = 200, 500
 OVERLAPS = {"0": "at once", "3600": "in 1 hour", "86400": "in 24 hours", "604800": "in 7 days"}
+# What the registry's forms say once done (`?notice=`), besides the console's own notices.
+REGISTRY_NOTICES = {
+    "agency-updated": "The agency is changed: every hub process uses its new name and adapter URL.",
+    "category-added": "The data category is registered.",
+    "purpose-added": "The purpose is registered.",
+    "capacity-added": "The capacity is registered.",
+}
 
 
 def matching(rules: tuple[Rule, ...], filters: Mapping[str, str]) -> list[Rule]:
@@ -37,10 +48,11 @@ def matching(rules: tuple[Rule, ...], filters: Mapping[str, str]) -> list[Rule]:
 
 
 def rule_from_form(fields: Mapping[str, str]) -> Rule:
-    """A rule from the add form: `fields` is a comma-separated list (empty: the whole answer)."""
+    """A rule from the add form: `fields` is a comma-separated list (empty: the whole answer); an empty id
+    leaves it to the hub to give one."""
     listed = [name.strip() for name in fields.get("fields", "").split(",") if name.strip()]
     document = {
-        "id": fields.get("id", "").strip(),
+        "id": fields.get("id", "").strip() or None,
         "requester": fields.get("requester", "").strip(),
         "category": fields.get("category", "").strip(),
         "purpose": fields.get("purpose", "").strip(),
@@ -49,7 +61,7 @@ def rule_from_form(fields: Mapping[str, str]) -> Rule:
         "fields": listed or None,
         "emergency": fields.get("emergency") == "on",
     }
-    return parse_rule(document)
+    return parse_rule(document, new=True)
 
 
 async def rules(request: web.Request) -> web.Response:
@@ -73,9 +85,10 @@ async def add_rule(request: web.Request) -> web.Response:
     hub, entry, fields = request.config_dict[HUB], request[AUDIT], await form(request)
     rule = rule_from_form(fields)
     reason = text(fields, "reason", "the reason for the change", most=MAX_REASON)
-    entry.rule_id = rule.id
-    entry.policy_version = await hub.policies.add(rule, request[PRINCIPAL].id, reason, datetime.now(UTC))
-    return redirect("/console/rules?notice=rule-added")
+    entry.rule_id = rule.id or None
+    version, rule = await hub.policies.add(rule, request[PRINCIPAL].id, reason, datetime.now(UTC))
+    entry.rule_id, entry.policy_version = rule.id, version
+    return redirect(f"/console/rules?notice=rule-added#rule-{quote(rule.id)}")
 
 
 async def remove_rule(request: web.Request) -> web.Response:
@@ -125,53 +138,125 @@ async def rollback(request: web.Request) -> web.Response:
 
 
 async def agencies(request: web.Request) -> web.Response:
-    directory, now = request.config_dict[HUB].directory, datetime.now(UTC)
+    """The registry: agencies with their keys, then the data categories, purposes and capacities."""
+    hub, now = request.config_dict[HUB], datetime.now(UTC)
     listed = [
-        (agency, [key.as_json(now) for key in await directory.keys_of(agency.id)])
-        for agency in await directory.agencies()
+        (agency, [key.as_json(now) for key in await hub.directory.keys_of(agency.id)])
+        for agency in await hub.registry.agencies()
     ]
-    return page(request, "agencies.html", {"agencies": listed, "overlaps": OVERLAPS})
+    asked = request.query.get("notice", "")
+    return page(
+        request,
+        "agencies.html",
+        {
+            "agencies": listed,
+            "overlaps": OVERLAPS,
+            "categories": await hub.registry.categories(),
+            "purposes": await hub.registry.purposes(),
+            "capacities": await hub.registry.capacities(),
+            "max_reason": registry.MAX_REASON,
+            "notice": REGISTRY_NOTICES.get(asked) or NOTICES.get(asked),
+        },
+    )
+
+
+def _reason(fields: Mapping[str, str], *, required: bool = True) -> str | None:
+    """The administrator's reason for a registry change; the two forms that had none (registering an agency,
+    suspending or resuming it) still work without one."""
+    given = fields.get("reason", "").strip()
+    if not given and not required:
+        return None
+    return registry.parse_reason(given)
 
 
 async def register_agency(request: web.Request) -> web.Response:
-    """A new agency with its first key; its roles and the rules that let it ask anything are rule edits."""
+    """A new agency, with its first key if one is given; its roles and the rules that let it ask anything are
+    rule edits."""
     hub, entry, fields, now = request.config_dict[HUB], request[AUDIT], await form(request), datetime.now(UTC)
-    agency_id = text(fields, "id", "the agency id", most=63)
-    if not NAME.fullmatch(agency_id):
-        raise errors.Invalid("an agency id is 2 to 63 characters of [a-z0-9-], starting with a letter or digit")
-    name = text(fields, "name", "the agency's name", most=MAX_NAME)
-    adapter_url = text(fields, "adapter_url", "the adapter URL", most=MAX_URL)
-    if not adapter_url.startswith(("http://", "https://")):
-        raise errors.Invalid("the adapter URL starts with http:// or https://")
-    entry.holder = agency_id
-    registration = parse_registration(
-        {"key_id": fields.get("key_id", "").strip(), "public_key_pem": fields.get("public_key_pem", "").strip() + "\n"},
-        now,
-    )
-    if await hub.directory.agency(agency_id) is not None:
-        raise errors.Conflict(f"an agency {agency_id!r} is already registered")
-    if await hub.directory.key(registration.key_id) is not None:
-        raise errors.Conflict(f"key id {registration.key_id!r} is already registered")
-    await hub.directory.load({"agencies": [{"id": agency_id, "name": name, "adapter_url": adapter_url}]}, now)
-    await hub.directory.add_key("agency", agency_id, registration, now)
-    return redirect(f"/console/agencies?notice=agency-registered#{quote(agency_id)}")
+    reason = _reason(fields, required=False)
+    document: dict[str, object] = {name: fields.get(name, "").strip() for name in ("id", "name", "adapter_url")}
+    key_id, pem = fields.get("key_id", "").strip(), fields.get("public_key_pem", "").strip()
+    if key_id or pem:
+        document["key"] = {"key_id": key_id, "public_key_pem": pem + "\n"}
+    entry.holder = str(document["id"]) if NAME.fullmatch(str(document["id"])) else None
+    agency, _ = await hub.registry.register_agency(registry.parse_agency(document, now))
+    entry.reason = reason
+    return redirect(f"/console/agencies?notice=agency-registered#{quote(agency.id)}")
 
 
 async def _agency(request: web.Request) -> str:
     agency_id = request.match_info["id"]
     request[AUDIT].holder = agency_id if NAME.fullmatch(agency_id) else None
-    if await request.config_dict[HUB].directory.agency(agency_id) is None:
-        raise errors.NotFound(f"no agency {agency_id!r}")
+    if await request.config_dict[HUB].registry.agency(agency_id) is None:
+        raise errors.NotFound(f"no agency {agency_id[:64]!r}")
     return agency_id
+
+
+async def _change_agency(
+    request: web.Request, agency_id: str, change: registry.AgencyChange, reason: str | None
+) -> None:
+    if await request.config_dict[HUB].registry.update_agency(agency_id, change) is None:
+        raise errors.NotFound(f"no agency {agency_id!r}")
+    request[AUDIT].reason = reason
+
+
+async def update_agency(request: web.Request) -> web.Response:
+    """A new name or adapter URL for the agency (the fields left as they were change nothing)."""
+    agency_id, fields = await _agency(request), await form(request)
+    reason = _reason(fields)
+    change = registry.parse_agency_change(
+        {name: fields.get(name, "").strip() for name in ("name", "adapter_url") if name in fields}
+    )
+    await _change_agency(request, agency_id, change, reason)
+    return redirect(f"/console/agencies?notice=agency-updated#{quote(agency_id)}")
 
 
 async def agency_status(request: web.Request) -> web.Response:
     agency_id, fields = await _agency(request), await form(request)
     status = fields.get("status")
-    if status not in ("active", "suspended"):
+    if status not in registry.STATUSES:
         raise errors.Invalid("an agency is active or suspended")
-    await request.config_dict[HUB].directory.set_agency_status(agency_id, status)
+    reason = _reason(fields, required=False)
+    await _change_agency(request, agency_id, registry.AgencyChange(status=status), reason)
     return redirect(f"/console/agencies?notice=agency-{status}#{quote(agency_id)}")
+
+
+async def add_category(request: web.Request) -> web.Response:
+    hub, entry, fields = request.config_dict[HUB], request[AUDIT], await form(request)
+    reason = _reason(fields)
+    category = registry.parse_term(_term_fields(fields), "category")
+    entry.category = category.name
+    await hub.registry.add_category(category)
+    entry.reason = reason
+    return redirect(f"/console/agencies?notice=category-added#category-{quote(category.name)}")
+
+
+async def add_purpose(request: web.Request) -> web.Response:
+    hub, entry, fields = request.config_dict[HUB], request[AUDIT], await form(request)
+    reason = _reason(fields)
+    document: dict[str, object] = {**_term_fields(fields), "confidential": fields.get("confidential") == "on"}
+    embargo = fields.get("embargo_days", "").strip()
+    if embargo:
+        if not embargo.isdigit():
+            raise errors.Invalid("embargo days is a whole number of days")
+        document["embargo_days"] = int(embargo)
+    purpose = registry.parse_purpose(document)
+    entry.purpose = purpose.name
+    await hub.registry.add_purpose(purpose)
+    entry.reason = reason
+    return redirect(f"/console/agencies?notice=purpose-added#purpose-{quote(purpose.name)}")
+
+
+async def add_capacity(request: web.Request) -> web.Response:
+    hub, entry, fields = request.config_dict[HUB], request[AUDIT], await form(request)
+    reason = _reason(fields)
+    capacity = await hub.registry.add_capacity(registry.parse_term(_term_fields(fields), "capacity"))
+    entry.reason = reason
+    return redirect(f"/console/agencies?notice=capacity-added#capacity-{quote(capacity.name)}")
+
+
+def _term_fields(fields: Mapping[str, str]) -> dict[str, object]:
+    return {"name": fields.get("name", "").strip(), "description": fields.get("description", "").strip()}
 
 
 async def rotate_key(request: web.Request) -> web.Response:
@@ -230,9 +315,13 @@ ROUTES = [
     web.post("/rules/rollback", rollback, name="rule_rollback"),
     web.get("/agencies", agencies, name="agencies"),
     web.post("/agencies", register_agency, name="agency_register"),
+    web.post("/agencies/{id}", update_agency, name="agency_update"),
     web.post("/agencies/{id}/status", agency_status, name="agency_status"),
     web.post("/agencies/{id}/keys", rotate_key, name="key_rotate"),
     web.post("/keys/{id}/revoke", revoke_key, name="key_revoke"),
+    web.post("/categories", add_category, name="category_add"),
+    web.post("/purposes", add_purpose, name="purpose_add"),
+    web.post("/capacities", add_capacity, name="capacity_add"),
     web.get("/dead-letters", dead_letters, name="dead_letters"),
     web.post("/dead-letters/replay", replay, name="dead_letter_replay"),
 ]

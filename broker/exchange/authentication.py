@@ -10,7 +10,14 @@ from datetime import UTC, datetime
 
 from broker.audit.log import AuditEntry
 from broker.base import errors
-from broker.base.signing import Request, SignatureProblem, check_created, read_signature_input, verify_request
+from broker.base.signing import (
+    Digested,
+    Request,
+    SignatureProblem,
+    check_created,
+    read_signature_input,
+    verify_request,
+)
 from broker.exchange.replay import NonceAlreadySeen, NonceStore
 from directory.store import DirectoryStore, key_refusal
 from policies.service import OperatorGate
@@ -32,7 +39,7 @@ class Authenticator:
         self._public_url = public_url.rstrip("/")
 
     async def authenticate(
-        self, method: str, path_qs: str, headers: Mapping[str, str], body: bytes, entry: AuditEntry
+        self, method: str, path_qs: str, headers: Mapping[str, str], body: bytes | Digested, entry: AuditEntry
     ) -> Principal:
         at = datetime.now(UTC)
         try:

@@ -4,9 +4,21 @@ the service, answer. Authentication, authorisation, problems, audit and signing 
 
 from aiohttp import web
 
-from broker.http import audit, consents, exchanges, keys, notifications, operations, policies, reviews
+from broker.http import (
+    audit,
+    consents,
+    directory,
+    exchanges,
+    imports,
+    keys,
+    notifications,
+    operations,
+    policies,
+    registry,
+    reviews,
+)
 
-MODULES = (exchanges, consents, reviews, policies, audit, notifications, keys, operations)
+MODULES = (exchanges, consents, reviews, policies, audit, notifications, keys, registry, directory, imports, operations)
 
 
 def add_routes(app: web.Application) -> None:

@@ -9,8 +9,8 @@ signs the answer.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 
 import structlog
@@ -22,8 +22,9 @@ from broker.appkeys import AUDIT, BODY, HUB, PRINCIPAL
 from broker.audit.call import audited
 from broker.audit.log import AuditEntry, digest, outcome_for
 from broker.base import errors, wire
-from broker.base.signing import Request, sign_response
+from broker.base.signing import Digested, Request, sign_response
 from broker.exchange.authentication import Principal
+from broker.http.uploads import UPLOAD, receiving, takes_upload
 from broker.hub import Hub
 
 log = structlog.get_logger("crossroads.http")
@@ -82,17 +83,20 @@ async def respond(request: web.Request, handler: Handler) -> web.StreamResponse:
     async def call() -> web.Response:
         nonlocal bound
         wire.check_headers(request.raw_headers, hub.config.max_header_bytes)
-        body = await read_body(request)
-        entry.request_digest = digest(body)
-        principal = await hub.authenticator.authenticate(request.method, request.raw_path, request.headers, body, entry)
-        if "Content-Digest" in request.headers:
-            bound = Request(bound.method, bound.url, {"Content-Digest": request.headers["Content-Digest"]})
-        wire.check_target(request.raw_path, request.query)
-        hub.authenticator.authorize(principal, request.path, request.method)
-        throttle(hub, principal)
-        request[PRINCIPAL], request[BODY], request[AUDIT] = principal, body, entry
-        with occupying(hub, principal):
-            return whole(await handler(request))
+        async with body_of(request, hub) as body:
+            entry.request_digest = digest(body) if isinstance(body, bytes) else "sha-256:" + body.sha256.hex()
+            principal = await hub.authenticator.authenticate(
+                request.method, request.raw_path, request.headers, body, entry
+            )
+            if "Content-Digest" in request.headers:
+                bound = Request(bound.method, bound.url, {"Content-Digest": request.headers["Content-Digest"]})
+            wire.check_target(request.raw_path, request.query)
+            hub.authenticator.authorize(principal, request.path, request.method)
+            throttle(hub, principal)
+            held = body if isinstance(body, bytes) else b""  # an upload is the handler's as request[UPLOAD]
+            request[PRINCIPAL], request[BODY], request[AUDIT] = principal, held, entry
+            with occupying(hub, principal):
+                return whole(await handler(request))
 
     response = await audited(hub.audit, entry, call, lambda problem: problem_response(problem, entry.exchange), settle)
     hub.metrics.answered(entry.kind, entry.outcome, entry.zone, entry.latency_ms, entry.holder, entry.holder_ms)
@@ -115,6 +119,18 @@ def settle(entry: AuditEntry, response: web.Response) -> None:
     entry.status = response.status
     entry.outcome = outcome_for(response.status)
     entry.response_digest = digest(_body(response))
+
+
+@asynccontextmanager
+async def body_of(request: web.Request, hub: Hub) -> AsyncIterator[bytes | Digested]:
+    """The request's body: read within the body limit, or for a bulk import streamed to the spool folder (the
+    handler finds the file as `request[UPLOAD]`)."""
+    if not takes_upload(request):
+        yield await read_body(request)
+        return
+    async with receiving(request, hub.imports.spool_dir, hub.config.max_import_bytes) as upload:
+        request[UPLOAD] = upload
+        yield upload.digested
 
 
 async def read_body(request: web.Request) -> bytes:

@@ -1,5 +1,6 @@
-"""Sharing rules: list, add, remove, explain, history, rollback, and accepting reviewers' proposals (admin;
-explain also privacy_officer). Every edit publishes a new policy version and is audited like an exchange.
+"""Sharing rules: list, add (the hub names a rule that comes without an id), remove, explain, history (rules and
+groupings, rollbacks marked), rollback, and accepting reviewers' proposals (admin; explain also privacy_officer).
+Every edit publishes a new policy version and is audited like an exchange.
 """
 
 from __future__ import annotations
@@ -43,9 +44,10 @@ async def policies(request: web.Request) -> web.Response:
 async def add_rule(request: web.Request) -> web.Response:
     hub, entry, document = request.app[HUB], request[AUDIT], json_body(request)
     reason = reason_of(document, {"rule"})
-    rule = parse_rule(document.get("rule"))
-    entry.rule_id = rule.id
-    entry.policy_version = version = await hub.policies.add(rule, request[PRINCIPAL].id, reason, datetime.now(UTC))
+    rule = parse_rule(document.get("rule"), new=True)  # without an id, the hub gives it one
+    entry.rule_id = rule.id or None
+    version, rule = await hub.policies.add(rule, request[PRINCIPAL].id, reason, datetime.now(UTC))
+    entry.rule_id, entry.policy_version = rule.id, version
     return reply({"version": version, "rule": rule.as_json()}, 201)
 
 

@@ -100,6 +100,6 @@ async def test_anomaly_report(world: DemoWorld, session: aiohttp.ClientSession) 
     assert result.exit_code == 0, result.output
     assert "repeated-lookup" in result.output and f"looked up {JAN} 5 times" in result.output
     as_json = await crossroads("audit", "anomalies", *store(world), "--json")
-    assert [finding["kind"] for finding in json.loads(as_json.output)] == ["repeated-lookup"]
+    assert [finding["kind"] for finding in json.loads(as_json.stdout)] == ["repeated-lookup"]
     bad = await crossroads("audit", "anomalies", *store(world), "--since", "last tuesday")
     assert bad.exit_code != 0

@@ -139,6 +139,32 @@ ROUTES = (
         "admin-desk",
         {"reason": "hostile"},
     ),
+    Route("GET", "/v1/agencies", "admin-desk"),
+    Route("POST", "/v1/agencies", "admin-desk", {"id": "hostile-agency", "name": "H", "adapter_url": "http://x"}),
+    Route("GET", "/v1/agencies/family-benefits", "admin-desk"),
+    Route("PATCH", "/v1/agencies/family-benefits", "admin-desk", {"status": "suspended", "reason": "hostile"}),
+    Route("GET", "/v1/categories", "admin-desk"),
+    Route("POST", "/v1/categories", "admin-desk", {"name": "hostile", "reason": "hostile"}),
+    Route("GET", "/v1/purposes", "admin-desk"),
+    Route("POST", "/v1/purposes", "admin-desk", {"name": "hostile", "reason": "hostile"}),
+    Route("GET", "/v1/capacities", "admin-desk"),
+    Route("POST", "/v1/capacities", "admin-desk", {"name": "hostile", "reason": "hostile"}),
+    Route(
+        "PUT",
+        "/v1/directory/relationships",
+        "family-benefits",
+        {"subject": ANNA, "capacity": "beneficiary", "from": "2026-01-01T00:00:00Z"},
+    ),
+    Route(
+        "PUT",
+        "/v1/directory/holdings",
+        "population-register",
+        {"subject": ANNA, "category": "civil-status", "from": "2026-01-01T00:00:00Z"},
+    ),
+    Route("GET", f"/v1/subjects/{ANNA}/holders", "family-benefits"),
+    Route("GET", f"/v1/subjects/{ANNA}/relationships", "privacy-office"),
+    Route("POST", "/v1/directory/imports", "family-benefits", {"kind": "relationship", "subject": ANNA}),
+    Route("GET", f"/v1/directory/imports/{NOBODY}", "family-benefits"),
 )
 # One route per role gets every signature attack; the others get the core battery.
 FULL_BATTERY = {

@@ -31,6 +31,13 @@ import broker
 from broker.base.signing import SigningKey, load_private_key
 from tests.hostile.forge import Signing, sign
 
+
+@schemathesis.serializer("application/x-ndjson")
+def ndjson(_context: schemathesis.SerializationContext, value: object) -> bytes:
+    """A bulk import's body: the generated text as the lines of the file."""
+    return str(value).encode("utf-8", "surrogatepass")
+
+
 SCHEMA = schemathesis.openapi.from_path(Path(broker.__file__).parent / "http" / "openapi.json")
 PRINCIPAL_OF_ROLE = {
     "agency": "family-benefits",
