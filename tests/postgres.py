@@ -10,7 +10,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
@@ -18,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
+
+from broker.cli.demo import free_port
 
 NOT_INSTALLED = (
     "PostgreSQL is not installed here: install Debian's `postgresql` package (as `.ci/run` does) "
@@ -61,7 +62,7 @@ def start() -> Server | str:
             subprocess.run(["useradd", "--system", "--home", "/var/lib/postgresql", "postgres"], check=True)
         shutil.chown(base, "postgres")
         run_as = ["runuser", "-u", "postgres", "--"]
-    port = _free_port()
+    port = free_port()
     initdb = subprocess.run(
         [
             *run_as,
@@ -100,9 +101,3 @@ def start() -> Server | str:
         return f"PostgreSQL did not start: {(base / 'server.log').read_text()[-300:]}"
     stop = [*run_as, str(bindir / "pg_ctl"), "-D", str(base / "data"), "-m", "immediate", "stop"]
     return Server(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres", stop)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])

@@ -197,10 +197,30 @@ def _problem_type(name: str | None) -> str | None:
     return None if name is None else f"https://crossroads.example/problems/{name}"
 
 
+def _outgoing_ports_start() -> int:
+    """The first port of the system's range for outgoing connections (Linux; 32768 where it cannot be read)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
+OUTGOING_PORTS_START = _outgoing_ports_start()  # read once, at import, off any event loop
+
+
 def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    """A port of 127.0.0.1 that nothing is bound to, chosen below the range the system gives outgoing connections
+    their ports from: a port the system picks itself (port 0) comes from that range, and an outgoing connection
+    (to PostgreSQL, to an adapter) may take it before the server binds it."""
+    for _ in range(200):
+        port = 10_000 + secrets.randbelow(max(1, OUTGOING_PORTS_START - 10_000))
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise OSError("no free port below the system's range of outgoing ports")
 
 
 async def _serve(app: web.Application, port: int, **settings: Any) -> web.AppRunner:
