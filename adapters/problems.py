@@ -55,6 +55,10 @@ class Malformed(HubProblem):
     problem = "malformed"
 
 
+class UnparseableRequest(HubProblem):
+    problem = "unparseable-request"
+
+
 class Unsigned(HubProblem):
     problem = "unsigned"
 
@@ -73,6 +77,10 @@ class UnknownKey(HubProblem):
 
 class StaleSignature(HubProblem):
     problem = "stale-signature"
+
+
+class ExpiredSignature(HubProblem):
+    problem = "expired-signature"
 
 
 class Forbidden(HubProblem):
@@ -177,6 +185,10 @@ class UnknownPurpose(HubProblem):
 
 class RateLimited(HubProblem):
     problem = "rate-limited"
+
+
+class TooManyFailures(HubProblem):
+    problem = "too-many-failures"
 
 
 class EmergencyLimit(HubProblem):

@@ -34,6 +34,13 @@ class Config:
     rate_per_s: float = 200.0
     rate_burst: float = 400.0
     in_flight_per_principal: int = 32  # requests one principal may have inside the hub at once; more get 429
+    # Requests refused before their caller was authenticated (bad signatures, unknown keys, unparseable HTTP), per
+    # peer address (an IPv6 one by its /64): a burst, then this many a second; beyond them the address gets 429
+    # too-many-failures before its requests are read, and only the first of each such run is audited.
+    unauthenticated_rate_per_s: float = 1.0
+    unauthenticated_burst: float = 100.0
+    # Load balancers whose X-Forwarded-For names the peer: comma-separated addresses or networks (CIDR).
+    trusted_proxies: str = ""
     policy_poll_s: float = 1.0
     cache_ttl_s: float = 1.0  # how long a subject's holdings and relationships, once read, are trusted
     # Keys, agencies, operators, categories and purposes, once read: every directory write moves the directory
@@ -49,7 +56,12 @@ class Config:
     audit_link_interval_s: float = 0.5  # how often committed audit records are linked into the chain
     audit_checkpoint_every: int = 1000  # records between signed audit checkpoints...
     audit_checkpoint_interval_s: float = 60.0  # ...or seconds, whichever comes first
-    audit_abandon_after_s: float = 300.0  # an exchange left `forwarding` this long (its process died) is closed
+    # A reserved exchange's lease: it may be completed until this long past the holder's timeout (counted from its
+    # arrival); then any hub process closes it as abandoned (its process died mid-exchange).
+    audit_abandon_after_s: float = 25.0
+    # Room the store keeps for completing the exchanges in flight (broker/audit/reserve.py): an exchange is forwarded
+    # only while it is kept, 1 KiB for each exchange in flight in a hub process.
+    audit_reserve_bytes: int = 1024**2
     notification_poll_s: float = 0.5  # how often the outbox is checked for due deliveries
     notification_backoff_s: float = 1.0  # first retry delay; doubles per attempt, with jitter
     notification_backoff_cap_s: float = 300.0

@@ -7,7 +7,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 import aiohttp
@@ -26,7 +26,7 @@ from broker.base.store import Lane, create_engine
 from broker.config import Config
 from broker.exchange.authentication import Authenticator
 from broker.exchange.forwarding import HolderClient
-from broker.exchange.limits import ConcurrencyCap, RateLimiter
+from broker.exchange.limits import ConcurrencyCap, PeerLimiter, RateLimiter
 from broker.exchange.pipeline import ExchangePipeline
 from broker.exchange.replay import NonceStore
 from broker.notifications.outbox import OutboxStore
@@ -65,6 +65,7 @@ class Hub:
     concurrency: ConcurrencyCap  # requests each principal has inside the hub
     registry: Registry  # what administrators register: agencies, categories, purposes, capacities
     imports: Importer  # bulk imports of references, applied in the background
+    peers: PeerLimiter  # requests refused before authentication, per peer address
 
 
 @asynccontextmanager
@@ -98,7 +99,15 @@ async def open_hub(config: Config, clock: Clock = time.monotonic) -> AsyncIterat
         reviews = ReviewStore(sessions)
         metrics = Metrics()
         metrics.policy_version.set_function(lambda: policies.version)
-        audit = AuditLog(sessions, lane, config.audit_batch_max, config.audit_batch_wait_s, metrics.audit_batch)
+        audit = AuditLog(
+            sessions,
+            lane,
+            config.audit_batch_max,
+            config.audit_batch_wait_s,
+            metrics.audit_batch,
+            reserve_bytes=config.audit_reserve_bytes,
+            lease=timedelta(seconds=config.holder_timeout_s + config.audit_abandon_after_s),
+        )
         nonces = NonceStore(sessions, lane)
         sequencer = Sequencer(audit, key, _sequencer_settings(config))
         notifications = NotificationService(OutboxStore(sessions), directory, policies)
@@ -137,6 +146,9 @@ async def open_hub(config: Config, clock: Clock = time.monotonic) -> AsyncIterat
                     config.state_dir / "imports",
                     config.import_batch,
                     finished=partial(_import_finished, audit),
+                ),
+                peers=PeerLimiter(
+                    config.unauthenticated_rate_per_s, config.unauthenticated_burst, config.trusted_proxies
                 ),
             )
             worker = DeliveryWorker(
@@ -197,7 +209,6 @@ def _sequencer_settings(config: Config) -> SequencerSettings:
         interval_s=config.audit_link_interval_s,
         checkpoint_every=config.audit_checkpoint_every,
         checkpoint_interval_s=config.audit_checkpoint_interval_s,
-        abandon_after_s=config.audit_abandon_after_s,
     )
 
 

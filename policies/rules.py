@@ -13,6 +13,8 @@ from collections.abc import Collection, Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from broker.base.csv_cells import neutralised, restored
+
 ZONES = ("black", "grey", "white")  # in precedence order: the first zone with a matching rule decides
 CSV_COLUMNS = ("id", "requester", "category", "purpose", "zone", "consent", "fields", "emergency")
 
@@ -145,7 +147,7 @@ def parse_csv(text: str) -> PolicyFile:
     rules, groups = [], []
     lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     for number, row in enumerate(csv.reader(lines, skipinitialspace=True), start=1):
-        cells = [cell.strip() for cell in row]
+        cells = [restored(cell.strip()) for cell in row]
         if cells and cells[0] in GROUP_KINDS and len(cells) == 3:
             groups.append((cells[0], cells[1], cells[2]))
             continue
@@ -165,23 +167,27 @@ def parse_csv(text: str) -> PolicyFile:
 
 
 def to_csv(policy: PolicyFile) -> str:
+    """The rule set as `parse_csv` reads it, each cell safe to open in a spreadsheet."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     for rule in policy.rules:
         writer.writerow(
-            [
-                rule.id,
-                rule.requester,
-                rule.category,
-                rule.purpose,
-                rule.zone,
-                str(rule.consent).lower(),
-                "" if rule.fields is None else "|".join(rule.fields),
-                str(rule.emergency).lower(),
-            ]
+            map(
+                neutralised,
+                [
+                    rule.id,
+                    rule.requester,
+                    rule.category,
+                    rule.purpose,
+                    rule.zone,
+                    str(rule.consent).lower(),
+                    "" if rule.fields is None else "|".join(rule.fields),
+                    str(rule.emergency).lower(),
+                ],
+            )
         )
     for group in policy.groups:
-        writer.writerow(group)
+        writer.writerow(map(neutralised, group))
     return out.getvalue()
 
 

@@ -22,8 +22,13 @@ MAX_PASSWORD = 1024  # Argon2 takes any length; a bound keeps a hostile form fro
 
 @dataclass(frozen=True)
 class LockOut:
-    failures: int = 5  # failed sign-ins of one operator id...
-    window: timedelta = timedelta(minutes=15)  # ...within this long lock it for the rest of the window
+    """How failed sign-ins lock an operator id out, from one peer address only: a stranger who knows an id locks
+    out their own address, never the operator's."""
+
+    failures: int = 5  # failed sign-ins of one operator id from one address since its last success...
+    first: timedelta = timedelta(minutes=1)  # ...lock that pair this long, twice as long after each failure after
+    longest: timedelta = timedelta(hours=12)  # (the doubling stops here)
+    remembered: timedelta = timedelta(days=1)  # a failure older than this no longer counts
 
 
 @dataclass(frozen=True)
@@ -76,12 +81,16 @@ def _decoy() -> str:
 
 
 def locked_until(failures: Sequence[datetime], now: datetime, policy: LockOut) -> datetime | None:
-    """When an operator id's lock-out ends, given its failed sign-ins, or None if it is not locked: locked
-    while `policy.failures` of them fall within the last `policy.window`."""
-    recent = sorted(at for at in failures if now - policy.window < at <= now)
+    """When the lock on an (operator id, peer address) pair ends, given that pair's failed sign-ins since its last
+    success, or None if it is not locked. From the `policy.failures`-th failure remembered on, the pair is locked
+    for `policy.first` after its last failure, doubled for each failure beyond (a try while locked is refused
+    unchecked, so it counts for nothing), up to `policy.longest`."""
+    recent = sorted(at for at in failures if now - policy.remembered < at <= now)
     if len(recent) < policy.failures:
         return None
-    return recent[-policy.failures] + policy.window
+    doublings = min(len(recent) - policy.failures, 32)  # enough to pass any `longest`, small enough to compute
+    until = recent[-1] + min(policy.first * 2**doublings, policy.longest)
+    return until if until > now else None
 
 
 def session_alive(created_at: datetime, seen_at: datetime, now: datetime, lifetime: Lifetime) -> bool:

@@ -1,5 +1,6 @@
 """The console's tables: operators' console passwords (Argon2 hashes), open console sessions, and failed
-sign-ins counted for the lock-out. Only broker/accounts/store.py reads or writes them.
+sign-ins counted for the lock-out of an operator id from an address. Only broker/accounts/store.py reads or
+writes them.
 """
 
 from __future__ import annotations
@@ -33,9 +34,12 @@ class ConsoleSession(Base):
 
 
 class SignInFailure(Base):
+    """A failed sign-in, counted against its (operator id, peer address) pair for the lock-out."""
+
     __tablename__ = "console_sign_in_failures"
-    __table_args__ = (Index(None, "operator_id", "at"),)
+    __table_args__ = (Index(None, "operator_id", "peer", "at"),)
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     operator_id: Mapped[str] = mapped_column(String(63))
+    peer: Mapped[str] = mapped_column(String(64))  # the address it came from (an IPv6 one as its /64)
     at: Mapped[datetime]

@@ -40,27 +40,51 @@ class ConsoleStore:
         async with self._sessions() as session, session.begin():
             await session.merge(ConsolePassword(operator_id=operator_id, password_hash=password_hash, set_at=at))
 
-    async def failures(self, operator_id: str, since: datetime) -> list[datetime]:
-        query = select(SignInFailure.at).where(SignInFailure.operator_id == operator_id, SignInFailure.at > since)
+    async def failures(self, operator_id: str, peer: str, since: datetime) -> list[datetime]:
+        """When the operator id's sign-ins from `peer` failed since `since` (and since its last success there)."""
+        query = select(SignInFailure.at).where(
+            SignInFailure.operator_id == operator_id, SignInFailure.peer == peer, SignInFailure.at > since
+        )
         async with self._sessions() as session:
             return list((await session.scalars(query)).all())
 
-    async def fail(self, operator_id: str, at: datetime, forget_before: datetime) -> None:
+    async def failing(self, since: datetime) -> dict[tuple[str, str], list[datetime]]:
+        """Every (operator id, peer address) pair's failed sign-ins since `since`."""
+        query = select(SignInFailure.operator_id, SignInFailure.peer, SignInFailure.at).where(SignInFailure.at > since)
+        pairs: dict[tuple[str, str], list[datetime]] = {}
+        async with self._sessions() as session:
+            for operator_id, peer, at in (await session.execute(query)).all():
+                pairs.setdefault((operator_id, peer), []).append(at)
+        return pairs
+
+    async def fail(self, operator_id: str, peer: str, at: datetime, forget_before: datetime) -> None:
         """Count a failed sign-in; failures older than `forget_before` (of any operator id) are dropped."""
         async with self._sessions() as session, session.begin():
             await session.execute(delete(SignInFailure).where(SignInFailure.at < forget_before))
-            session.add(SignInFailure(operator_id=operator_id, at=at))
+            session.add(SignInFailure(operator_id=operator_id, peer=peer, at=at))
 
-    async def open_session(self, opened: Session, idle_before: datetime, created_before: datetime) -> None:
-        """Record a new session; the operator's earlier failures are forgotten, and sessions that have
-        expired (unused since `idle_before`, or opened before `created_before`) are closed."""
+    async def unlock(self, operator_id: str, peer: str | None = None) -> int:
+        """Forget the operator id's failed sign-ins from `peer`, or from every address: how many were forgotten."""
+        statement = delete(SignInFailure).where(SignInFailure.operator_id == operator_id)
+        if peer is not None:
+            statement = statement.where(SignInFailure.peer == peer)
+        async with self._sessions() as session, session.begin():
+            result = await session.execute(statement)
+        return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def open_session(self, opened: Session, peer: str, idle_before: datetime, created_before: datetime) -> None:
+        """Record a new session; the operator's earlier failures from `peer` are forgotten (not those from other
+        addresses: someone else's), and sessions that have expired (unused since `idle_before`, or opened before
+        `created_before`) are closed."""
         async with self._sessions() as session, session.begin():
             await session.execute(
                 delete(ConsoleSession).where(
                     or_(ConsoleSession.seen_at < idle_before, ConsoleSession.created_at < created_before)
                 )
             )
-            await session.execute(delete(SignInFailure).where(SignInFailure.operator_id == opened.operator_id))
+            await session.execute(
+                delete(SignInFailure).where(SignInFailure.operator_id == opened.operator_id, SignInFailure.peer == peer)
+            )
             session.add(
                 ConsoleSession(
                     id=opened.id,

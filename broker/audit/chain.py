@@ -10,6 +10,7 @@ import hashlib
 import json
 from collections import deque
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -204,6 +205,16 @@ def checkpoint_due(
     if head.size == last.size:
         return False
     return head.size - last.size >= every or (now - last.at).total_seconds() >= interval_s
+
+
+def signers(checkpoints: Iterable[Checkpoint]) -> list[Ed25519PublicKey]:
+    """The public keys the checkpoints name: the hub's keys, current and past, as the log records them. One that
+    does not load vouches for nothing (its checkpoint fails as a bad signature)."""
+    keys = []
+    for pem in dict.fromkeys(checkpoint.public_key_pem for checkpoint in checkpoints):
+        with suppress(ValueError):
+            keys.append(load_public_key(pem))
+    return keys
 
 
 def _raw(key: Ed25519PublicKey) -> bytes:

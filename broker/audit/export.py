@@ -1,6 +1,7 @@
 """Audit log exports: JSON Lines or CSV files holding every linked record with its chain fields and every
 signed checkpoint, so that anyone with the hub's public key can verify the log offline; and reading them
-back. Blocking file I/O: callers on an event loop run these in a thread.
+back. CSV cells are safe to open in a spreadsheet (broker/base/csv_cells.py). Blocking file I/O: callers on an
+event loop run these in a thread.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import IO, Any
 
 from broker.audit.chain import Checkpoint
 from broker.audit.log import COLUMNS
+from broker.base.csv_cells import neutralised, restored
 
 FORMAT = "crossroads-audit/1"
 FORMATS = ("jsonl", "csv")
@@ -53,7 +55,7 @@ class ExportWriter:
                 writer.writerow(CHECKPOINT_COLUMNS)
                 for checkpoint in checkpoints:
                     document = checkpoint.as_json()
-                    writer.writerow([document[name] for name in CHECKPOINT_COLUMNS])
+                    writer.writerow([csv_cell(document[name]) for name in CHECKPOINT_COLUMNS])
             self._csv = csv.writer(self._file)
             self._csv.writerow(COLUMNS)
 
@@ -62,7 +64,7 @@ class ExportWriter:
             if self._format == "jsonl":
                 self._line({"type": "record", **record})
             else:
-                self._csv.writerow([_cell(record[name]) for name in COLUMNS])
+                self._csv.writerow([csv_cell(record[name]) for name in COLUMNS])
 
     def close(self) -> None:
         self._file.close()
@@ -71,14 +73,18 @@ class ExportWriter:
         self._file.write(json.dumps(document, ensure_ascii=False, separators=(",", ":")) + "\n")
 
 
-def _cell(value: Any) -> str:
+def csv_cell(value: Any) -> str:
+    """A value as a CSV cell, for every CSV of audit records the hub writes. Text is neutralised: a key id
+    such as `=HYPERLINK(...)` is the caller's choice. Numbers are the hub's own and stay numbers."""
     if value is None:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, list):
         return json.dumps(value, separators=(",", ":"))
-    return repr(value) if isinstance(value, float) else str(value)
+    if isinstance(value, int | float):
+        return repr(value)
+    return neutralised(str(value))
 
 
 def _value(name: str, cell: str) -> Any:
@@ -93,7 +99,7 @@ def _value(name: str, cell: str) -> Any:
         return cell == "true"
     if name == "fields":
         return json.loads(cell)
-    return cell
+    return restored(cell)
 
 
 def read_checkpoints(path: Path) -> list[Checkpoint]:
@@ -101,7 +107,8 @@ def read_checkpoints(path: Path) -> list[Checkpoint]:
     try:
         if format_of(path) == "csv":
             with checkpoints_path(path).open(newline="", encoding="utf-8") as sidecar:
-                return [Checkpoint.from_json(row) for row in csv.DictReader(sidecar)]
+                rows = csv.DictReader(sidecar)
+                return [Checkpoint.from_json({name: restored(text) for name, text in row.items()}) for row in rows]
         checkpoints = []
         with path.open(encoding="utf-8") as lines:
             header = json.loads(next(lines, "{}"))

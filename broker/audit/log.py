@@ -5,7 +5,16 @@ Writing. A record is committed before its answer leaves the hub ("no audit, no d
 to be forwarded is recorded first with outcome `forwarding` (`reserve`) and completed once the holder has
 answered (`commit`), so a log that cannot be written stops the exchange before anything reaches a holder.
 Writes go through group commit (broker/base/store/group_commit.py): the records of concurrent requests share one
-transaction, and each request waits for its own batch; a failed batch fails every request in it (503).
+transaction, and each request waits for its own batch; a failed batch fails every request in it (503). A
+completion never fails for want of room: the store keeps room for the completions of the exchanges in flight,
+and an exchange is forwarded only while that room is kept (broker/audit/reserve.py).
+
+Leases. A reserved record carries its lease (`lease_until`: the exchange's arrival plus the holder's timeout
+plus a margin), by the end of which a live hub process has completed it. Any hub process closes a
+record left `forwarding` past its lease as `abandoned` (its process died mid-exchange): at start, and on every
+pass of its sequencer. A record whose lease still runs may belong to a live process (another hub on the same
+PostgreSQL store, or a command's hub on the same SQLite file beside a running server), so it is left alone until
+its lease runs out; should a request still complete it after that, it finds it closed and answers 503.
 
 Linking. Records are written without chain fields; a single sequencer (broker/audit/sequencer.py) links them
 afterwards, as Certificate Transparency logs do: it takes the committed, unlinked records in `seq` order,
@@ -15,10 +24,9 @@ hub process runs a sequencer but a transaction-scoped advisory lock lets one lin
 processes still give one sequence; `seq` only orders what is ready together (a row committed late by
 another process is linked later, at a later position), and the chain's order is `position`. On SQLite
 the sequencer's transaction starts with a write, so SQLite's one-writer lock serialises it the same way.
-A record at `forwarding` is not linked: its request will still complete it. One left at `forwarding`
-longer than the abandon timeout (its process died mid-exchange) is closed as `abandoned` and linked; the
-request's late `commit` then finds it closed and answers 503. A linked record never changes: `commit`
-only updates rows still at `forwarding`.
+A record at `forwarding` is not linked: its request will still complete it, or its lease will run out and it
+is closed as `abandoned` and linked. A linked record never changes: `commit` only updates rows still at
+`forwarding`.
 
 Checkpoints store the signer's key id and public key, so they stay verifiable after the hub's key
 rotates; a hub whose key is not the one that signed the newest checkpoint signs a new one at start, so
@@ -32,9 +40,10 @@ import asyncio
 import hashlib
 import math
 from collections.abc import AsyncIterator, Callable, Collection, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -46,6 +55,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from broker.audit import chain
 from broker.audit.anomalies import Lookup
 from broker.audit.queries import AuditQuery, Cursor
+from broker.audit.reserve import Reserve, store_full
 from broker.base.signing import SigningKey
 from broker.base.store import Base, Lane, StoreUnavailable
 from broker.base.store.group_commit import GroupCommit, WriterClosed
@@ -86,6 +96,8 @@ class AuditRecord(Base):
     latency_ms: Mapped[float | None]
     request_digest: Mapped[str | None] = mapped_column(String(80))
     response_digest: Mapped[str | None] = mapped_column(String(80))
+    # Until when a record reserved at `forwarding` may still be completed; not part of the record's content.
+    lease_until: Mapped[datetime | None]
     # The chain, filled in by the sequencer; None until the record is linked.
     position: Mapped[int | None]
     prev_hash: Mapped[str | None] = mapped_column(String(64))
@@ -105,7 +117,7 @@ class AuditCheckpoint(Base):
 
 
 RECORDS = Base.metadata.tables[AuditRecord.__tablename__]  # the table itself, for Core statements
-COLUMNS = tuple(column.name for column in RECORDS.columns)
+COLUMNS = tuple(column.name for column in RECORDS.columns if column.name != "lease_until")  # what a record says
 # What the steps after forwarding fill in: a record completed with only these changed since its reservation is
 # completed by setting only them (the other columns' eight indexes are then left alone: 150 -> 60 us on SQLite).
 COMPLETED = ("outcome", "status", "reason", "review_id", "latency_ms", "response_digest")
@@ -151,6 +163,7 @@ class AuditEntry:
     latency_ms: float | None = None
     request_digest: str | None = None
     response_digest: str | None = None
+    lease_until: datetime | None = None
     seq: int | None = field(default=None, repr=False)
     holder_ms: float | None = field(default=None, repr=False)  # for metrics only: never stored
     reserved: dict[str, object] | None = field(default=None, repr=False)  # the values its reservation stored
@@ -207,32 +220,60 @@ class AuditLog:
         batch_max: int = 256,
         batch_wait_s: float = 0.0,
         on_commit: Callable[[int, float], None] | None = None,
+        *,
+        reserve_bytes: int = 1024**2,
+        lease: timedelta = timedelta(seconds=30),
     ) -> None:
         self._sessions = sessions
         self._lane = lane  # the writer's transactions: no ORM session, one hand-off each
         self._writer: GroupCommit[AuditEntry] = GroupCommit(self._write, batch_max, batch_wait_s, on_commit)
+        self._reserve = Reserve(lane, reserve_bytes)
+        self._lease = lease  # from an exchange's arrival, how long its reservation may be completed
+        self._forwarding: set[int] = set()  # the entries (by id) reserved and not yet completed
 
     @property
     def batches(self) -> int:
         """Transactions the group commit has run so far."""
         return self._writer.batches
 
-    def writing(self) -> AbstractAsyncContextManager[None]:
+    @asynccontextmanager
+    async def writing(self) -> AsyncIterator[None]:
         """The group-commit writer's lifetime: records can be written while it is open, and all are
-        committed when it closes."""
-        return self._writer.running()
+        committed when it closes. The reserve is filled first (if the store has no room for it, exchanges are
+        refused until it has)."""
+        await self._reserve.refill()
+        async with self._writer.running():
+            yield
+
+    async def ready(self) -> None:
+        """Raise StoreUnavailable unless the writer is running and the store takes a write that needs fresh room
+        (the reserve's refill, at most once a second), with the room for completions kept."""
+        if not self._writer.open:
+            raise StoreUnavailable("the audit writer is not running")
+        if not await self._reserve.refill():
+            raise StoreUnavailable("the store takes no write, or has no room to complete an exchange")
 
     async def reserve(self, entry: AuditEntry) -> None:
         """Write the record of an exchange before forwarding it, so nothing is forwarded that the log cannot
-        hold; the record is found again by its exchange id."""
+        hold, nor whose completion it could not write; the record is found again by its exchange id."""
         if entry.exchange is None:
             raise ValueError("only an exchange with its id is reserved")
-        entry.outcome = "forwarding"
-        await self._submit(entry)
+        if len(self._forwarding) >= self._reserve.capacity or not await self._reserve.whole():
+            raise StoreUnavailable("the store keeps no room to complete another exchange: nothing is forwarded")
+        entry.outcome, entry.lease_until = "forwarding", entry.at + self._lease
+        self._forwarding.add(id(entry))
+        try:
+            await self._submit(entry)
+        except StoreUnavailable:
+            self._forwarding.discard(id(entry))  # not written: there is nothing to complete
+            raise
 
     async def commit(self, entry: AuditEntry) -> None:
         """Commit the final record of the attempt; raises StoreUnavailable when the log cannot be written."""
-        await self._submit(entry)
+        try:
+            await self._submit(entry)
+        finally:
+            self._forwarding.discard(id(entry))
 
     async def _submit(self, entry: AuditEntry) -> None:
         try:
@@ -247,35 +288,25 @@ class AuditLog:
         count the rows of a batch)."""
         new = [entry for entry in entries if entry.seq is None]
         inserted = [entry.values() for entry in new]
-        completing = {entry.seq: entry for entry in entries if entry.seq is not None}
-        narrow: list[dict[str, object]] = []
-        whole: list[dict[str, object]] = []
-        for seq, entry in completing.items():
-            only_completed, values = entry.completion()
-            (narrow if only_completed else whole).append({"reserved_seq": seq, **values})
+        complete = partial(_complete, [entry for entry in entries if entry.seq is not None])
 
         def write(connection: Connection) -> tuple[list[int], set[int]]:
-            seqs: list[int] = []
-            if new:
-                seqs = list(connection.execute(INSERT, inserted).scalars())
-            completed = 0
-            for statement, rows in ((COMPLETE_ONLY_COMPLETED, narrow), (COMPLETE, whole)):
-                if rows:
-                    completed += connection.execute(statement, rows).rowcount
-            if completed == len(completing) and connection.dialect.supports_sane_multi_rowcount:
-                return seqs, set()
-            return seqs, set(connection.scalars(ABANDONED, {"seqs": list(completing)}))
+            seqs = list(connection.execute(INSERT, inserted).scalars()) if new else []
+            return seqs, complete(connection)
 
-        seqs, abandoned = await self._lane.write(write)
+        try:
+            seqs, abandoned = await self._lane.write(write)
+        except SQLAlchemyError as error:
+            if len(new) == len(entries) or not store_full(error):
+                raise
+            # The store is full: the new records fail (none was forwarded) and the completions of exchanges already
+            # forwarded are written on the room the reserve kept for them.
+            abandoned = await self._reserve.spend(complete)
+            return [error if entry.seq is None else _closed(entry, abandoned) for entry in entries]
         for entry, seq, values in zip(new, seqs, inserted, strict=True):
             if entry.outcome == "forwarding":
                 entry.seq, entry.reserved = seq, values
-        return [
-            Abandoned(f"audit record {entry.seq} was closed as abandoned before it was completed")
-            if entry.seq in abandoned
-            else None
-            for entry in entries
-        ]
+        return [_closed(entry, abandoned) for entry in entries]
 
     async def records(self, **filters: str | None) -> list[AuditRecord]:
         query = select(AuditRecord).order_by(AuditRecord.seq)
@@ -356,10 +387,11 @@ class AuditLog:
             return [tuple(row) for row in (await session.execute(statement)).all()]
 
     async def sequence(
-        self, key: SigningKey, now: datetime, *, most: int, every: int, interval_s: float, abandon_after_s: float
+        self, key: SigningKey, now: datetime, *, most: int, every: int, interval_s: float
     ) -> Sequenced | None:
-        """Link up to `most` committed records and sign a checkpoint when one is due, in one transaction;
-        None when another hub process holds the sequencer lock."""
+        """Close the records left `forwarding` past their lease as abandoned, link up to `most` committed records
+        and sign a checkpoint when one is due, in one transaction; None when another hub process holds the
+        sequencer lock. A record reserved before leases were kept counts its arrival as its lease's end."""
         async with self._sessions() as session, session.begin():
             if session.get_bind().dialect.name == "postgresql":
                 locked = await session.scalar(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": SEQUENCER_LOCK})
@@ -370,7 +402,7 @@ class AuditLog:
                 .where(
                     AuditRecord.position.is_(None),
                     AuditRecord.outcome == "forwarding",
-                    AuditRecord.at < now - timedelta(seconds=abandon_after_s),
+                    func.coalesce(AuditRecord.lease_until, AuditRecord.at) < now,
                 )
                 .values(outcome="abandoned")
             )
@@ -434,15 +466,41 @@ class AuditLog:
             after = rows[-1]["position"]
 
     async def verify(
-        self, trusted: Collection[Ed25519PublicKey], progress: Callable[[int], object] | None = None
+        self, trusted: Collection[Ed25519PublicKey] | None, progress: Callable[[int], object] | None = None
     ) -> chain.Verdict:
-        """Recompute the chain in the store and check it against the signed checkpoints."""
-        verifier = chain.ChainVerifier(await self.checkpoints(), trusted)
+        """Recompute the chain in the store and check it against the signed checkpoints, the newest signed by
+        one of `trusted`; None trusts the hub keys the store records (the checkpoints' signers). Only a key kept
+        apart from the store tells a log re-signed by someone who can write the store from the hub's own."""
+        checkpoints = await self.checkpoints()
+        verifier = chain.ChainVerifier(checkpoints, chain.signers(checkpoints) if trusted is None else trusted)
         async for records in self.linked():
             await asyncio.to_thread(verifier.feed, records)
             if progress is not None:
                 progress(len(records))
         return await asyncio.to_thread(verifier.finish)
+
+
+def _complete(entries: Sequence[AuditEntry], connection: Connection) -> set[int]:
+    """Complete the reserved records of `entries` (wholly, or their completed columns only); the seqs of those
+    found closed as abandoned."""
+    narrow: list[dict[str, object]] = []
+    whole: list[dict[str, object]] = []
+    for entry in entries:
+        only_completed, values = entry.completion()
+        (narrow if only_completed else whole).append({"reserved_seq": entry.seq, **values})
+    completed = 0
+    for statement, rows in ((COMPLETE_ONLY_COMPLETED, narrow), (COMPLETE, whole)):
+        if rows:
+            completed += connection.execute(statement, rows).rowcount
+    if completed == len(entries) and connection.dialect.supports_sane_multi_rowcount:
+        return set()
+    return set(connection.scalars(ABANDONED, {"seqs": [entry.seq for entry in entries]}))
+
+
+def _closed(entry: AuditEntry, abandoned: set[int]) -> Exception | None:
+    if entry.seq in abandoned:
+        return Abandoned(f"audit record {entry.seq} was closed as abandoned before it was completed")
+    return None
 
 
 async def _head(session: AsyncSession) -> chain.Head:

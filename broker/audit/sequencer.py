@@ -1,5 +1,6 @@
-"""The audit sequencer: links committed audit records into the hash chain and signs checkpoints, in the
-background of every hub process (one at a time on a shared PostgreSQL store; see broker/audit/log.py).
+"""The audit sequencer: closes the records left `forwarding` past their lease as abandoned, links committed
+audit records into the hash chain and signs checkpoints, at start and in the background of every hub process
+(one at a time on a shared PostgreSQL store; see broker/audit/log.py).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ class SequencerSettings:
     batch: int = 1000  # records linked in one transaction
     checkpoint_every: int = 1000  # records between signed checkpoints...
     checkpoint_interval_s: float = 60.0  # ...or seconds, whichever comes first
-    abandon_after_s: float = 300.0  # a record left `forwarding` this long is closed as abandoned
 
 
 class Sequencer:
@@ -47,7 +47,6 @@ class Sequencer:
                     most=settings.batch,
                     every=settings.checkpoint_every,
                     interval_s=0.0 if seal else settings.checkpoint_interval_s,
-                    abandon_after_s=settings.abandon_after_s,
                 )
                 if done is None:
                     return None
@@ -58,7 +57,8 @@ class Sequencer:
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        """Link in the background while open: sealed at start (so a rotated key signs at once) and at the end."""
+        """Link in the background while open: at start (closing what dead processes left `forwarding`, and sealed
+        so that a rotated key signs at once) and at the end."""
         await self.step(seal=True)
         task = asyncio.create_task(self._run())
         try:

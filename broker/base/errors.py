@@ -44,11 +44,13 @@ def _problem(status: int, name: str, title: str) -> type[Problem]:
 
 
 Malformed = _problem(400, "malformed", "The request body is not valid JSON")
+UnparseableRequest = _problem(400, "unparseable-request", "The HTTP server could not parse the request")
 Unsigned = _problem(401, "unsigned", "The request is not signed")
 BadSignature = _problem(401, "bad-signature", "The request signature does not verify")
 BadDigest = _problem(401, "bad-digest", "The Content-Digest does not match the body")
 UnknownKey = _problem(401, "unknown-key", "The signing key is unknown, revoked or expired")
 StaleSignature = _problem(401, "stale-signature", "The signature was created too far from the hub clock")
+ExpiredSignature = _problem(401, "expired-signature", "The signature has expired, or expires before it was created")
 Forbidden = _problem(403, "forbidden", "This principal may not call this endpoint")
 Suspended = _problem(403, "suspended", "The requesting agency is suspended")
 NotHolder = _problem(403, "not-holder", "Only a holder of this category for this subject may notify its changes")
@@ -75,6 +77,7 @@ UnsupportedMediaType = _problem(415, "unsupported-media-type", "The request body
 Invalid = _problem(422, "invalid", "The request is well-formed JSON but not a valid request")
 UnknownPurpose = _problem(422, "unknown-purpose", "The purpose is not in the registered vocabulary")
 RateLimited = _problem(429, "rate-limited", "Too many requests from this agency")
+TooManyFailures = _problem(429, "too-many-failures", "Too many refused requests from this address")
 EmergencyLimit = _problem(429, "emergency-limit", "The agency has used all its emergency accesses for today")
 BadHolderAnswer = _problem(502, "bad-holder-answer", "The holder's adapter answered badly")
 Unavailable = _problem(503, "unavailable", "The hub cannot reach its store or write its audit log; it fails closed")
@@ -85,6 +88,7 @@ SIGNATURE_PROBLEMS: dict[str, type[Problem]] = {
     "bad-signature": BadSignature,
     "bad-digest": BadDigest,
     "stale-signature": StaleSignature,
+    "expired-signature": ExpiredSignature,
 }
 
 ALL: tuple[type[Problem], ...] = tuple(

@@ -63,6 +63,18 @@ class Metrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1),
             registry=self.registry,
         )
+        self.turned_away = Counter(
+            "crossroads_turned_away",
+            "Requests refused unread (429 too-many-failures) because their address made too many refused requests;"
+            " only the first of each run is audited",
+            registry=self.registry,
+        )
+        self.unparseable = Counter(
+            "crossroads_unparseable_requests",
+            "Requests the HTTP parser refused (400 unparseable-request), by the parser's error",
+            ["error"],
+            registry=self.registry,
+        )
         self.policy_version = Gauge(
             "crossroads_policy_version", "The published policy version this process enforces", registry=self.registry
         )

@@ -412,6 +412,19 @@ def check_created(created: int, now: float, window_s: int = CREATED_WINDOW_S) ->
         )
 
 
+def check_expires(params: Mapping[str, Any], now: float) -> None:
+    """Refuse a signature whose `expires` (RFC 9421 §2.3) has passed or comes before its `created`."""
+    expires = params.get("expires")
+    if expires is None:
+        return
+    if type(expires) is not int:
+        raise SignatureProblem("bad-signature", "expires must be an integer")
+    if expires < params["created"]:
+        raise SignatureProblem("expired-signature", "expires is before created")
+    if expires < now:
+        raise SignatureProblem("expired-signature", f"the signature expired {int(now - expires)} s ago")
+
+
 def check_coverage(covered: tuple[str, ...], has_body: bool) -> None:
     needed = BODY_COMPONENTS if has_body else REQUEST_COMPONENTS
     names = {component.split(";")[0].strip('"') for component in covered}

@@ -1,5 +1,6 @@
-"""`crossroads audit`: verify the audit log's chain (in the store, or offline in an export with only the hub's
-public key), export it to JSON Lines or CSV, and report anomalies; long runs show a progress bar.
+"""`crossroads audit`: verify the audit log's chain (in the store with the hub's public keys it records, or offline
+in an export with only the hub's public key: never the private key), export it to JSON Lines or CSV, and report
+anomalies; long runs show a progress bar.
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ from broker.audit.export import ExportUnreadable, ExportWriter, count_records, f
 from broker.audit.log import AuditLog
 from broker.audit.queries import rfc3339
 from broker.base import errors
-from broker.base.signing import load_private_key, load_public_key
+from broker.base.signing import load_public_key
 from broker.base.store import Lane, create_engine
-from broker.cli.options import hub_key_option, store_options
+from broker.cli.options import store_options
 from broker.config import Config
 from broker.schema.migrations import require_current_schema
 
@@ -64,42 +65,40 @@ def audit() -> None:
     "public_keys",
     multiple=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="A trusted hub public key (PEM); repeat for several. Online, the hub key's own by default.",
+    help="A trusted hub public key (PEM); repeat for several. Online, the hub keys the store records by default.",
 )
-@hub_key_option
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
 def verify(
-    state_dir: Path,
-    database_url: str,
-    export_path: Path | None,
-    public_keys: tuple[Path, ...],
-    hub_key: Path | None,
-    as_json: bool,
+    state_dir: Path, database_url: str, export_path: Path | None, public_keys: tuple[Path, ...], as_json: bool
 ) -> None:
     """Recompute the chain and the checkpoint signatures; exit 1 naming the first record where it breaks."""
-    trusted = [load_public_key(path.read_bytes()) for path in public_keys]
+    trusted = [_public_key(path) for path in public_keys]
     if export_path is not None:
         if not trusted:
             raise click.UsageError("offline verification needs the hub's public key: --public-key FILE")
         verdict = _verify_export(export_path, trusted)
         unlinked = 0
     else:
-        if not trusted:
-            key_path = hub_key or state_dir / "hub.pem"
-            trusted = [load_private_key(key_path.read_bytes()).public_key()]
 
         async def run() -> tuple[Verdict, int]:
             async with _audit_log(state_dir, database_url) as log:
                 with _progress((await log.head()).size, "verifying") as bar:
-                    return await log.verify(trusted, bar.update), await log.unlinked()
+                    return await log.verify(trusted or None, bar.update), await log.unlinked()
 
         verdict, unlinked = asyncio.run(run())
     if as_json:
         click.echo(json.dumps(verdict.as_json(), indent=2))
     else:
-        click.echo(_describe(verdict, unlinked))
+        click.echo(_describe(verdict, unlinked, pinned=bool(trusted)))
     if not verdict.ok:
         raise SystemExit(1)
+
+
+def _public_key(path: Path) -> Ed25519PublicKey:
+    try:
+        return load_public_key(path.read_bytes())
+    except (OSError, ValueError) as error:
+        raise click.BadParameter(f"{path} is not a readable Ed25519 public key (PEM): {error}") from error
 
 
 def _verify_export(path: Path, trusted: list[Ed25519PublicKey]) -> Verdict:
@@ -114,7 +113,7 @@ def _verify_export(path: Path, trusted: list[Ed25519PublicKey]) -> Verdict:
         raise click.ClickException(f"{path} is not a readable audit export: {error}") from error
 
 
-def _describe(verdict: Verdict, unlinked: int) -> str:
+def _describe(verdict: Verdict, unlinked: int, *, pinned: bool) -> str:
     if verdict.broken is not None:
         broken = verdict.broken
         at = f"position {broken.position}" + ("" if broken.seq is None else f" (seq {broken.seq})")
@@ -125,6 +124,8 @@ def _describe(verdict: Verdict, unlinked: int) -> str:
         lines.append(
             f"newest checkpoint: {checkpoint.size} records, signed by {checkpoint.key_id} at {timestamp(checkpoint.at)}"
         )
+        if not pinned:
+            lines.append("its key is trusted as the store records it: --public-key checks it against your own copy")
     if verdict.unsigned:
         lines.append(f"{verdict.unsigned} records after the newest checkpoint are not yet signed")
     if unlinked:

@@ -5,6 +5,7 @@ brokering a scenario that shows each outcome: white, black, grey, consent, relat
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import secrets
 import signal
@@ -32,7 +33,7 @@ from broker.cli.world import load_world
 from broker.config import Config
 from broker.hub import Hub, open_hub
 from broker.schema.migrations import upgrade
-from broker.server import build_app, server_settings
+from broker.server import HubRunner, build_app, server_settings
 from directory.references import rfc3339
 from policies.rules import parse_csv
 
@@ -206,14 +207,17 @@ def _outgoing_ports_start() -> int:
 
 
 OUTGOING_PORTS_START = _outgoing_ports_start()  # read once, at import, off any event loop
+LISTENING_PORTS = range(10_000, max(10_001, OUTGOING_PORTS_START))
+_turn = itertools.count(secrets.randbelow(len(LISTENING_PORTS)))  # this process's walk through them
 
 
 def free_port() -> int:
     """A port of 127.0.0.1 that nothing is bound to, chosen below the range the system gives outgoing connections
     their ports from: a port the system picks itself (port 0) comes from that range, and an outgoing connection
-    (to PostgreSQL, to an adapter) may take it before the server binds it."""
+    (to PostgreSQL, to an adapter) may take it before the server binds it. A process walks the range from a random
+    start, so it never hands out a port twice (before it binds the first, a probe would find it free again)."""
     for _ in range(200):
-        port = 10_000 + secrets.randbelow(max(1, OUTGOING_PORTS_START - 10_000))
+        port = LISTENING_PORTS[next(_turn) % len(LISTENING_PORTS)]
         with socket.socket() as probe:
             try:
                 probe.bind(("127.0.0.1", port))
@@ -223,8 +227,7 @@ def free_port() -> int:
     raise OSError("no free port below the system's range of outgoing ports")
 
 
-async def _serve(app: web.Application, port: int, **settings: Any) -> web.AppRunner:
-    runner = web.AppRunner(app, access_log=None, **settings)
+async def _serve(runner: web.AppRunner, port: int) -> web.AppRunner:
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     return runner
@@ -262,11 +265,14 @@ async def demo_world(state_dir: Path, database_url: str = "", **settings: Any) -
                 Adapter(agency, keys[agency], HUB_KEY_ID, hub_key.public_key, adapter_urls[agency]),
                 systems,
             )
-            stack.push_async_callback((await _serve(adapters[agency].app(), port)).cleanup)
+            stack.push_async_callback(
+                (await _serve(web.AppRunner(adapters[agency].app(), access_log=None), port)).cleanup
+            )
         hub = await stack.enter_async_context(open_hub(config))
         await load_world(hub, _seed(keys, adapter_urls), actor="demo", reason="demo world")
         passwords = await _console_passwords(hub)
-        stack.push_async_callback((await _serve(build_app(config, hub), hub_port, **server_settings(config))).cleanup)
+        runner = HubRunner(build_app(config, hub), access_log=None, **server_settings(config))
+        stack.push_async_callback((await _serve(runner, hub_port)).cleanup)
         yield DemoWorld(state_dir, hub, config.url, keys, adapter_urls, adapters, passwords)
 
 

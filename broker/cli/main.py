@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from aiohttp import web
 from click.core import ParameterSource
 
 from broker.base import eventloop, logs
@@ -31,7 +30,7 @@ from broker.cli.registry import agencies, capacities, categories, purposes
 from broker.cli.world import world
 from broker.config import Config, ConfigError, load_config, shown
 from broker.schema.migrations import upgrade
-from broker.server import build_app, server_settings
+from broker.server import serve as serve_hub
 
 
 @click.group()
@@ -104,16 +103,7 @@ def serve(
         },
         config_file,
     )
-    web.run_app(
-        build_app(config),
-        loop=eventloop.new_event_loop(),
-        host=config.host,
-        port=config.port,
-        access_log=None,
-        print=None,
-        shutdown_timeout=config.shutdown_timeout_s,
-        **server_settings(config),
-    )
+    eventloop.run(serve_hub(config))
 
 
 @main.group("config")

@@ -1,4 +1,4 @@
-"""`crossroads operator`: operators' console passwords."""
+"""`crossroads operator`: operators' console passwords and sign-in locks."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from broker.base import errors
 from broker.cli.acting import change
 from broker.cli.options import hub_key_option, store_options
 from broker.hub import Hub
+from directory.names import NAME
 
 
 @click.group()
@@ -50,3 +51,29 @@ def password(operator_id: str, state_dir: Path, database_url: str, hub_key: Path
     # The console's records name the operator as requester; the key id `cli` says the change came from here.
     change((state_dir, database_url, hub_key), "console", work, 200, "recorded", requester=operator_id, key_id="cli")
     click.echo(f"console password set for {operator_id}; its console sessions are closed")
+
+
+@operator.command("unlock")
+@click.argument("operator_id")
+@click.option(
+    "--address",
+    default=None,
+    help="Lift only the lock on sign-ins from this address (an IPv6 one as its /64, as the console's sign-in "
+    "locks page shows it); by default from every address.",
+)
+@store_options
+@hub_key_option
+def unlock(operator_id: str, address: str | None, state_dir: Path, database_url: str, hub_key: Path | None) -> None:
+    """Lift the console sign-in locks of OPERATOR_ID: its failed sign-ins are forgotten, from ADDRESS or from
+    every address. Recorded with the operator id as the record's holder."""
+
+    async def work(hub: Hub, entry: AuditEntry) -> int:
+        if not NAME.fullmatch(operator_id):
+            raise errors.Invalid("an operator id is made of [a-z0-9-]")
+        entry.holder, entry.reason = operator_id, "sign-in-unlock"
+        return await hub.console.unlock(operator_id, address)
+
+    forgotten = change((state_dir, database_url, hub_key), "console", work, 200, "recorded", key_id="cli")
+    where = f"from {address}" if address else "from every address"
+    plural = "" if forgotten == 1 else "s"
+    click.echo(f"{forgotten} failed sign-in{plural} of {operator_id} {where} forgotten: it may sign in {where}")

@@ -1,7 +1,8 @@
 """Administrators' pages: sharing rules (filtered list, add and remove with a reason, the dry-run explain
 form, the version history with its diffs of rules and groupings and rollback), the registry (agencies: register,
 rename, move the adapter, suspend, resume; their keys: rotate, revoke; data categories, purposes and capacities:
-add), and the notification dead-letter list with replay. Each calls the services the v1 API calls.
+add), the console's sign-in locks (lifted here or by `crossroads operator unlock`), and the notification
+dead-letter list with replay. Each calls the services the v1 API calls.
 
 A registry change made with a reason keeps it in its audit record's `reason` (instead of the action's name) once
 it is made: the record says why, and its holder, category or purpose what was changed.
@@ -10,14 +11,17 @@ it is made: the record says why, and its holder, category or purpose what was ch
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote
 
 from aiohttp import web
 
+from broker.accounts.credentials import locked_until
 from broker.appkeys import AUDIT, HUB, PRINCIPAL
 from broker.base import errors
 from broker.console.pages import NOTICES, form, page, query_filled, redirect, text
+from broker.console.signin import LOCK_OUT
 from directory import registry
 from directory.keys import parse_key_id, parse_registration, parse_revocation
 from directory.names import NAME
@@ -289,6 +293,38 @@ async def revoke_key(request: web.Request) -> web.Response:
     return redirect(f"/console/agencies?notice=key-revoked#{quote(agency_id)}")
 
 
+@dataclass(frozen=True)
+class FailingPair:
+    operator: str
+    peer: str
+    failures: int
+    last: datetime
+    locked_until: datetime | None
+
+
+async def sign_in_locks(request: web.Request) -> web.Response:
+    """The (operator id, address) pairs with failed sign-ins remembered, and when the lock on each ends."""
+    now = datetime.now(UTC)
+    failing = await request.config_dict[HUB].console.failing(now - LOCK_OUT.remembered)
+    pairs = [
+        FailingPair(operator, peer, len(failures), max(failures), locked_until(failures, now, LOCK_OUT))
+        for (operator, peer), failures in sorted(failing.items())
+    ]
+    return page(request, "sign_in_locks.html", {"pairs": pairs, "policy": LOCK_OUT})
+
+
+async def unlock_sign_in(request: web.Request) -> web.Response:
+    """Forget an operator id's failed sign-ins from one address (every address, with none given); the record
+    names the operator id as its holder."""
+    hub, fields = request.config_dict[HUB], await form(request)
+    operator_id = fields.get("operator", "").strip()
+    if not NAME.fullmatch(operator_id):
+        raise errors.Invalid("operator is an operator id of [a-z0-9-]")
+    request[AUDIT].holder = operator_id
+    await hub.console.unlock(operator_id, text(fields, "peer", "the address", required=False, most=64) or None)
+    return redirect("/console/sign-in-locks?notice=unlocked")
+
+
 async def dead_letters(request: web.Request) -> web.Response:
     letters = await request.config_dict[HUB].notifications.outbox.dead_letters()
     return page(request, "dead_letters.html", {"letters": letters})
@@ -322,6 +358,8 @@ ROUTES = [
     web.post("/categories", add_category, name="category_add"),
     web.post("/purposes", add_purpose, name="purpose_add"),
     web.post("/capacities", add_capacity, name="capacity_add"),
+    web.get("/sign-in-locks", sign_in_locks, name="sign_in_locks"),
+    web.post("/sign-in-locks/unlock", unlock_sign_in, name="sign_in_unlock"),
     web.get("/dead-letters", dead_letters, name="dead_letters"),
     web.post("/dead-letters/replay", replay, name="dead_letter_replay"),
 ]

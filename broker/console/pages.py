@@ -36,6 +36,7 @@ NAVIGATION = (
     ("/console/rules/history", "Rule history"),
     ("/console/agencies", "Agencies and keys"),
     ("/console/dead-letters", "Dead letters"),
+    ("/console/sign-in-locks", "Sign-in locks"),
 )
 # What a page says after a form sent the operator back to it (`?notice=`); anything else is not shown.
 NOTICES = {
@@ -50,6 +51,7 @@ NOTICES = {
     "key-rotated": "The new key is registered; the old one stops working at the time shown.",
     "key-revoked": "The key is revoked: requests signed with it are refused.",
     "replayed": "The dead letters are back in the queue; the hub delivers them within its poll interval.",
+    "unlocked": "The lock is lifted: those failed sign-ins are forgotten.",
 }
 MAX_TEXT = 2000
 

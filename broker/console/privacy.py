@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
-import json
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -19,6 +18,7 @@ from aiohttp import web
 from broker.appkeys import AUDIT, HUB, PRINCIPAL
 from broker.audit.access_log import disclosed
 from broker.audit.anomalies import ANOMALY_PERIOD, MAX_LOOKUPS, Thresholds, detect
+from broker.audit.export import csv_cell
 from broker.audit.log import COLUMNS, AuditEntry
 from broker.audit.queries import FILTERS, MAX_LIMIT, AuditQuery, Cursor, parse_query, rfc3339
 from broker.base import errors
@@ -57,16 +57,6 @@ def search_parameters(query: dict[str, str]) -> dict[str, str]:
             filled[name] = moment(filled[name])
     filled.setdefault("order", "desc")
     return filled
-
-
-def csv_cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list):
-        return json.dumps(value, separators=(",", ":"))
-    return str(value)
 
 
 async def audit_search(request: web.Request) -> web.Response:

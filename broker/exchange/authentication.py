@@ -15,12 +15,26 @@ from broker.base.signing import (
     Request,
     SignatureProblem,
     check_created,
+    check_expires,
     read_signature_input,
     verify_request,
 )
 from broker.exchange.replay import NonceAlreadySeen, NonceStore
+from directory.keys import KEY_ID
 from directory.store import DirectoryStore, key_refusal
 from policies.service import OperatorGate
+
+RECORDED_KEY_ID = 64  # characters kept of a key id that is not of the registered shape
+
+
+def recorded_key_id(key_id: str) -> str:
+    """The key id as the audit record keeps it: as given when it has the shape of a registered key id, else
+    cut and percent-escaped (all but letters, digits, `.`, `_` and `:`), so that a caller's choice of key id
+    can neither fill the log nor begin a formula or a line in what reads it."""
+    if KEY_ID.fullmatch(key_id):
+        return key_id
+    escaped = "".join(c if c.isascii() and (c.isalnum() or c in "._:") else f"%{ord(c):02X}" for c in key_id)
+    return escaped[:RECORDED_KEY_ID]
 
 
 @dataclass(frozen=True)
@@ -44,13 +58,14 @@ class Authenticator:
         at = datetime.now(UTC)
         try:
             signature = read_signature_input(headers)
-            entry.key_id = signature.key_id
+            entry.key_id = recorded_key_id(signature.key_id)
             key = await self._directory.key(signature.key_id)
             refusal = key_refusal(key, at)
             if refusal is not None or key is None:
                 raise errors.UnknownKey(f"key {signature.key_id!r}: {refusal}")
             entry.requester = key.principal_id
             check_created(signature.created, at.timestamp())
+            check_expires(signature.params, at.timestamp())
             verify_request(Request(method, self._public_url + path_qs, headers), body, signature, key.public_key)
         except SignatureProblem as problem:
             raise errors.SIGNATURE_PROBLEMS[problem.kind](problem.detail) from problem

@@ -1,9 +1,10 @@
-"""The API's one middleware, which every signed call goes through.
+"""The API's one middleware, which every signed call goes through, and the answer to the requests the HTTP
+parser refuses before any middleware sees them.
 
-It reads the body within its limit, authenticates and authorises the caller and runs the handler, as an
-audited call (broker/audit/call.py): any error becomes an RFC 9457 problem, and nothing leaves before the
-call's audit record is committed (if the log cannot be written the answer is a 503 problem instead). Then it
-signs the answer.
+It turns away, unread, a peer address that made too many requests refused before authentication; then it
+reads the body within its limit, authenticates and authorises the caller and runs the handler, as an audited
+call (broker/audit/call.py): any error becomes an RFC 9457 problem, and nothing leaves before the call's audit
+record is committed (if the log cannot be written the answer is a 503 problem instead). Then it signs the answer.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from broker.audit.log import AuditEntry, digest, outcome_for
 from broker.base import errors, wire
 from broker.base.signing import Digested, Request, sign_response
 from broker.exchange.authentication import Principal
+from broker.exchange.limits import Lockout
 from broker.http.uploads import UPLOAD, receiving, takes_upload
 from broker.hub import Hub
 
@@ -79,15 +81,25 @@ async def respond(request: web.Request, handler: Handler) -> web.StreamResponse:
             return sign(hub, problem_response(unready, None), bound=None)
     entry = AuditEntry(at=datetime.now(UTC), kind=kind_of(request.path))
     bound = Request(request.method, hub.config.url + request.raw_path)
+    peer = hub.peers.peer(request.remote, ",".join(request.headers.getall("X-Forwarded-For", ())))
+    lockout = hub.peers.lockout(peer, time.monotonic())
+    if lockout is not None:
+        hub.metrics.turned_away.inc()
+        if not lockout.first:  # the first refusal of a run is audited below; the others are only counted
+            return sign(hub, problem_response(too_many_failures(lockout), None), bound)
+    authenticated = False
 
     async def call() -> web.Response:
-        nonlocal bound
+        nonlocal bound, authenticated
+        if lockout is not None:
+            raise too_many_failures(lockout)
         wire.check_headers(request.raw_headers, hub.config.max_header_bytes)
         async with body_of(request, hub) as body:
             entry.request_digest = digest(body) if isinstance(body, bytes) else "sha-256:" + body.sha256.hex()
             principal = await hub.authenticator.authenticate(
                 request.method, request.raw_path, request.headers, body, entry
             )
+            authenticated = True
             if "Content-Digest" in request.headers:
                 bound = Request(bound.method, bound.url, {"Content-Digest": request.headers["Content-Digest"]})
             wire.check_target(request.raw_path, request.query)
@@ -99,6 +111,8 @@ async def respond(request: web.Request, handler: Handler) -> web.StreamResponse:
                 return whole(await handler(request))
 
     response = await audited(hub.audit, entry, call, lambda problem: problem_response(problem, entry.exchange), settle)
+    if lockout is None and not authenticated and 400 <= response.status < 500:
+        hub.peers.refused(peer, time.monotonic())
     hub.metrics.answered(entry.kind, entry.outcome, entry.zone, entry.latency_ms, entry.holder, entry.holder_ms)
     log.info(
         f"{entry.kind}.answered",
@@ -113,6 +127,45 @@ async def respond(request: web.Request, handler: Handler) -> web.StreamResponse:
         response_digest=entry.response_digest,
     )
     return sign(hub, response, bound)
+
+
+async def refuse_unparseable(hub: Hub, remote: str | None, error: BaseException) -> web.StreamResponse:
+    """The answer to a request aiohttp's HTTP parser refused, before any middleware could see it: a problem that
+    names the parser's error but never echoes the bytes, and a count in /metrics; like any refusal before
+    authentication it draws from the peer's allowance, and unless the peer is turned away (then only the first of
+    the run is) it is audited (kind `http`) and logged in one line."""
+    name = type(error).__name__
+    hub.metrics.unparseable.labels(name).inc()
+    problem = errors.UnparseableRequest(f"the request is not valid HTTP/1.1 ({name})")
+    peer = hub.peers.peer(remote, "")
+    lockout = hub.peers.lockout(peer, time.monotonic())
+    if lockout is not None and not lockout.first:
+        response = problem_response(problem, None)
+    else:
+
+        async def refuse() -> web.Response:
+            raise problem
+
+        entry = AuditEntry(at=datetime.now(UTC), kind="http")
+        response = await audited(hub.audit, entry, refuse, lambda shown: problem_response(shown, None), settle)
+        log.info("http.unparseable", peer=peer, error=name, response_digest=entry.response_digest)
+    if lockout is None:
+        hub.peers.refused(peer, time.monotonic())
+    response.force_close()  # the parser cannot find where the next request would start
+    return sign(hub, response, None)
+
+
+def too_many_failures(lockout: Lockout) -> errors.Problem:
+    wait = retry_after(lockout.wait)
+    return errors.TooManyFailures(
+        f"too many requests from this address were refused before authentication; try again in {wait} s",
+        headers={"Retry-After": wait},
+    )
+
+
+def retry_after(wait: float) -> str:
+    """A Retry-After value: whole seconds, at least 1."""
+    return str(max(1, round(wait + 0.5)))
 
 
 def settle(entry: AuditEntry, response: web.Response) -> None:
@@ -145,7 +198,7 @@ def throttle(hub: Hub, principal: Principal) -> None:
     if wait is not None:
         raise errors.RateLimited(
             f"{principal.id!r} exceeds {hub.limiter.rate:g} requests a second",
-            headers={"Retry-After": str(max(1, round(wait + 0.5)))},
+            headers={"Retry-After": retry_after(wait)},
         )
 
 

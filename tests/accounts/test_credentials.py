@@ -1,4 +1,4 @@
-"""Console accounts as pure decisions: Argon2 hashes, the lock-out window, session lifetimes, tokens, and
+"""Console accounts as pure decisions: Argon2 hashes, the lock-out and its backoff, session lifetimes, tokens, and
 where a sign-in may lead."""
 
 from __future__ import annotations
@@ -49,25 +49,33 @@ def test_passwords_have_a_length() -> None:
     assert password_problem("x" * 1025) is not None
 
 
-def test_five_failures_within_fifteen_minutes_lock() -> None:
+def test_five_failures_lock_for_a_minute_and_each_one_after_doubles_it() -> None:
     policy = LockOut()
-    four = [NOW - timedelta(minutes=minutes) for minutes in (1, 2, 3, 4)]
+    four = [NOW - timedelta(minutes=minutes) for minutes in (4, 3, 2)] + [NOW - timedelta(seconds=30)]
     assert locked_until(four, NOW, policy) is None
-    five = [*four, NOW - timedelta(minutes=10)]
-    assert locked_until(five, NOW, policy) == NOW - timedelta(minutes=10) + policy.window
-    stale = [*four, NOW - timedelta(minutes=16)]
-    assert locked_until(stale, NOW, policy) is None
+    five = [NOW - timedelta(minutes=10), *four]
+    assert locked_until(five, NOW, policy) == NOW + timedelta(seconds=30)  # a minute after the last failure
+    assert locked_until(five, NOW + timedelta(minutes=1), policy) is None
+    seven = [*five, NOW + timedelta(minutes=1), NOW + timedelta(minutes=2)]
+    assert locked_until(seven, NOW + timedelta(minutes=2), policy) == NOW + timedelta(minutes=6)
+    forgotten = [*four, NOW - policy.remembered]
+    assert locked_until(forgotten, NOW, policy) is None
+    endless = [NOW - timedelta(seconds=second) for second in range(1000)]
+    assert locked_until(endless, NOW, policy) == NOW + policy.longest
 
 
-@given(st.lists(st.integers(min_value=0, max_value=3600), max_size=12))
-def test_locked_exactly_while_enough_failures_are_recent(ages: list[int]) -> None:
+@given(st.lists(st.integers(min_value=0, max_value=2 * 86_400), max_size=12))
+def test_locked_exactly_while_enough_failures_are_remembered(ages: list[int]) -> None:
     policy = LockOut()
     failures = [NOW - timedelta(seconds=age) for age in ages]
-    recent = sum(1 for age in ages if age < policy.window.total_seconds())
+    remembered = [age for age in ages if age < policy.remembered.total_seconds()]
     until = locked_until(failures, NOW, policy)
-    assert (until is not None) == (recent >= policy.failures)
-    if until is not None:
-        assert NOW < until <= NOW + policy.window
+    if len(remembered) < policy.failures:
+        assert until is None
+        return
+    length = min(policy.first * 2 ** (len(remembered) - policy.failures), policy.longest)
+    last = NOW - timedelta(seconds=min(remembered))
+    assert until == (last + length if last + length > NOW else None)
 
 
 def test_sessions_end_when_idle_or_old() -> None:
@@ -87,6 +95,8 @@ def test_a_sign_in_leads_only_to_a_console_page() -> None:
     for target in (None, "", "https://elsewhere.example/", "//elsewhere.example/console/", "/console", "/v1/audit"):
         assert safe_next(target) == "/console/"
     assert safe_next("/console/\\elsewhere") == "/console/"
+    for target in ("/console/\r\nSet-Cookie: a=b", "/console//elsewhere.example", "/console/\t", "/console/\u00e9"):
+        assert safe_next(target) == "/console/"
 
 
 def test_outcomes_of_console_requests() -> None:

@@ -1,6 +1,6 @@
-"""The sequencer against real stores: reservations a dead process left behind are closed as abandoned, two
-hub processes on one store still build one chain, shutdown seals the log, and a rotated hub key signs at
-start while the old key's checkpoints still verify."""
+"""The sequencer against real stores: reservations a dead process left behind are closed as abandoned (at start
+too, once their lease has run out, never while it runs), two hub processes on one store still build one chain,
+shutdown seals the log, and a rotated hub key signs at start while the old key's checkpoints still verify."""
 
 from __future__ import annotations
 
@@ -40,6 +40,31 @@ async def test_a_reservation_left_forwarding_is_closed_as_abandoned_and_its_late
     stale.outcome = live.outcome = "delivered"
     with pytest.raises(StoreUnavailable):
         await audit.commit(stale)
+    await audit.commit(live)
+    await world.hub.sequencer.step()
+    [completed] = await audit.records(exchange=live.exchange)
+    assert (completed.outcome, completed.position is not None) == ("delivered", True)
+    assert (await audit.verify([world.hub.key.public_key])).ok
+
+
+async def test_a_hub_starting_closes_what_dead_processes_left_forwarding_and_leaves_live_ones(
+    world: DemoWorld,
+) -> None:
+    """A record left `forwarding` past its lease (holder timeout plus margin, from the exchange's arrival) is
+    closed as abandoned and chained by the next hub process that starts; one whose lease still runs belongs to a
+    live process (here the world's hub) and is left for it to complete."""
+    audit, now = world.hub.audit, datetime.now(UTC)
+    dead, live = entry(now - timedelta(minutes=1)), entry(now)
+    await audit.reserve(dead)
+    await audit.reserve(live)
+    [reserved] = await audit.records(exchange=live.exchange)
+    assert reserved.lease_until is not None and reserved.lease_until > now
+    async with open_hub(world.hub.config):
+        [closed] = await audit.records(exchange=dead.exchange)
+        [waiting] = await audit.records(exchange=live.exchange)
+        assert (closed.outcome, closed.position is not None) == ("abandoned", True)
+        assert (waiting.outcome, waiting.position) == ("forwarding", None)
+    live.outcome, live.status = "delivered", 200
     await audit.commit(live)
     await world.hub.sequencer.step()
     [completed] = await audit.records(exchange=live.exchange)

@@ -85,7 +85,7 @@ async def test_a_csv_export_carries_chain_fields_and_its_checkpoints(world: Demo
 
 async def test_online_verification_and_its_refusals(world: DemoWorld, tmp_path: Path) -> None:
     size = await sealed(world)
-    result = await crossroads("audit", "verify", *store(world), "--hub-key", str(world.hub.config.key_path))
+    result = await crossroads("audit", "verify", *store(world))  # the hub keys the store records: no key file
     assert result.exit_code == 0, result.output
     assert f"ok: {size} records" in result.output
     offline = await crossroads("audit", "verify", "--export", str(world.hub.config.key_path))

@@ -7,7 +7,7 @@ import pytest
 from broker.base import errors
 from broker.console.admin import matching, rule_from_form
 from broker.console.pages import moment
-from broker.console.privacy import csv_cell, search_parameters
+from broker.console.privacy import search_parameters
 from broker.problems import problem_for
 from policies.rules import Rule, RuleInvalid
 
@@ -58,7 +58,3 @@ def test_rule_filters_match_text_and_zone() -> None:
     assert [rule.id for rule in matching(rules, {"requester": "FAMILY"})] == ["r-1", "r-3"]
     assert [rule.id for rule in matching(rules, {"category": "civil", "zone": "white"})] == ["r-1", "r-5"]
     assert matching(rules, {}) == list(rules)
-
-
-def test_csv_cells() -> None:
-    assert [csv_cell(value) for value in (None, True, ["a", "b"], 3, "x")] == ["", "true", '["a","b"]', "3", "x"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
@@ -76,6 +77,37 @@ async def test_sign_in_opens_a_session_kept_only_as_a_hash(world: DemoWorld, bro
     )
 
 
+async def test_sign_in_leads_only_to_a_console_page_of_this_hub(world: DemoWorld, browser: Browser) -> None:
+    """A `next` that is not a plain console path (a CR/LF that would split the redirect's header, another host,
+    a control or non-ASCII character) leads to the console's home page, and the sign-in is answered and audited
+    as the redirect the browser received."""
+    password = world.console_passwords["admin-desk"]
+    hostile = (
+        "/console/\r\nSet-Cookie: crossroads_console=forged",
+        "/console/rules\nLocation: https://evil.example/",
+        "//evil.example/console/",
+        "/console//evil.example",
+        "https://evil.example/console/",
+        "/console/\\evil.example",
+        "/console/\x00",
+        "/console/\x7f",
+        "/console/r\u00e8gles",
+        "/console/ rules",
+    )
+    for target in hostile:
+        token = await browser.token("/console/sign-in")
+        fields = {"csrf": token, "operator": "admin-desk", "password": password, "next": target}
+        answer = await browser.post("/console/sign-in", fields)
+        assert (answer.status, answer.headers["Location"]) == (303, "/console/"), target
+        assert not any("forged" in cookie for cookie in answer.headers.getall("Set-Cookie", []))
+    token = await browser.token("/console/sign-in")
+    fields = {"csrf": token, "operator": "admin-desk", "password": password, "next": "/console/rules?zone=grey"}
+    kept = await browser.post("/console/sign-in", fields)
+    assert kept.headers["Location"] == "/console/rules?zone=grey"
+    records = await world.hub.audit.records(kind="console", requester="admin-desk")
+    assert [(record.reason, record.status) for record in records] == [("sign-in", 303)] * (len(hostile) + 1)
+
+
 async def test_five_failures_lock_the_operator_id_out(world: DemoWorld, browser: Browser) -> None:
     for _ in range(5):
         answer = await browser.sign_in("admin-desk", "wrong password, try again")
@@ -89,6 +121,35 @@ async def test_five_failures_lock_the_operator_id_out(world: DemoWorld, browser:
     failed = await world.hub.audit.records(kind="console", requester="admin-desk")
     assert [record.reason for record in failed] == ["sign-in-failed"] * 5 + ["locked-out"]
     assert {record.outcome for record in failed} == {"refused"}
+
+
+async def test_failures_lock_an_operator_id_out_from_their_address_only(world: DemoWorld, browser: Browser) -> None:
+    """A stranger's five wrong passwords lock the operator id out of the stranger's address, not the operator's
+    own; an administrator sees the lock and lifts it, and that is recorded."""
+    password = world.console_passwords["privacy-office"]
+    for _ in range(5):
+        assert (await browser.sign_in("privacy-office", "a stranger's guess")).status == 401
+    assert (await browser.sign_in("privacy-office", password)).status == 429
+    async with elsewhere(world) as officer, elsewhere(world) as admin:
+        assert (await officer.sign_in("privacy-office", password)).status == 303
+        assert (await admin.sign_in("admin-desk", world.console_passwords["admin-desk"])).status == 303
+        status, page = await admin.get("/console/sign-in-locks")
+        assert status == 200 and re.search(r"privacy-office</th><td>127\.0\.0\.1</td><td>5</td>", page)
+        token = await admin.token("/console/sign-in-locks")
+        fields = {"csrf": token, "operator": "privacy-office", "peer": "127.0.0.1"}
+        unlocked = await admin.post("/console/sign-in-locks/unlock", fields)
+        assert unlocked.status == 303 and unlocked.headers["Location"] == "/console/sign-in-locks?notice=unlocked"
+    assert (await browser.sign_in("privacy-office", password)).status == 303
+    [record] = await world.hub.audit.records(kind="console", reason="sign-in-unlock")
+    assert (record.requester, record.holder, record.outcome) == ("admin-desk", "privacy-office", "recorded")
+
+
+@asynccontextmanager
+async def elsewhere(world: DemoWorld) -> AsyncIterator[Browser]:
+    """A browser on another address of the loopback network (127.0.0.2): another peer to the hub."""
+    connector = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+    async with aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        yield Browser(world, session)
 
 
 async def test_an_unknown_operator_fails_like_a_wrong_password(world: DemoWorld, browser: Browser) -> None:

@@ -1,6 +1,7 @@
 """The hostile world: the demo world (on SQLite, one per test module) with principals and keys an attacker
 might hold: a suspended agency, a suspended operator, and revoked, expired and not yet valid keys of
-family-benefits. Rate limits are lifted so that hundreds of cases from one principal are not throttled.
+family-benefits. Rate limits are lifted so that hundreds of cases from one principal, and hundreds refused
+before authentication from one address, are not throttled.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from broker.cli.demo import DemoWorld, demo_world
 from tests import postgres
 
 DAY = timedelta(days=1)
+UNLIMITED = {"rate_per_s": 1e6, "rate_burst": 1e6, "unauthenticated_rate_per_s": 1e6, "unauthenticated_burst": 1e6}
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,7 @@ async def hostile_world(world: DemoWorld) -> Hostile:
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def hostile(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Hostile]:
     state = tmp_path_factory.mktemp("hostile") / "state"
-    async with demo_world(state, rate_per_s=1e6, rate_burst=1e6) as world:
+    async with demo_world(state, **UNLIMITED) as world:
         yield await hostile_world(world)
 
 
@@ -95,5 +97,5 @@ async def hostile_postgres(
 ) -> AsyncIterator[Hostile]:
     state = tmp_path_factory.mktemp("hostile-postgres") / "state"
     url = await postgres_server.new_database()
-    async with demo_world(state, url, rate_per_s=1e6, rate_burst=1e6) as world:
+    async with demo_world(state, url, **UNLIMITED) as world:
         yield await hostile_world(world)

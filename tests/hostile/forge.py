@@ -38,6 +38,7 @@ class Signing:
     """How a request is signed; every field left as is gives a valid signature by `key_id`'s owner."""
 
     created: datetime | None = None  # default: now
+    expires: datetime | None = None  # default: none
     nonce: str | None = field(default_factory=lambda: secrets.token_urlsafe(16))
     covered: tuple[str, ...] | None = None  # default: what PROTOCOL.md requires
     label: str = "sig1"
@@ -74,6 +75,7 @@ def sign(
         include_alg=signing.include_alg,
         covered_component_ids=covered,
         created=signing.created or datetime.now(UTC),
+        expires=signing.expires,
     )
     return list(headers.items())
 
@@ -95,21 +97,29 @@ class Answer:
         return str(self.json()["type"]).rsplit("/", 1)[-1]
 
 
-async def send(port: int, method: str, target: str, headers: Headers, body: bytes | None) -> Answer:
-    """One request on its own connection, exactly as given (plus Host, Content-Length, Connection: close)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+async def send(
+    port: int, method: str, target: str, headers: Headers, body: bytes | None, source: str = "127.0.0.1"
+) -> Answer:
+    """One request on its own connection from `source` (a loopback address), exactly as given (plus Host,
+    Content-Length, Connection: close)."""
+    lines = [f"{method} {target} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: close"]
+    lines += [f"{name}: {value}" for name, value in headers]
+    if body is not None:
+        lines.append(f"Content-Length: {len(body)}")
+    return await send_raw(port, ("\r\n".join(lines) + "\r\n\r\n").encode() + (body or b""), source)
+
+
+async def send_raw(port: int, raw: bytes, source: str = "127.0.0.1") -> Answer:
+    """Bytes on their own connection from `source`, and the answer read until the hub closes it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
     try:
-        lines = [f"{method} {target} HTTP/1.1", f"Host: 127.0.0.1:{port}", "Connection: close"]
-        lines += [f"{name}: {value}" for name, value in headers]
-        if body is not None:
-            lines.append(f"Content-Length: {len(body)}")
-        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + (body or b""))
+        writer.write(raw)
         await writer.drain()
-        raw = await reader.read()
+        answer = await reader.read()
     finally:
         writer.close()
         await writer.wait_closed()
-    return parse_answer(raw)
+    return parse_answer(answer)
 
 
 def parse_answer(raw: bytes) -> Answer:

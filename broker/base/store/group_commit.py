@@ -45,6 +45,11 @@ class GroupCommit(Generic[Item]):
         self._stopping = False
         self.batches = 0  # batches committed or failed, for tests and benchmarks
 
+    @property
+    def open(self) -> bool:
+        """Whether writes are taken: the writer runs and is not closing."""
+        return self._task is not None and not self._task.done() and not self._stopping
+
     async def submit(self, item: Item) -> None:
         """Wait until the batch holding `item` is committed; raise its error if it failed."""
         if self._task is None or self._stopping:

@@ -45,7 +45,8 @@ class Lane:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._url = engine.url
-        self._threaded = engine.dialect.name == "sqlite"
+        self.dialect = engine.dialect.name
+        self._threaded = self.dialect == "sqlite"
         self._jobs: SimpleQueue[Job | None] = SimpleQueue()
         self._thread: threading.Thread | None = None
         self._sync: Engine | None = None  # SQLite's synchronous engine, made by the lane's thread
