@@ -26,7 +26,7 @@ class Config:
     hub_key_id: str = "crossroads-hub"
     max_body_bytes: int = 64 * 1024
     max_import_bytes: int = 4 * 1024**3  # a bulk import of references, streamed to STATE_DIR/imports as it comes
-    import_batch: int = 1_000  # lines of an import applied in one transaction (on SQLite, exchanges wait that long)
+    import_batch: int = 0  # lines of an import applied in one transaction; 0: by store (broker/hub.py IMPORT_BATCH)
     max_header_bytes: int = 16 * 1024  # the whole header section; more is answered 431 headers-too-large
     holder_timeout_s: float = 5.0
     holder_connections: int = 100

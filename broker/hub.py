@@ -42,6 +42,10 @@ from policies.service import OperatorGate, PolicyService
 from policies.store import PolicyStore
 
 log = structlog.get_logger("crossroads.hub")
+# Lines of an import a transaction, by store (bench/README.md, "The directory"): on SQLite a batch holds the one
+# writer, so exchanges wait as long as it takes; on PostgreSQL they do not, and fewer, larger batches make fewer
+# round trips, each of which waits behind the exchanges' work on the event loop.
+IMPORT_BATCH = {"sqlite": 1_000, "postgresql": 10_000}
 
 
 @dataclass
@@ -144,7 +148,7 @@ async def open_hub(config: Config, clock: Clock = time.monotonic) -> AsyncIterat
                     ImportStore(sessions),
                     directory,
                     config.state_dir / "imports",
-                    config.import_batch,
+                    config.import_batch or IMPORT_BATCH[engine.dialect.name],
                     finished=partial(_import_finished, audit),
                 ),
                 peers=PeerLimiter(

@@ -12,16 +12,16 @@ process stopped `interrupted`, with exactly what it applied, and the first takes
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
-from contextlib import suppress
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Sequence
+from contextlib import aclosing, suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+import orjson
 import structlog
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -112,8 +112,8 @@ def read_batch(path: Path, start: int, first_line: int, most: int, owner: str) -
 def parse_line(raw: bytes, owner: str) -> Declaration | str:
     """The declaration on one line, or why the line is rejected."""
     try:
-        document = json.loads(raw)
-    except (UnicodeDecodeError, ValueError):
+        document = orjson.loads(raw)
+    except ValueError:  # orjson's JSONDecodeError, invalid UTF-8 included
         return "the line is not a JSON object"
     try:
         return parse_declaration(document, owner)
@@ -283,13 +283,11 @@ class Importer:
             return None
         spool = Path(job.spool)
         try:
-            while job.position < job.size:
-                batch = await asyncio.to_thread(read_batch, spool, job.position, job.lines + 1, self._batch, job.agency)
-                if batch.end == job.position:
-                    break  # the file is shorter than it was said to be: nothing more to read
-                job = await self._apply(job, batch)
-                if progress is not None:
-                    progress(job)
+            async with aclosing(self._batches(job)) as batches:
+                async for batch in batches:
+                    job = await self._apply(job, batch)
+                    if progress is not None:
+                        progress(job)
         except asyncio.CancelledError:
             await asyncio.shield(self.imports.finish(job, "interrupted"))
             raise
@@ -300,6 +298,27 @@ class Importer:
         if self._finished is not None:
             await self._finished(job)
         return job
+
+    async def _batches(self, job: ImportJob) -> AsyncGenerator[Batch, None]:
+        """The file's batches from where `job` stands, each read off the event loop while the one before it is
+        applied (the store's work and the reading overlap)."""
+
+        def read(position: int, line: int) -> Coroutine[Any, Any, Batch]:
+            return asyncio.to_thread(read_batch, Path(job.spool), position, line, self._batch, job.agency)
+
+        position, line = job.position, job.lines + 1
+        ahead: asyncio.Future[Batch] | None = None
+        try:
+            while position < job.size:
+                batch = await (ahead or read(position, line))
+                if batch.end == position:
+                    return  # the file is shorter than it was said to be: nothing more to read
+                position, line = batch.end, line + batch.lines
+                ahead = asyncio.ensure_future(read(position, line)) if position < job.size else None
+                yield batch
+        finally:
+            if ahead is not None:
+                ahead.cancel()
 
     async def _apply(self, job: ImportJob, batch: Batch) -> ImportJob:
         declared = [declaration for _, declaration in batch.declarations]

@@ -97,8 +97,8 @@ class Holding(Base):
     __table_args__ = (Index(None, "subject", "category"),)
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    holder: Mapped[str] = mapped_column(ForeignKey("agencies.id"))
-    category: Mapped[str] = mapped_column(ForeignKey("categories.name"))
+    holder: Mapped[str] = mapped_column(String(63))  # registered names, checked when declared (no foreign key)
+    category: Mapped[str] = mapped_column(String(63))
     subject: Mapped[str] = mapped_column(String(64))
     valid_from: Mapped[datetime]
     valid_until: Mapped[datetime | None]
@@ -114,7 +114,7 @@ class Relationship(Base):
     __table_args__ = (Index(None, "agency", "subject"), Index(None, "subject"))
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    agency: Mapped[str] = mapped_column(ForeignKey("agencies.id"))
+    agency: Mapped[str] = mapped_column(String(63))  # a registered agency, checked when declared (no foreign key)
     subject: Mapped[str] = mapped_column(String(64))
     capacity: Mapped[str] = mapped_column(String(63))
     valid_from: Mapped[datetime]

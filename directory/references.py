@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Set
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Literal
 
 from directory.names import NAME, SUBJECT
@@ -15,6 +16,8 @@ Kind = Literal["relationship", "holding"]
 KINDS: tuple[Kind, ...] = ("relationship", "holding")
 NAMED_BY: dict[Kind, str] = {"relationship": "capacity", "holding": "category"}  # what a reference is about
 FIELDS = {"subject", "from", "until"}
+CALL_FIELDS = {kind: frozenset({*FIELDS, NAMED_BY[kind]}) for kind in KINDS}  # a call's body
+LINE_FIELDS = {kind: frozenset({*FIELDS, NAMED_BY[kind], "kind"}) for kind in KINDS}  # an import's line
 
 
 class DeclarationInvalid(ValueError):
@@ -63,15 +66,15 @@ def parse_declaration(document: object, owner: str, kind: Kind | None = None) ->
     import's line, which names its kind (`{"kind": "relationship", ...}`)."""
     if not isinstance(document, dict):
         raise DeclarationInvalid("a reference is a JSON object")
+    allowed = CALL_FIELDS if kind is not None else LINE_FIELDS
     if kind is None:
         kind = document.get("kind")
         if kind not in KINDS:
             raise DeclarationInvalid('kind must be "relationship" or "holding"')
-        document = {name: value for name, value in document.items() if name != "kind"}
     named_by = NAMED_BY[kind]
-    unknown = sorted(set(document) - FIELDS - {named_by})
-    if unknown:
-        raise DeclarationInvalid(f"unknown fields for a {kind}: {', '.join(unknown)}")
+    if not allowed[kind].issuperset(document):
+        unknown = ", ".join(sorted(set(document) - allowed[kind]))
+        raise DeclarationInvalid(f"unknown fields for a {kind}: {unknown}")
     subject, name = document.get("subject"), document.get(named_by)
     if not isinstance(subject, str) or not SUBJECT.fullmatch(subject):
         raise DeclarationInvalid("subject must be 1 to 64 characters of [0-9A-Za-z.-]")
@@ -125,15 +128,26 @@ def parse_moment(value: object, name: str) -> datetime | None:
     if not isinstance(value, str):
         raise DeclarationInvalid(f"{name} must be an RFC 3339 date-time with offset, e.g. 2026-11-23T10:00:00Z")
     try:
-        moment = datetime.fromisoformat(value)
-    except ValueError as error:
-        raise DeclarationInvalid(f"{name} must be an RFC 3339 date-time with offset") from error
-    if moment.tzinfo is None:
-        raise DeclarationInvalid(f"{name} needs a time zone offset")
-    try:
-        return moment.astimezone(UTC)
+        return _utc(value)
+    except _NoOffset as error:
+        raise DeclarationInvalid(f"{name} needs a time zone offset") from error
     except OverflowError as error:  # e.g. year 1 at +14:00 lies before the first representable instant
         raise DeclarationInvalid(f"{name} is out of range") from error
+    except ValueError as error:
+        raise DeclarationInvalid(f"{name} must be an RFC 3339 date-time with offset") from error
+
+
+class _NoOffset(Exception):
+    pass
+
+
+@lru_cache(maxsize=4096)
+def _utc(value: str) -> datetime:
+    """An RFC 3339 date-time as UTC, remembered: the lines of an import repeat a handful of moments."""
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        raise _NoOffset
+    return moment.astimezone(UTC)
 
 
 def rfc3339(moment: datetime) -> str:

@@ -11,12 +11,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from broker.base.caches import CacheSettings
 from broker.base.store import Lane, create_engine
 from broker.schema.migrations import upgrade
+from directory.models import Relationship
 from directory.references import Declaration, DeclarationInvalid, Stated
 from directory.store import AgencyEntry, DirectoryStore
 
@@ -114,6 +115,21 @@ async def test_a_new_reference_is_created_once_and_repeating_it_writes_nothing(d
     assert not created and again == stated  # the declaration that stands: the first one, with its time
     assert await directory.rows("relationships") == before[0] + 1
     assert await directory.version() == before[1] + 1  # the repetition wrote nothing, not even the version
+
+
+async def test_a_declared_time_is_stored_as_every_other_time_of_the_store(directory: Directory) -> None:
+    """Declarations are appended through the driver, not the ORM: their times must still be what SQLAlchemy writes
+    and compares (on SQLite a text; one written by the driver's own adapter lacked the microseconds)."""
+    declaration = client("employment-office", JAN, until=AT + DAY)
+    await directory.store.declare(declaration, "employment-office", AT + HOUR)
+    query = select(func.count()).where(
+        Relationship.subject == JAN,
+        Relationship.valid_from == AT,
+        Relationship.valid_until == AT + DAY,
+        Relationship.declared_at == AT + HOUR,
+    )
+    async with directory.engine.connect() as connection:
+        assert await connection.scalar(query) == 1
 
 
 async def test_ending_a_reference_appends_its_end_beside_its_start(directory: Directory) -> None:
