@@ -1,18 +1,19 @@
 """Declaring a batch of references in one transaction: check it against the registry, read what the directory
 already says of its references, and append the declarations that say something new, in a handful of statements
-whatever the batch's size. SQLite reads a chunk of values at a time (within its limit on the parameters of one
-statement); PostgreSQL takes each list as one array, so its statements are the same text for every batch (prepared
-once) and its rows go in as one INSERT from arrays instead of one execution a row. Runs on the store's thread (the
-lane); directory/store.py calls it."""
+whatever the batch's size. Each list a statement takes is one parameter (an array on PostgreSQL, a JSON array on
+SQLite), so a statement's text is the same for every batch: compiled and prepared once. On PostgreSQL the rows
+go in by binary COPY instead of one execution a row. Runs on the store's thread (the lane);
+directory/store.py calls it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple
 
-from sqlalchemy import ARRAY, Connection, Dialect, String, Table, any_, bindparam, insert, select, update
+from sqlalchemy import ARRAY, JSON, Connection, Dialect, String, any_, bindparam, func, insert, select, update
+from sqlalchemy.util import await_
 
 from directory.models import Agency, Capacity, Category, DirectoryVersion, Holding, Relationship
 from directory.references import NAMED_BY, Declaration, Kind, refusal
@@ -20,9 +21,7 @@ from directory.references import NAMED_BY, Declaration, Kind, refusal
 REFERENCES = 2  # the directory_version row of holdings and relationships
 Reference = tuple[Kind, str, str, str, datetime]  # Declaration.reference
 Said = tuple[datetime | None, datetime, str]  # a reference's standing end, when and by whom it was declared
-Value = TypeVar("Value")
 Declared = tuple[Declaration, str, datetime]  # a declaration, on whose word and when the hub took it
-CHUNK = 4000
 
 TABLES: dict[Kind, type[Relationship] | type[Holding]] = {"relationship": Relationship, "holding": Holding}
 # The columns a declaration fills, in its table's order (the order of an INSERT's parameters).
@@ -113,11 +112,9 @@ def _names_of(declarations: Sequence[Declaration], kind: Kind) -> set[str]:
 
 def _present(connection: Connection, what: str, names: set[str]) -> set[str]:
     """Those of `names` registered as `what` (REGISTERED)."""
-    statement = _registered(connection.dialect, what)
-    found: set[str] = set()
-    for chunk in _chunks(connection.dialect, sorted(names)):
-        found.update(connection.execute(statement, {"names": chunk}).scalars())
-    return found
+    if not names:
+        return set()
+    return set(connection.execute(_registered(connection.dialect, what), {"names": sorted(names)}).scalars())
 
 
 def _standing_for(connection: Connection, declarations: Sequence[Declaration]) -> dict[Reference, Said]:
@@ -129,24 +126,26 @@ def _standing_for(connection: Connection, declarations: Sequence[Declaration]) -
         of_kind = [declaration for declaration in declarations if declaration.kind == kind]
         if not of_kind:
             continue
-        statement = _among(connection.dialect, kind)
-        for subjects in _chunks(connection.dialect, sorted({declaration.subject for declaration in of_kind})):
-            for owner, subject, name, valid_from, valid_until, declared_at, declared_by in connection.execute(
-                statement, {"subjects": subjects}
-            ):
-                said[kind, owner, subject, name, valid_from] = (valid_until, declared_at, declared_by)
+        subjects = sorted({declaration.subject for declaration in of_kind})
+        for owner, subject, name, valid_from, valid_until, declared_at, declared_by in connection.execute(
+            _among(connection.dialect, kind), {"subjects": subjects}
+        ):
+            said[kind, owner, subject, name, valid_from] = (valid_until, declared_at, declared_by)
     return said
 
 
 def _append(connection: Connection, kind: Kind, declared: list[Declared]) -> None:
     """Append declarations of one kind, each time converted for the driver once (starts, ends and declaration times
-    are few): on SQLite one executemany, a tuple a row; on PostgreSQL one INSERT of a column an array."""
+    are few): on SQLite one executemany of the driver's INSERT, a tuple a row; on PostgreSQL one binary COPY, on
+    the connection of this transaction (asyncpg's own, awaited from SQLAlchemy's synchronous code as its adapter
+    does: an array a column costs asyncpg a check of every value)."""
     if not declared:
         return
     time = _converter(TABLES[kind].valid_from.type.dialect_impl(connection.dialect).bind_processor(connection.dialect))
     rows = [(d.owner, *_in_order(d), time(d.valid_from), time(d.valid_until), time(at), by) for d, by, at in declared]
     if _arrays(connection.dialect):
-        connection.exec_driver_sql(_insert_sql(connection.dialect, kind), tuple(zip(*rows, strict=True)))
+        copying = connection.connection.driver_connection.copy_records_to_table  # type: ignore[union-attr]
+        await_(copying(TABLES[kind].__tablename__, records=rows, columns=APPENDED[kind]))
     else:
         connection.exec_driver_sql(_insert_sql(connection.dialect, kind), rows)
 
@@ -176,25 +175,15 @@ def _arrays(dialect: Dialect) -> bool:
     return dialect.name == "postgresql"
 
 
-def _chunks(dialect: Dialect, values: Sequence[Value]) -> Iterator[Sequence[Value]]:
-    """`values` in pieces a statement can take: whole as an array, a chunk at a time as parameters."""
-    step = (len(values) or 1) if _arrays(dialect) else CHUNK
-    for start in range(0, len(values), step):
-        yield values[start : start + step]
-
-
 # Statements, made once for each dialect (an engine's dialect; a test suite makes a few).
 
 
-def _values(dialect: Dialect, name: str) -> Any:
-    """The bound list `name`: an array on PostgreSQL, an expanded list of parameters on SQLite."""
-    if _arrays(dialect):
-        return any_(bindparam(name, type_=ARRAY(String)))
-    return bindparam(name, expanding=True)
-
-
 def _is_in(column: Any, dialect: Dialect, name: str) -> Any:
-    return column == _values(dialect, name) if _arrays(dialect) else column.in_(_values(dialect, name))
+    """`column` is one of the list bound as `name`: one parameter whatever the list's length, so the statement's
+    text is the same for every list (an array on PostgreSQL, a JSON array that json_each unpacks on SQLite)."""
+    if _arrays(dialect):
+        return column == any_(bindparam(name, type_=ARRAY(String)))
+    return column.in_(select(func.json_each(bindparam(name, type_=JSON)).table_valued("value").c.value))
 
 
 @lru_cache(maxsize=16)
@@ -220,14 +209,8 @@ def _among(dialect: Dialect, kind: Kind) -> Any:
 
 @lru_cache(maxsize=16)
 def _insert_sql(dialect: Dialect, kind: Kind) -> str:
-    """The driver's INSERT of APPENDED[kind]: its parameters by position (qmark on SQLite), or on PostgreSQL one
-    array a column, unnested into rows."""
-    table, columns = TABLES[kind].__table__, APPENDED[kind]
-    assert isinstance(table, Table)  # noqa: S101 -- for the type checker: a mapped class's table
-    if _arrays(dialect):
-        types = (table.c[name].type.compile(dialect) for name in columns)
-        arrays = ", ".join(f"${place}::{type_}[]" for place, type_ in enumerate(types, 1))
-        return f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest({arrays})"  # noqa: S608 -- our own names
-    compiled = insert(table).compile(dialect=dialect, column_keys=list(columns))
+    """The driver's INSERT of APPENDED[kind], its parameters by position (qmark)."""
+    columns = APPENDED[kind]
+    compiled = insert(TABLES[kind]).compile(dialect=dialect, column_keys=list(columns))
     assert compiled.positiontup == list(columns)  # noqa: S101 -- the rows are tuples in this order
     return compiled.string

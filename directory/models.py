@@ -111,7 +111,7 @@ class Relationship(Base):
     `declared_at` by `declared_by`."""
 
     __tablename__ = "relationships"
-    __table_args__ = (Index(None, "agency", "subject"), Index(None, "subject"))
+    __table_args__ = (Index(None, "subject", "agency"),)  # every read names the subject
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     agency: Mapped[str] = mapped_column(String(63))  # a registered agency, checked when declared (no foreign key)

@@ -1,6 +1,7 @@
 """Migrating a store that already holds declared references: revision 0008_directory_unchained drops the foreign
-keys of holdings and relationships (the registry is checked where they are declared) and writes the times the
-driver's adapter appended without microseconds as every other time of the store, so they compare as equal.
+keys of holdings and relationships (the registry is checked where they are declared), keeps one index of
+relationships where there were two, and writes the times the driver's adapter appended without microseconds as
+every other time of the store, so they compare as equal.
 
 SQLite only, as tests/consent/test_consent_migration.py: on PostgreSQL the revision is plain ALTER TABLE and the
 driver always wrote the store's own times."""
@@ -36,4 +37,8 @@ def test_references_declared_before_the_revision_survive_it_unchained(tmp_path: 
         assert tuple(row) == ("2026-12-01 00:00:00.000000", None, "2026-12-01 10:00:00.250000")
         for table in ("holdings", "relationships"):
             assert sa.inspect(connection).get_foreign_keys(table) == []
+        indexes = sa.inspect(connection).get_indexes("relationships")
+        assert [(index["name"], index["column_names"]) for index in indexes] == [
+            ("ix_relationships_subject_agency", ["subject", "agency"])
+        ]
     engine.dispose()
