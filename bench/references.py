@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse
 import asyncio
+import contextlib
 import importlib.util
 import json
 import math
@@ -59,6 +60,7 @@ from brokering import (
     log_warnings,
     percentile,
     problem_name,
+    process_cpu_seconds,
     revision,
     start_hubs,
     wait_printed,
@@ -165,6 +167,8 @@ class ImportRun:
     hub_rss_after_mb: float
     hub_peak_before_mb: float  # VmHWM before the send
     hub_peak_mb: float  # VmHWM after it: the most the hub process held resident at any time
+    apart_cpu_s: float  # CPU of the process the hub applies the import in (its children), as last read
+    apart_peak_mb: float  # the most that process held resident (VmHWM), as last read
     windows: int  # exchange windows run during the import
     covered: float  # share of the import's application those windows covered
     rejections: dict[str, int]  # the first page of rejected lines, by reason
@@ -309,6 +313,19 @@ def usage(start: Sample, end: Sample) -> Usage:
     return Usage(hub, wall, round(100 * hub / wall, 1), round(100 * max(0.0, others) / wall, 1))
 
 
+def children(pid: int) -> dict[int, tuple[float, float]]:
+    """CPU seconds so far and peak resident MB of each child of `pid`: the process the hub applies an import in (and
+    multiprocessing's resource tracker beside it), read while they live; a child's CPU counts in the hub's only
+    once it is reaped."""
+    found = {}
+    for thread in Path(f"/proc/{pid}/task").glob("*/children"):  # each thread's children: a worker thread starts it
+        with contextlib.suppress(OSError):  # the thread ended
+            for child in thread.read_text().split():
+                with contextlib.suppress(OSError, IndexError, ValueError):  # the child ended between the two reads
+                    found[int(child)] = (process_cpu_seconds(int(child)), memory_mb(int(child))[1])
+    return found
+
+
 def memory_mb(pid: int) -> tuple[float, float]:
     """The process's resident memory now (VmRSS) and at its peak so far (VmHWM), in MB."""
     found = {}
@@ -381,10 +398,17 @@ def progress(load: Load) -> None:
 
 
 async def follow(
-    client: HubClient, import_id: str, hub: Process, done: asyncio.Event, deadline: float, meter: Meter
+    client: HubClient,
+    import_id: str,
+    hub: Process,
+    done: asyncio.Event,
+    deadline: float,
+    meter: Meter,
+    apart: dict[int, tuple[float, float]],
 ) -> tuple[dict[str, Any], Sample]:
     """Read the import's progress until it is done (or the hub exits, it stalls, the deadline passes); its last
-    state and the moment it was read done. Sets `done` on the way out, which ends the exchange windows."""
+    state and the moment it was read done; the hub's children as last read at each poll, into `apart`. Sets `done`
+    on the way out, which ends the exchange windows."""
     path = f"/v1/directory/imports/{import_id}?after={LATEST_LINE}"  # no rejected line listed: a cheap read
     state: dict[str, Any] = {"status": "unread"}
     position, moved = -1, time.monotonic()
@@ -396,6 +420,7 @@ async def follow(
             if hub.popen.poll() is not None:
                 state = {**state, "status": f"hub exited ({hub.popen.returncode})"}
                 break
+            apart.update(children(hub.pid))
             try:
                 _, state = await client.call("GET", path)
             except (HubProblem, UnverifiedAnswer, aiohttp.ClientError, TimeoutError) as error:
@@ -450,7 +475,8 @@ async def import_file(
         accepted = await sender.import_references(file.path)
         sent = meter.sample()
         done = asyncio.Event()
-        following = asyncio.create_task(follow(follower, accepted["import"], hub, done, deadline, meter))
+        apart: dict[int, tuple[float, float]] = {}
+        following = asyncio.create_task(follow(follower, accepted["import"], hub, done, deadline, meter, apart))
         while exchanges_per_window and not done.is_set():
             requests = signer.brokered(exchanges_per_window, [url])
             tally, seconds = await send("POST", requests, args.import_concurrency, args.seconds, 200, done)
@@ -460,6 +486,7 @@ async def import_file(
         reasons = await rejection_reasons(follower, accepted["import"])
     rss_after, peak = memory_mb(hub.pid)
     applying, sending = usage(sent, ended), usage(started, sent)
+    apart_cpu = sum(cpu for cpu, _ in apart.values())
     lines = int(state.get("lines", 0))
     apply_s = 0.0
     if "created_at" in state:
@@ -484,11 +511,13 @@ async def import_file(
         lines_per_s=round(lines / apply_s, 1) if apply_s > 0 else 0.0,
         lines_per_s_wall=round(lines / wall, 1),
         hub_cpu_percent=applying.hub_percent,
-        hub_cpu_us_per_line=None if runs or not lines else round(1e6 * applying.hub_s / lines, 1),
+        hub_cpu_us_per_line=None if runs or not lines else round(1e6 * (applying.hub_s + apart_cpu) / lines, 1),
         hub_rss_before_mb=rss_before,
         hub_rss_after_mb=rss_after,
         hub_peak_before_mb=peak_before,
         hub_peak_mb=peak,
+        apart_cpu_s=round(apart_cpu, 2),
+        apart_peak_mb=max((peak_mb for _, peak_mb in apart.values()), default=0.0),
         windows=len(runs),
         covered=round(sum(seconds for _, seconds in runs) / applying.wall_s, 3) if runs else 0.0,
         rejections=reasons,
@@ -718,9 +747,10 @@ def targets(loads: list[Load], imports: list[ImportRun], rows: list[dict[str, An
                 {
                     "store": store,
                     "target": f"hub peak RSS < {RSS_TARGET_MB:.0f} MB for a {IMPORT_TARGET_LINES:,}-line file",
-                    "measured": run.hub_peak_mb,
-                    "met": run.hub_peak_mb < RSS_TARGET_MB if judged else None,
-                    "beside": f"{run.lines:,} lines; peak before the import {run.hub_peak_before_mb} MB",
+                    "measured": max(run.hub_peak_mb, run.apart_peak_mb),
+                    "met": max(run.hub_peak_mb, run.apart_peak_mb) < RSS_TARGET_MB if judged else None,
+                    "beside": f"{run.lines:,} lines; the hub's peak {run.hub_peak_mb} MB (before the import"
+                    f" {run.hub_peak_before_mb} MB), the import's own process {run.apart_peak_mb} MB",
                 }
             )
     by = {(row["rows"], row["store"], row["concurrency"]): row for row in rows}
@@ -759,14 +789,15 @@ def table(loads: list[Load], imports: list[ImportRun], rows: list[dict[str, Any]
         lines += [
             "",
             f"{'store':<8} {'import':<22} {'status':<6} {'lines':>9} {'rejected':>8} {'MB':>6} {'send s':>6}"
-            f" {'apply s':>7} {'lines/s':>8} {'wall/s':>8} {'hub cpu%':>8} {'us/line':>7} {'peak MB':>7} {'RSS MB':>6}",
+            f" {'apply s':>7} {'lines/s':>8} {'wall/s':>8} {'hub cpu%':>8} {'us/line':>7} {'peak MB':>7} {'RSS MB':>6}"
+            f" {'apart MB':>8}",
         ]
     for run in imports:
         lines.append(
             f"{run.store:<8} {run.phase:<22} {run.status[:6]:<6} {run.lines:>9} {run.rejected:>8}"
             f" {run.size_mb:>6.0f} {run.send_s:>6.1f} {run.apply_s:>7.1f} {run.lines_per_s:>8.0f}"
             f" {run.lines_per_s_wall:>8.0f} {run.hub_cpu_percent:>8.0f} {_number(run.hub_cpu_us_per_line, 0):>7}"
-            f" {run.hub_peak_mb:>7.0f} {run.hub_rss_after_mb:>6.0f}"
+            f" {run.hub_peak_mb:>7.0f} {run.hub_rss_after_mb:>6.0f} {run.apart_peak_mb:>8.0f}"
             + ("" if run.counts_match else f"  counts differ from {run.expected}")
         )
     if rows:

@@ -42,10 +42,11 @@ from policies.service import OperatorGate, PolicyService
 from policies.store import PolicyStore
 
 log = structlog.get_logger("crossroads.hub")
-# Lines of an import a transaction, by store (bench/README.md, "The directory"): on SQLite a batch holds the one
-# writer, so exchanges wait as long as it takes; on PostgreSQL they do not, and fewer, larger batches make fewer
-# round trips, each of which waits behind the exchanges' work on the event loop.
-IMPORT_BATCH = {"sqlite": 1_000, "postgresql": 10_000}
+# Lines of an import a transaction, by store (bench/README.md, "The directory"). An import is applied in a process
+# of its own (directory/imports.py). On SQLite its batches take the one writer from the exchanges' writes, which
+# wait for it in SQLite's busy handler: short batches. On PostgreSQL they take nothing from them, and fewer, larger
+# batches make fewer round trips.
+IMPORT_BATCH = {"sqlite": 500, "postgresql": 10_000}
 
 
 @dataclass
@@ -150,6 +151,7 @@ async def open_hub(config: Config, clock: Clock = time.monotonic) -> AsyncIterat
                     config.state_dir / "imports",
                     config.import_batch or IMPORT_BATCH[engine.dialect.name],
                     finished=partial(_import_finished, audit),
+                    apart=config.database,
                 ),
                 peers=PeerLimiter(
                     config.unauthenticated_rate_per_s, config.unauthenticated_burst, config.trusted_proxies

@@ -12,12 +12,15 @@ process stopped `interrupted`, with exactly what it applied, and the first takes
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
+import signal
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import aclosing, suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,8 @@ import structlog
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from broker.base import eventloop, logs
+from broker.base.store import Lane, create_engine
 from directory.models import DirectoryImport, DirectoryImportRejection
 from directory.references import Declaration, DeclarationInvalid, parse_declaration
 from directory.store import DirectoryStore
@@ -245,7 +250,11 @@ Finished = Callable[[ImportJob], Awaitable[None]]
 
 class Importer:
     """Applies imports; one per hub process (or CLI command), several share the store safely. Files in
-    `spool_dir` are the hub's own copies of what agencies sent, deleted once applied; others are left alone."""
+    `spool_dir` are the hub's own copies of what agencies sent, deleted once applied; others are left alone.
+
+    Given the store's URL (`apart`), an importer applies each import it starts in a process of its own, on its own
+    connection to the store: the import's reading and checking take another core than the hub's event loop, which
+    keeps its own for the exchanges (the store orders the two processes' writes as it orders any two hubs')."""
 
     def __init__(
         self,
@@ -255,6 +264,7 @@ class Importer:
         batch: int = 1_000,
         lease: timedelta = timedelta(seconds=60),
         finished: Finished | None = None,
+        apart: str | None = None,
     ) -> None:
         self.imports = imports
         self.spool_dir = spool_dir
@@ -262,12 +272,14 @@ class Importer:
         self._batch = batch
         self._lease = lease
         self._finished = finished
+        self._apart = apart
+        self._apart_turn = asyncio.Semaphore(1)
         self._running: dict[str, asyncio.Task[ImportJob | None]] = {}
 
     def start(self, job: ImportJob) -> None:
-        """Apply `job` in the background, in this process."""
+        """Apply `job` in the background: in a process of its own with `apart`, else in this one."""
         if job.id not in self._running:
-            task = asyncio.create_task(self.run(job.id))
+            task = asyncio.create_task(self._run_apart(job.id) if self._apart else self.run(job.id))
             self._running[job.id] = task
             task.add_done_callback(partial(self._ended, job.id))
 
@@ -296,6 +308,29 @@ class Importer:
         if spool.parent == self.spool_dir:
             await asyncio.to_thread(spool.unlink, missing_ok=True)
         if self._finished is not None:
+            await self._finished(job)
+        return job
+
+    async def _run_apart(self, import_id: str) -> ImportJob | None:
+        """Apply the import in a process of its own (`apply_apart`), one import at a time (each takes a core; the
+        others stay queued), and once it has ended read where the import stands. Cancelled, the process is asked to
+        stop (SIGTERM), and stands at its last committed batch."""
+        async with self._apart_turn:
+            process = SPAWN.Process(
+                target=apply_apart,
+                args=(self._apart, import_id, self.spool_dir, self._batch, self._lease),
+                name=f"crossroads-import-{import_id}",
+                daemon=True,
+            )
+            await asyncio.to_thread(process.start)
+            try:
+                await _ended(process)
+            except asyncio.CancelledError:
+                process.terminate()
+                await asyncio.shield(_ended(process))
+                raise
+        job = await self.imports.get(import_id)
+        if job is not None and job.status == "done" and self._finished is not None:
             await self._finished(job)
         return job
 
@@ -344,6 +379,41 @@ class Importer:
         for task in list(self._running.values()):
             with suppress(asyncio.CancelledError):
                 await task
+
+
+async def _ended(process: BaseProcess) -> None:
+    """Wait, holding no thread, until `process` has ended (its sentinel reads as closed), and reap it."""
+    loop, ended = asyncio.get_running_loop(), asyncio.Event()
+    loop.add_reader(process.sentinel, ended.set)
+    try:
+        await ended.wait()
+    finally:
+        loop.remove_reader(process.sentinel)
+    process.join()  # it has ended: this only reaps it
+
+
+SPAWN = multiprocessing.get_context("spawn")  # a new interpreter: the hub's threads and event loop stay behind
+
+
+def apply_apart(database_url: str, import_id: str, spool_dir: Path, batch: int, lease: timedelta) -> None:
+    """The life of an import's own process: apply it on a connection of its own until its end, or until SIGTERM
+    stops it at its last committed batch (marked `interrupted`, taken up again when the hub starts)."""
+    logs.configure(logs.StandardError())
+    eventloop.run(_apply_apart(database_url, import_id, spool_dir, batch, lease))
+
+
+async def _apply_apart(database_url: str, import_id: str, spool_dir: Path, batch: int, lease: timedelta) -> None:
+    running = asyncio.current_task()
+    assert running is not None  # noqa: S101 -- for the type checker: eventloop.run runs this as a task
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, running.cancel)
+    engine = create_engine(database_url)
+    sessions = async_sessionmaker(engine, expire_on_commit=False)
+    try:
+        importer = Importer(ImportStore(sessions), DirectoryStore(sessions, Lane(engine)), spool_dir, batch, lease)
+        with suppress(asyncio.CancelledError):
+            await importer.run(import_id)
+    finally:
+        await engine.dispose()
 
 
 def _job(row: DirectoryImport) -> ImportJob:

@@ -5,6 +5,7 @@ stopped. On the demo world's store, SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -132,3 +133,39 @@ async def test_an_interrupted_import_is_taken_up_where_it_stood(world: DemoWorld
     assert (job_now.status, job_now.lines, job_now.applied, job_now.rejected) == ("done", 13, 12, 1)
     assert [line for line, _ in await store.rejections(job.id, 0, 10)] == [13]
     assert not path.exists()  # the hub's own copy goes once applied
+
+
+async def test_an_import_applied_apart_stops_with_its_importer_and_is_taken_up_by_the_next(
+    world: DemoWorld, tmp_path: Path
+) -> None:
+    """The hub applies an import in a process of its own: stopping the hub stops that process at its last committed
+    batch (`interrupted`, exactly what it applied); the next hub takes it up and finishes it."""
+    spool = world.hub.imports.spool_dir
+    await asyncio.to_thread(spool.mkdir, parents=True, exist_ok=True)
+    subjects = [f"9902{index:07d}" for index in range(4000)]
+    path = write(spool / "upload-apart.ndjson", [relationship(subject) for subject in subjects])
+    store, url = world.hub.imports.imports, world.hub.config.database
+    job = await store.create("tax-authority", "test", "sha-256:-", (await asyncio.to_thread(path.stat)).st_size, path)
+    first = Importer(store, world.hub.directory, spool, batch=5, apart=url)
+    first.start(job)
+    for _ in itertools.count():  # until the process's first batch is committed
+        if (now := await store.get(job.id)) is not None and now.lines > 0:
+            break
+        await asyncio.sleep(0.01)
+    await first.close()
+    stopped = await store.get(job.id)
+    assert stopped is not None and stopped.status == "interrupted" and 0 < stopped.lines < len(subjects)
+    assert stopped.applied == stopped.lines  # exactly what it applied: every line read was committed
+
+    finished: asyncio.Future[ImportJob] = asyncio.get_running_loop().create_future()
+
+    async def done(job: ImportJob) -> None:
+        finished.set_result(job)
+
+    second = Importer(store, world.hub.directory, spool, batch=500, finished=done, apart=url)
+    await second.resume()
+    ended = await finished
+    assert (ended.status, ended.lines, ended.applied, ended.rejected) == ("done", 4000, 4000, 0)
+    now_at = datetime.now(UTC)
+    assert await world.hub.directory.relationship("tax-authority", subjects[-1], now_at) == "taxpayer"
+    assert not path.exists()
