@@ -170,7 +170,7 @@ class HubClient:
 
     async def repeat_with_review(self, pending: ExchangeResult, *, raise_pending: bool = False) -> ExchangeResult:
         """Repeat a grey-zone exchange naming its review: delivered once approved (200), still pending (202),
-        or `ReviewRejected` / `ReviewExpired`. An approved review allows this repeat once."""
+        or `ReviewRejected` / `ReviewUsed` / `ReviewExpired`. An approved review allows this repeat once."""
         if pending.review is None or pending.question is None:
             raise ValueError("only an exchange left pending by this client can be repeated with its review")
         question = pending.question

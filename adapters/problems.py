@@ -123,6 +123,10 @@ class ReviewExpired(HubProblem):
     problem = "review-expired"
 
 
+class ReviewUsed(HubProblem):
+    problem = "review-used"
+
+
 class NotFound(HubProblem):
     problem = "not-found"
 
@@ -197,6 +201,10 @@ class EmergencyLimit(HubProblem):
 
 class BadHolderAnswer(HubProblem):
     problem = "bad-holder-answer"
+
+
+class HolderUnreachable(HubProblem):
+    problem = "holder-unreachable"
 
 
 class Unavailable(HubProblem):

@@ -22,7 +22,7 @@ class Config:
     port: int = 8080
     public_url: str = ""  # the scheme://host:port agencies sign as @target-uri; derived from host:port if empty
     database_url: str = ""  # SQLite in state_dir if empty
-    hub_key_path: Path | None = None  # state_dir/hub.pem if None (created by `crossroads keygen`)
+    hub_key_path: Path | None = None  # state_dir/hub.pem if None, for every command and the demo (`crossroads keygen`)
     hub_key_id: str = "crossroads-hub"
     max_body_bytes: int = 64 * 1024
     max_import_bytes: int = 4 * 1024**3  # a bulk import of references, streamed to STATE_DIR/imports as it comes

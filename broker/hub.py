@@ -74,8 +74,12 @@ class Hub:
 
 
 @asynccontextmanager
-async def open_hub(config: Config, clock: Clock = time.monotonic) -> AsyncIterator[Hub]:
-    """A running hub: store opened and checked, client session, background refreshers; all closed on exit."""
+async def open_hub(config: Config, clock: Clock = time.monotonic, *, serving: bool = True) -> AsyncIterator[Hub]:
+    """A running hub: store opened and checked, client session, background refreshers; all closed on exit.
+
+    Only a `serving` hub makes the rounds (following edits, pruning nonces, delivering notifications, taking up
+    imports): a one-shot command leaves them to the serving processes, and a round cut off mid-query at its exit
+    would leave the store's connection half-open when the event loop closes."""
     engine = create_engine(config.database)
     try:
         await require_current_schema(engine)
@@ -167,13 +171,10 @@ async def open_hub(config: Config, clock: Clock = time.monotonic) -> AsyncIterat
                 metrics,
                 notifications.wake,
             )
-            tasks = [
-                asyncio.create_task(_refresh_policies(hub)),
-                asyncio.create_task(_follow_directory(hub)),
-                asyncio.create_task(_prune_nonces(hub)),
-                asyncio.create_task(worker.run()),
-                asyncio.create_task(_resume_imports(hub)),
-            ]
+            tasks: list[asyncio.Task[None]] = []
+            if serving:
+                rounds = (_refresh_policies(hub), _follow_directory(hub), _prune_nonces(hub), worker.run())
+                tasks = [asyncio.create_task(work) for work in (*rounds, _resume_imports(hub))]
             try:
                 yield hub
             finally:

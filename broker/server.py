@@ -108,9 +108,9 @@ class HubRunner(web.AppRunner):
         return _Server(self.app, await super()._make_server())
 
 
-async def serve(config: Config) -> None:
+async def serve(config: Config, listening: Callable[[list[str]], None] = lambda urls: None) -> None:
     """Serve the hub until SIGTERM or SIGINT; then stop listening, let the requests it accepted finish (within
-    `shutdown_timeout_s`) and close the hub."""
+    `shutdown_timeout_s`) and close the hub. `listening` is told the URLs it listens on once it does."""
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -121,6 +121,11 @@ async def serve(config: Config) -> None:
     await runner.setup()
     try:
         await web.TCPSite(runner, config.host, config.port).start()
+        listening([_url(address[0], address[1]) for address in runner.addresses])
         await stopping.wait()
     finally:
         await runner.cleanup()
+
+
+def _url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"

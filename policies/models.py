@@ -25,6 +25,7 @@ class PolicyRule(Base):
     consent: Mapped[bool]
     fields: Mapped[list[str] | None]
     emergency: Mapped[bool] = mapped_column(default=False)
+    ground: Mapped[str | None] = mapped_column(String(500))  # policies.rules.MAX_GROUND
 
 
 class PolicyGroup(Base):

@@ -16,7 +16,10 @@ from typing import Any
 from broker.base.csv_cells import neutralised, restored
 
 ZONES = ("black", "grey", "white")  # in precedence order: the first zone with a matching rule decides
-CSV_COLUMNS = ("id", "requester", "category", "purpose", "zone", "consent", "fields", "emergency")
+CSV_COLUMNS = ("id", "requester", "category", "purpose", "zone", "consent", "fields", "emergency", "ground")
+MAX_GROUND = 500  # characters of a rule's ground: a statute's, decree's or deliberation's reference and title
+# The ground read for a white or grey rule made before rules carried one (migration 0009_rule_ground).
+GROUND_NOT_RECORDED = "not recorded (rule made before grounds were required)"
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,7 @@ class Rule:
     consent: bool = False
     fields: tuple[str, ...] | None = None
     emergency: bool = False
+    ground: str | None = None  # the legal basis of the sharing; required of white and grey rules (parse_rule)
 
     def as_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -79,7 +83,7 @@ class RuleInvalid(ValueError):
 RULE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 REQUESTER = re.compile(r"(agency|role):[a-z0-9][a-z0-9-]{0,62}")
 NAME_OR_ANY = re.compile(r"\*|[a-z0-9][a-z0-9-]{0,62}")
-RULE_FIELDS = {"id", "requester", "category", "purpose", "zone", "consent", "fields", "emergency"}
+RULE_FIELDS = {"id", "requester", "category", "purpose", "zone", "consent", "fields", "emergency", "ground"}
 
 
 def _name_or_any(data: dict[str, Any], field: str) -> str:
@@ -118,6 +122,7 @@ def parse_rule(data: object, *, new: bool = False) -> Rule:
     for flag in ("consent", "emergency"):
         if not isinstance(data.get(flag, False), bool):
             raise RuleInvalid(f"{flag} must be true or false")
+    ground = _ground(data.get("ground"), zone)
     return Rule(
         rule_id,
         requester,
@@ -127,7 +132,29 @@ def parse_rule(data: object, *, new: bool = False) -> Rule:
         data.get("consent", False),
         None if fields is None else tuple(fields),
         data.get("emergency", False),
+        ground,
     )
+
+
+def _ground(value: object, zone: str) -> str | None:
+    """A rule's ground: printable text of 1 to MAX_GROUND characters, required unless the rule blacks out."""
+    if value is None and zone == "black":
+        return None
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_GROUND or not value.isprintable():
+        needed = "" if zone == "black" else f"; a {zone} rule needs one"
+        raise RuleInvalid(
+            "ground must be the legal basis of the sharing (a statute, decree or committee deliberation), "
+            f"printable text of 1 to {MAX_GROUND} characters{needed}"
+        )
+    return value.strip()
+
+
+def stored_rule(data: object) -> Rule:
+    """A rule as a published version or a proposal recorded it: one recorded before rules carried a ground reads
+    with GROUND_NOT_RECORDED, as the migration gave the current rules."""
+    if isinstance(data, dict) and data.get("ground") is None and data.get("zone") in ("white", "grey"):
+        data = {**data, "ground": GROUND_NOT_RECORDED}
+    return parse_rule(data)
 
 
 GROUP_KINDS = ("g", "g2")  # g: agency → role; g2: category → category group
@@ -142,8 +169,10 @@ class PolicyFile:
 
 
 def parse_csv(text: str) -> PolicyFile:
-    """Rule lines `id, requester, category, purpose, zone, consent, fields, emergency` and grouping lines
-    `g, agency:<id>, role:<name>` or `g2, <category>, <category group>`; `#` starts a comment line."""
+    """Rule lines `id, requester, category, purpose, zone, consent, fields, emergency, ground` and grouping lines
+    `g, agency:<id>, role:<name>` or `g2, <category>, <category group>`; `#` starts a comment line. A rule line
+    of a file written before rules carried a ground has no `ground` column: its white and grey rules are then
+    refused for want of one, as any rule without a ground is."""
     rules, groups = [], []
     lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     for number, row in enumerate(csv.reader(lines, skipinitialspace=True), start=1):
@@ -151,9 +180,10 @@ def parse_csv(text: str) -> PolicyFile:
         if cells and cells[0] in GROUP_KINDS and len(cells) == 3:
             groups.append((cells[0], cells[1], cells[2]))
             continue
-        if len(cells) != len(CSV_COLUMNS):
+        if len(cells) not in (len(CSV_COLUMNS) - 1, len(CSV_COLUMNS)):
             raise RuleInvalid(f"line {number}: a rule needs {len(CSV_COLUMNS)} columns: {', '.join(CSV_COLUMNS)}")
-        data: dict[str, Any] = dict(zip(CSV_COLUMNS, cells, strict=True))
+        data: dict[str, Any] = dict(zip(CSV_COLUMNS, cells, strict=False))
+        data["ground"] = data.get("ground") or None
         try:
             data["consent"], data["emergency"] = _flag(data["consent"]), _flag(data["emergency"])
         except ValueError as error:
@@ -183,6 +213,7 @@ def to_csv(policy: PolicyFile) -> str:
                     str(rule.consent).lower(),
                     "" if rule.fields is None else "|".join(rule.fields),
                     str(rule.emergency).lower(),
+                    rule.ground or "",
                 ],
             )
         )

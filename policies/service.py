@@ -23,6 +23,7 @@ from casbin.persist.adapter import Adapter, load_policy_line
 
 from broker.base.caches import CacheSettings, ReadThrough
 from policies.rules import (
+    GROUND_NOT_RECORDED,
     UNASSIGNED,
     ZONES,
     Decision,
@@ -274,6 +275,10 @@ class PolicyService:
             raise PolicyEditRefused("unknown", f"no proposal {proposal_id!r}")
         if proposal.status != "open":
             raise PolicyEditRefused("conflicts", f"proposal {proposal_id!r} is {proposal.status}")
+        if proposal.rule.ground == GROUND_NOT_RECORDED:  # a rule made now needs its ground, whenever proposed
+            raise PolicyEditRefused(
+                "invalid", f"proposal {proposal_id!r} names no ground: propose the rule again with one"
+            )
         # The standing rule replaces any rule asking exactly the same question (typically the grey rule
         # that sent it to review); broader rules stay, and precedence still applies to them.
         rule, current = proposal.rule, await self._store.current()

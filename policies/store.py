@@ -11,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from policies.models import PolicyGroup, PolicyRule, PolicyVersion, RuleProposal
-from policies.rules import Rule, parse_rule
+from policies.rules import Rule, stored_rule
 
 
 class PolicyConflict(Exception):
@@ -103,6 +103,7 @@ class PolicyStore:
                     consent=rule.consent,
                     fields=None if rule.fields is None else list(rule.fields),
                     emergency=rule.emergency,
+                    ground=rule.ground,
                 )
                 for rule in rules
             )
@@ -184,7 +185,7 @@ def _proposal(row: RuleProposal) -> Proposal:
     return Proposal(
         row.id,
         row.review_id,
-        parse_rule(row.rule),
+        stored_rule(row.rule),
         row.reason,
         row.proposed_by,
         row.proposed_at,
@@ -199,7 +200,7 @@ def _version(row: PolicyVersion) -> Version:
         row.created_at,
         row.actor,
         row.reason,
-        tuple(parse_rule(rule) for rule in row.snapshot["rules"]),
+        tuple(stored_rule(rule) for rule in row.snapshot["rules"]),
         tuple((kind, member, group) for kind, member, group in row.snapshot["groups"]),
         row.rollback_of,
     )
@@ -215,4 +216,5 @@ def _rule(row: PolicyRule) -> Rule:
         row.consent,
         None if row.fields is None else tuple(row.fields),
         row.emergency,
+        row.ground,
     )

@@ -93,14 +93,19 @@ answer_signature=$(header signature)
 [[ -n $answer_input && -n $answer_signature ]] || fail "the answer is not signed"
 
 # The hub's one signature: label=(components);params. Its key must be the hub's; its coverage must
-# include the answer's status, digest and type, and bind it to this request's method, target and digest.
+# include the answer's status, digest and type, and bind it to this request's method and target. An answer
+# that delivers or opens a review binds it to this request's digest too; a refusal does only once the hub has
+# authenticated the request (a 401, for one, cannot vouch for a body it did not accept), and is checked
+# against the digest whenever it covers it.
 label=${answer_input%%=*}
 answer_params=${answer_input#*=}
 [[ $answer_params == *"keyid=\"$HUB_KEY_ID\""* ]] || fail "signed by another key than $HUB_KEY_ID"
 components=${answer_params%%)*}
 components=${components#(}
-for needed in '"@status"' '"content-digest"' '"content-type"' '"@method";req' '"@target-uri";req' '"content-digest";req'; do
-    [[ " $components " == *" $needed "* ]] || fail "the signature does not cover $needed"
+needed=('"@status"' '"content-digest"' '"content-type"' '"@method";req' '"@target-uri";req')
+[[ $status == 200 || $status == 202 ]] && needed+=('"content-digest";req')
+for component in "${needed[@]}"; do
+    [[ " $components " == *" $component "* ]] || fail "the signature does not cover $component"
 done
 [[ $(header content-digest) == "$(sha256_digest "$scratch/answer")" ]] || fail "the body does not match its Content-Digest"
 

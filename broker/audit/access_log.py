@@ -1,5 +1,5 @@
 """The citizen's access log: which delivered exchanges about a person the person may see, and how each is
-told (who asked, who held the data, what, when, why). Accesses for a confidential purpose are withheld,
+told (who asked, who held the data, what, when, why, on what ground). Accesses for a confidential purpose are withheld,
 without a trace, until the purpose's embargo has passed. Pure decisions; the handler reads the store.
 """
 
@@ -34,6 +34,7 @@ def access_entry(
         "holder": agency(record["holder"]),
         "category": record["category"],
         "purpose": {"name": record["purpose"], "description": None if purpose is None else purpose.description},
+        "ground": record["ground"],
         "consent": record["consent_id"],
         "emergency": record["emergency"],
     }

@@ -24,7 +24,7 @@ from broker.base.signing import SigningKey, load_public_key, public_key_pem
 
 GENESIS = "0" * 64  # the previous hash of the first record
 CHECKPOINT_CONTEXT = b"crossroads-audit-checkpoint/1\n"
-# The fields a record's hash covers (format 1). Columns added later are not covered until the format changes.
+# The fields a record's hash covers (format 1); columns added later are covered as COVERED_WHEN_SET says.
 CHAIN_FIELDS = (
     "seq",
     "position",
@@ -52,6 +52,10 @@ CHAIN_FIELDS = (
     "response_digest",
 )
 SORTED_FIELDS = tuple(sorted(CHAIN_FIELDS))  # RFC 8785 orders members by name; these names are ASCII
+# Fields added since, covered where a record has a value for them: a record written before they existed (null)
+# hashes as it always did, so old chains and exports still verify, while a value set, changed or removed later
+# changes the content, so it breaks the chain like any other change.
+COVERED_WHEN_SET = ("ground",)
 MAX_SAFE_INTEGER = 2**53 - 1  # RFC 8785 (I-JSON) integers
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 LOOKAHEAD = 64  # records the verifier reads ahead to tell a deletion from a move or an insertion
@@ -63,8 +67,8 @@ def timestamp(at: datetime) -> str:
 
 
 def content(record: Mapping[str, Any]) -> bytes:
-    """The canonical content of a record (RFC 8785 JSON of its chain fields); an empty string counts as null,
-    so that formats without a null (CSV) carry the same content.
+    """The canonical content of a record (RFC 8785 JSON of its chain fields, and of those COVERED_WHEN_SET that it
+    has); an empty string counts as null, so that formats without a null (CSV) carry the same content.
 
     The standard library's C encoder writes the same bytes as RFC 8785 for what records hold (ASCII names sorted,
     strings escaped alike, integers within 2^53, floats in the range where both print the shortest round-trip
@@ -72,6 +76,9 @@ def content(record: Mapping[str, Any]) -> bytes:
     the RFC 8785 encoder.
     """
     values = {name: None if record[name] == "" else record[name] for name in SORTED_FIELDS}
+    added = {name: record[name] for name in COVERED_WHEN_SET if record.get(name) not in (None, "")}
+    if added:
+        values = dict(sorted({**values, **added}.items()))
     if all(map(_same_in_both, values.values())):
         try:
             return _encode(values).encode()

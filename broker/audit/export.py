@@ -16,7 +16,10 @@ from broker.audit.chain import Checkpoint
 from broker.audit.log import COLUMNS
 from broker.base.csv_cells import neutralised, restored
 
-FORMAT = "crossroads-audit/1"
+# Format 2 records carry `ground`, hashed where set (broker/audit/chain.py); a format 1 export reads as format 2 with
+# no ground anywhere, and verifies the same.
+FORMAT = "crossroads-audit/2"
+READABLE = ("crossroads-audit/1", FORMAT)
 FORMATS = ("jsonl", "csv")
 CHECKPOINT_COLUMNS = ("size", "head", "at", "key_id", "public_key_pem", "signature")
 INTEGERS = frozenset({"seq", "status", "policy_version", "position"})
@@ -112,8 +115,8 @@ def read_checkpoints(path: Path) -> list[Checkpoint]:
         checkpoints = []
         with path.open(encoding="utf-8") as lines:
             header = json.loads(next(lines, "{}"))
-            if header.get("format") != FORMAT:
-                raise ExportUnreadable(f"{path} is not a {FORMAT} export")
+            if header.get("format") not in READABLE:
+                raise ExportUnreadable(f"{path} is not a {' or '.join(READABLE)} export")
             for line in lines:
                 document = json.loads(line)
                 if document.get("type") != "checkpoint":

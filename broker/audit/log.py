@@ -89,6 +89,7 @@ class AuditRecord(Base):
     reason: Mapped[str | None] = mapped_column(String(63))
     rule_id: Mapped[str | None] = mapped_column(String(63))
     policy_version: Mapped[int | None]
+    ground: Mapped[str | None] = mapped_column(String(500))  # the deciding rule's ground as it stood; None: no rule's
     fields: Mapped[list[str] | None]  # the field set the deciding rule let through; None: the whole answer
     emergency: Mapped[bool] = mapped_column(default=False)
     consent_id: Mapped[str | None] = mapped_column(String(40))
@@ -156,6 +157,7 @@ class AuditEntry:
     reason: str | None = None
     rule_id: str | None = None
     policy_version: int | None = None
+    ground: str | None = None
     fields: list[str] | None = None
     emergency: bool = False
     consent_id: str | None = None

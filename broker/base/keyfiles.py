@@ -30,4 +30,7 @@ def load_signing_key(path: Path, key_id: str) -> SigningKey:
     try:
         return SigningKey(key_id, load_private_key(path.read_bytes()))
     except FileNotFoundError as error:
+        former = path.parent / "keys" / path.name  # where a demo before issue 19 kept it
+        if former.exists():
+            raise SystemExit(f"no hub key at {path}: move {former} there (or run the demo on it once)") from error
         raise SystemExit(f"no hub key at {path}: create one with `crossroads keygen {path}`") from error

@@ -33,7 +33,8 @@ def on_hub(store: Store, work: Callable[[Hub], Awaitable[T]]) -> T:
     state_dir, database_url, hub_key = store
 
     async def run() -> T:
-        async with open_hub(Config(state_dir=state_dir, database_url=database_url, hub_key_path=hub_key)) as hub:
+        config = Config(state_dir=state_dir, database_url=database_url, hub_key_path=hub_key)
+        async with open_hub(config, serving=False) as hub:
             return await work(hub)
 
     try:

@@ -1,6 +1,7 @@
-"""`crossroads audit`: verify the audit log's chain (in the store with the hub's public keys it records, or offline
-in an export with only the hub's public key: never the private key), export it to JSON Lines or CSV, and report
-anomalies; long runs show a progress bar.
+"""`crossroads audit`: search the audit log with the API's filters (itself an audited call, as the API's search
+is), verify its chain (in the store with the hub's public keys it records, or offline in an export with only the
+hub's public key: never the private key), export it to JSON Lines or CSV, and report anomalies; long runs show a
+progress bar.
 """
 
 from __future__ import annotations
@@ -21,14 +22,17 @@ from tqdm import tqdm
 from broker.audit.anomalies import Thresholds, detect
 from broker.audit.chain import ChainVerifier, Verdict, timestamp
 from broker.audit.export import ExportUnreadable, ExportWriter, count_records, format_of, read_checkpoints, read_records
-from broker.audit.log import AuditLog
-from broker.audit.queries import rfc3339
+from broker.audit.log import AuditEntry, AuditLog
+from broker.audit.queries import FILTERS, Cursor, parse_query, rfc3339
 from broker.base import errors
 from broker.base.signing import load_public_key
 from broker.base.store import Lane, create_engine
-from broker.cli.options import store_options
+from broker.cli.acting import change
+from broker.cli.options import hub_key_option, store_options
 from broker.config import Config
+from broker.hub import Hub
 from broker.schema.migrations import require_current_schema
+from directory.names import SUBJECT
 
 MAX_LOOKUPS = 10_000_000
 
@@ -49,7 +53,62 @@ def _progress(total: int, what: str) -> tqdm[Any]:
 
 @click.group()
 def audit() -> None:
-    """The audit log: verify its chain, export it, report anomalies."""
+    """The audit log: search it, verify its chain, export it, report anomalies."""
+
+
+def _filters(command: Any) -> Any:
+    for name in reversed(FILTERS):
+        command = click.option(f"--{name}", help=f"Only records whose {name} is this.")(command)
+    return command
+
+
+# What the table shows of each record: who, about whom, what, why, the outcome, and on what ground.
+TABLE = ("at", "requester", "subject", "category", "purpose", "outcome", "rule", "ground")
+
+
+@audit.command()
+@store_options
+@hub_key_option
+@_filters
+@click.option("--since", help="RFC 3339: records at or after this time, e.g. 2025-01-01T00:00:00Z.")
+@click.option("--until", help="RFC 3339: records before this time.")
+@click.option("--order", type=click.Choice(["asc", "desc"]), default=None, help="Oldest (default) or newest first.")
+@click.option("--limit", help="Records at most, 1 to 1000 (default 100).")
+@click.option("--cursor", help="Go on after the last record of a previous search (it prints the cursor).")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def search(state_dir: Path, database_url: str, hub_key: Path | None, fmt: str, **parameters: str | None) -> None:
+    """Search the log with GET /v1/audit's filters: who asked for what about whom, when, why (purpose), with what
+    outcome, and on what ground (the deciding rule's legal basis as it stood). The search is itself recorded."""
+    try:
+        query = parse_query({name: value for name, value in parameters.items() if value is not None})
+    except errors.Invalid as error:
+        raise click.BadParameter(error.detail) from error
+
+    async def work(hub: Hub, entry: AuditEntry) -> tuple[list[dict[str, Any]], Cursor | None]:
+        subject = query.filters.get("subject")
+        entry.subject = subject if subject is not None and SUBJECT.fullmatch(subject) else None
+        return await hub.audit.search(query)
+
+    records, after = change((state_dir, database_url, hub_key), "audit", work, 200, "delivered")
+    cursor = None if after is None else after.encode()
+    if fmt == "json":
+        click.echo(json.dumps({"records": records, "next": cursor}, indent=2, ensure_ascii=False))
+        return
+    if not records:
+        click.echo("no record matches")
+        return
+    rows = [[_cell(record, column) for column in TABLE] for record in records]
+    widths = [max(len(column), *(len(row[index]) for row in rows)) for index, column in enumerate(TABLE)]
+    for row in [list(TABLE), *rows]:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    if cursor is not None:
+        click.echo(f"more records match: --cursor {cursor}")
+
+
+def _cell(record: dict[str, Any], column: str) -> str:
+    if column == "rule":
+        return "-" if record["rule_id"] is None else f"{record['rule_id']} v{record['policy_version']}"
+    return "-" if record[column] is None else str(record[column])
 
 
 @audit.command()

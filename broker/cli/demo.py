@@ -239,17 +239,9 @@ async def demo_world(state_dir: Path, database_url: str = "", **settings: Any) -
 
     `database_url` picks the store (SQLite in `state_dir` by default); `settings` override Config fields.
     """
-    keys_dir = state_dir / "keys"
-    keys, hub_key = await asyncio.to_thread(_key_files, keys_dir)
     hub_port = free_port()
-    config = Config(
-        state_dir=state_dir,
-        port=hub_port,
-        hub_key_path=keys_dir / "hub.pem",
-        hub_key_id=HUB_KEY_ID,
-        database_url=database_url,
-        **settings,
-    )
+    config = Config(state_dir=state_dir, port=hub_port, hub_key_id=HUB_KEY_ID, database_url=database_url, **settings)
+    keys, hub_key = await asyncio.to_thread(_key_files, state_dir / "keys", config.key_path)
     engine = create_engine(config.database)
     await upgrade(engine)
     await engine.dispose()
@@ -295,11 +287,14 @@ def _demo_credentials(operator: str) -> tuple[str, str]:
     return password, hash_password(password)
 
 
-def _key_files(keys_dir: Path) -> tuple[dict[str, SigningKey], SigningKey]:
-    """Every principal's key and the hub's, created on first use."""
+def _key_files(keys_dir: Path, hub_key_path: Path) -> tuple[dict[str, SigningKey], SigningKey]:
+    """Every principal's key (in `keys_dir`) and the hub's (where every command looks for it), created on first
+    use. A demo before issue 19 kept the hub's key in `keys_dir` too: it is moved, so the world keeps its key."""
     keys_dir.mkdir(parents=True, exist_ok=True)
     keys = {name: load_or_create(keys_dir / f"{name}.pem", f"{name}-2026") for name in [*demo.AGENCIES, *OPERATORS]}
-    return keys, load_or_create(keys_dir / "hub.pem", HUB_KEY_ID)
+    if (keys_dir / "hub.pem").exists() and not hub_key_path.exists():
+        (keys_dir / "hub.pem").rename(hub_key_path)
+    return keys, load_or_create(hub_key_path, HUB_KEY_ID)
 
 
 def _seed(keys: dict[str, SigningKey], adapter_urls: dict[str, str]) -> dict[str, Any]:

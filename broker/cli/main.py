@@ -103,7 +103,8 @@ def serve(
         },
         config_file,
     )
-    eventloop.run(serve_hub(config))
+    public = f" (agencies sign for {config.url})" if config.public_url else ""
+    eventloop.run(serve_hub(config, lambda urls: click.echo(f"listening on {', '.join(urls)}{public}")))
 
 
 @main.group("config")
@@ -140,16 +141,20 @@ def db() -> None:
 def db_upgrade(state_dir: Path, database_url: str) -> None:
     """Migrate the store to the schema this hub needs."""
 
-    async def run() -> None:
+    async def run() -> list[str]:
         engine = create_engine(Config(state_dir=state_dir, database_url=database_url).database)
         try:
-            await upgrade(engine)
+            return await upgrade(engine)
         finally:
             await engine.dispose()
 
     state_dir.mkdir(parents=True, exist_ok=True)
-    asyncio.run(run())
-    click.echo("schema is current")
+    applied = asyncio.run(run())
+    for revision in applied:
+        click.echo(f"applied {revision}")
+    click.echo(
+        f"schema is current ({len(applied)} revisions applied)" if applied else "schema is current; nothing to apply"
+    )
 
 
 @main.command()

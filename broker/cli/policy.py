@@ -18,7 +18,7 @@ from broker.audit.log import AuditEntry
 from broker.cli.acting import Store, change, on_hub
 from broker.cli.options import hub_key_option, store_options
 from broker.hub import Hub
-from policies.rules import RULE_ID, PolicyFile, parse_csv, parse_rule, to_csv
+from policies.rules import CSV_COLUMNS, RULE_ID, PolicyFile, parse_csv, parse_rule, to_csv
 
 
 def _edit(store: Store, edit: Callable[[Hub, AuditEntry], Awaitable[int]]) -> int:
@@ -42,10 +42,23 @@ def policy() -> None:
 
 
 @policy.command("list")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["rules", "csv"]),
+    default="rules",
+    show_default=True,
+    help="rules: the rule file `policy import` reads back (a version comment, rules, then role and category "
+    "groupings); csv: a header row, then one row per rule, for a spreadsheet.",
+)
 @_options
-def list_rules(state_dir: Path, database_url: str, hub_key: Path | None) -> None:
-    """Print the current rule set as CSV (rules, then role and category groupings)."""
+def list_rules(fmt: str, state_dir: Path, database_url: str, hub_key: Path | None) -> None:
+    """Print the current rule set."""
     rule_set = on_hub((state_dir, database_url, hub_key), lambda hub: hub.policies.rules())
+    if fmt == "csv":
+        click.echo(",".join(CSV_COLUMNS))
+        click.echo(to_csv(PolicyFile(list(rule_set.rules), [])), nl=False)
+        return
     click.echo(f"# version {rule_set.version}")
     click.echo(to_csv(PolicyFile(list(rule_set.rules), list(rule_set.groups))), nl=False)
 
@@ -161,6 +174,8 @@ def _rule_line(rule: dict[str, Any]) -> str:
         shown += " fields=" + "|".join(rule["fields"])
     if rule["emergency"]:
         shown += " emergency"
+    if rule["ground"]:
+        shown += f" ground={rule['ground']!r}"
     return shown
 
 

@@ -25,7 +25,7 @@ from broker.console.signin import LOCK_OUT
 from directory import registry
 from directory.keys import parse_key_id, parse_registration, parse_revocation
 from directory.names import NAME
-from policies.rules import ZONES, Rule, parse_rule
+from policies.rules import MAX_GROUND, ZONES, Rule, parse_rule
 from policies.service import MAX_REASON
 
 RULE_FILTERS = ("requester", "category", "purpose", "zone")
@@ -64,6 +64,7 @@ def rule_from_form(fields: Mapping[str, str]) -> Rule:
         "consent": fields.get("consent") == "on",
         "fields": listed or None,
         "emergency": fields.get("emergency") == "on",
+        "ground": fields.get("ground", "").strip() or None,
     }
     return parse_rule(document, new=True)
 
@@ -81,6 +82,7 @@ async def rules(request: web.Request) -> web.Response:
             "groups": rule_set.groups,
             "filters": filters,
             "zones": ZONES,
+            "max_ground": MAX_GROUND,
         },
     )
 

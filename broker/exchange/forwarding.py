@@ -44,8 +44,10 @@ class HolderClient:
                 status, answer_headers = answer.status, dict(answer.headers)
         except TimeoutError as error:
             raise errors.HolderTimeout(f"holder {holder.id!r} did not answer in time") from error
+        except aiohttp.ClientConnectionError as error:
+            raise errors.HolderUnreachable(f"holder {holder.id!r} could not be reached") from error
         except aiohttp.ClientError as error:
-            raise errors.BadHolderAnswer(f"holder {holder.id!r} could not be reached") from error
+            raise errors.BadHolderAnswer(f"holder {holder.id!r} broke off its answer") from error
         request = Request("POST", url, headers)
         await self._verify(holder, Response(status, answer_headers, request), answer_body)
         try:

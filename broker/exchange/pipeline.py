@@ -91,7 +91,8 @@ class ExchangePipeline:
         entry.holder = holder.id
         decision = await self._policies.decide(requester, request.category, request.purpose)
         entry.zone, entry.policy_version = decision.zone, decision.version
-        entry.rule_id = None if decision.rule is None else decision.rule.id
+        if decision.rule is not None:
+            entry.rule_id, entry.ground = decision.rule.id, decision.rule.ground
         entry.fields = None if decision.fields is None else list(decision.fields)
         zone_gate(decision)
         emergency_gate(decision, request)
@@ -144,13 +145,15 @@ class ExchangePipeline:
             or not review.covers(requester, request.subject, request.category, request.purpose)
         ):
             raise errors.UnknownReview(f"no review {request.review!r} for this requester, subject and question")
-        if review.status == "rejected":
-            raise errors.ReviewRejected(f"review rejected: {review.decision_reason}")
-        if review.status == "pending":
+        if review.status == "rejected":  # why is for privacy officers only: the reason stays with the review
+            raise errors.ReviewRejected(f"review {review.id!r} was rejected by a privacy officer")
+        if review.status == "pending" or (
+            review.status == "approved" and await self._reviews.use(review.id, exchange, at)
+        ):
             return review
-        if not await self._reviews.use(review.id, exchange, at):
-            raise errors.ReviewExpired("an approved review allows one exchange within its validity")
-        return review
+        if review.status == "used" or review.valid_until is None or review.valid_until > at:  # or spent just now
+            raise errors.ReviewUsed(f"review {review.id!r} was already used: an approval allows one exchange")
+        raise errors.ReviewExpired(f"review {review.id!r} expired at {review.valid_until.isoformat()}")
 
     async def open_review(
         self, requester: str, request: ExchangeRequest, decision: Decision, exchange: str, at: datetime

@@ -44,7 +44,7 @@ async def decide_review(request: web.Request) -> web.Response:
 async def propose_rule(request: web.Request) -> web.Response:
     """Ask the administrators to make a decided review's outcome a standing rule."""
     hub, entry, document = request.app[HUB], request[AUDIT], json_body(request)
-    reason = reason_of(document, {"zone"})
+    reason = reason_of(document, {"zone", "ground"})
     review = await hub.reviews.get(request.match_info["id"])
     if review is None:
         raise errors.UnknownReview(f"no review {request.match_info['id']!r}")
@@ -52,15 +52,22 @@ async def propose_rule(request: web.Request) -> web.Response:
         raise errors.Conflict("decide the review before proposing a standing rule")
     zone = document.get("zone", "black" if review.status == "rejected" else "white")
     proposal = Proposal(
-        str(uuid.uuid4()), review.id, standing_rule(review, zone), reason, request[PRINCIPAL].id, datetime.now(UTC)
+        str(uuid.uuid4()),
+        review.id,
+        standing_rule(review, zone, document.get("ground")),
+        reason,
+        request[PRINCIPAL].id,
+        datetime.now(UTC),
     )
     await hub.policies.propose(proposal)
     entry.review_id, entry.subject, entry.rule_id = review.id, review.subject, proposal.rule.id
     return reply(proposal.as_json(), 201)
 
 
-def standing_rule(review: Review, zone: object) -> Rule:
-    """The rule that would have decided this review's question without a human."""
+def standing_rule(review: Review, zone: object, ground: object) -> Rule:
+    """The rule that would have decided this review's question without a human, on `ground` (required unless
+    black: the ground of the grey rule that sent the question to review allowed a case-by-case decision, not a
+    standing one)."""
     return parse_rule(
         {
             "id": f"p-{review.id[:8]}",
@@ -68,6 +75,7 @@ def standing_rule(review: Review, zone: object) -> Rule:
             "category": review.category,
             "purpose": review.purpose,
             "zone": zone,
+            "ground": ground,
         }
     )
 

@@ -93,6 +93,19 @@ class Delivery:
         }
 
 
+@dataclass(frozen=True)
+class Backlog:
+    """One recipient's deliveries not yet made: waiting for their first attempt, failing (tried, to be tried
+    again), dead-lettered."""
+
+    recipient: str
+    waiting: int
+    failing: int
+    dead: int
+    oldest: datetime  # when the oldest of them was published (or replayed)
+    next_attempt: datetime | None  # the earliest attempt due, if any of them is still to be tried
+
+
 class OutboxStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
@@ -154,6 +167,26 @@ class OutboxStore:
                 query.values(status="pending", attempts=0, next_attempt_at=now, created_at=now)
             )
         return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+    async def backlog(self) -> list[Backlog]:
+        """Per recipient with deliveries not yet made, how many wait, fail and are dead, by recipient."""
+        pending = DeliveryRecord.status == "pending"
+        query = (
+            select(
+                DeliveryRecord.recipient,
+                func.count().filter(pending, DeliveryRecord.attempts == 0),
+                func.count().filter(pending, DeliveryRecord.attempts > 0),
+                func.count().filter(DeliveryRecord.status == "dead"),
+                func.min(DeliveryRecord.created_at),
+                func.min(DeliveryRecord.next_attempt_at).filter(pending),
+            )
+            .where(DeliveryRecord.status.in_(("pending", "dead")))
+            .group_by(DeliveryRecord.recipient)
+            .order_by(DeliveryRecord.recipient)
+        )
+        async with self._sessions() as session:
+            rows = (await session.execute(query)).all()
+        return [Backlog(*row) for row in rows]
 
     async def pending(self) -> int:
         query = select(func.count()).select_from(DeliveryRecord).where(DeliveryRecord.status == "pending")

@@ -116,7 +116,7 @@ async def test_grey_zone_reviews(sqlite_world: DemoWorld, session: aiohttp.Clien
         "grey",
         {"status": "job-seeker", "since": "2026-03-01", "contract": None},
     )
-    assert type(await refusal(agency.repeat_with_review(pending))) is problems.ReviewExpired
+    assert type(await refusal(agency.repeat_with_review(pending))) is problems.ReviewUsed
     rejected = raised.value.review
     await officer.call("POST", f"/v1/reviews/{rejected}/decision", {"decision": "reject", "reason": "no file"})
     assert type(await refusal(agency.exchange(**GREY, review=rejected))) is problems.ReviewRejected

@@ -92,6 +92,15 @@ async def test_the_shell_example_without_a_world_file(sqlite_world: DemoWorld, t
     )
     assert (code, json.loads(out)["data"]) == (0, {"taxable_income": 35400, "year": 2025}), err
 
+    code, out, err = await run(
+        "-", "family-benefits", ANNA, "civil-status", "benefit-eligibility", env={**settings, "KEY_ID": "nobody-2026"}
+    )
+    assert (code, err.strip(), json.loads(out)["type"]) == (
+        3,
+        "HTTP 401, signature verified",
+        "https://crossroads.example/problems/unknown-key",
+    )
+
     impostor = tmp_path / "impostor.pub.pem"
     await asyncio.to_thread(impostor.write_text, public_key_pem(generate_key().public_key()))
     code, out, err = await run(

@@ -77,6 +77,7 @@ async def test_sigterm_finishes_accepted_exchanges(tmp_path: Path) -> None:
                 "category": "pension",
                 "purpose": "benefit-eligibility",
                 "zone": "white",
+                "ground": "Pensions Act, art. 12",
             }
         ],
     }

@@ -57,7 +57,7 @@ async def test_two_processes_answer_as_one(
             "--state-dir",
             str(world.state_dir),
             "--hub-key",
-            str(world.state_dir / "keys" / "hub.pem"),
+            str(world.hub.config.key_path),
             "--public-url",
             world.hub_url,
             answers=address + "/healthz",

@@ -1,19 +1,21 @@
 """`crossroads audit` against a running world's store: exports to JSON Lines and CSV that verify offline
-with nothing but the hub's public key, a tampered export named at its record, online verification, and the
-anomaly report."""
+with nothing but the hub's public key, a tampered export named at its record, online verification, the
+anomaly report, and the search that says who looked at a person's data and on what ground."""
 
 from __future__ import annotations
 
 import asyncio
 import csv
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
 import pytest
 from click.testing import CliRunner, Result
 
-from adapters.examples.demo_agencies import JAN
+from adapters.examples.demo_agencies import ANNA, JAN, SOFIE
+from broker.audit.chain import timestamp
 from broker.base.signing import generate_key, public_key_pem
 from broker.cli.demo import DemoWorld, run_scenario
 from broker.cli.main import main
@@ -103,3 +105,35 @@ async def test_anomaly_report(world: DemoWorld, session: aiohttp.ClientSession) 
     assert [finding["kind"] for finding in json.loads(as_json.stdout)] == ["repeated-lookup"]
     bad = await crossroads("audit", "anomalies", *store(world), "--since", "last tuesday")
     assert bad.exit_code != 0
+
+
+async def test_search_answers_who_looked_at_a_persons_income_and_on_what_ground(
+    world: DemoWorld, session: aiohttp.ClientSession
+) -> None:
+    agency = world.client("family-benefits", session)
+    income = await agency.exchange(SOFIE, "income", "benefit-eligibility")
+    await agency.exchange(SOFIE, "civil-status", "benefit-eligibility")  # not income
+    await agency.exchange(ANNA, "income", "fraud-investigation")  # not her
+    since, until = timestamp(datetime.now(UTC) - timedelta(days=365)), timestamp(datetime.now(UTC) + timedelta(days=1))
+    question = ["--subject", SOFIE, "--category", "income", "--kind", "exchange", "--since", since, "--until", until]
+    answered = await crossroads("audit", "search", *question, "--format", "json", *store(world))
+    assert answered.exit_code == 0, answered.output
+    [record] = json.loads(answered.stdout)["records"]
+    assert (record["exchange"], record["requester"], record["purpose"], record["rule_id"]) == (
+        income.exchange,
+        "family-benefits",
+        "benefit-eligibility",
+        "r-2",
+    )
+    assert record["ground"].startswith("Family Benefits Decree of 27 April 2018, art. 18")
+    table = await crossroads("audit", "search", *question, *store(world))
+    assert table.exit_code == 0, table.output
+    header, row = table.stdout.splitlines()
+    assert header.split() == ["at", "requester", "subject", "category", "purpose", "outcome", "rule", "ground"]
+    assert f"family-benefits  {SOFIE}  income" in row and "r-2 v1" in row and record["ground"] in row
+    searches = await world.hub.audit.records(kind="audit", subject=SOFIE)
+    assert [(r.outcome, r.requester.startswith("cli:")) for r in searches] == [("delivered", True)] * 2
+    first = await crossroads("audit", "search", "--subject", SOFIE, "--limit", "1", *store(world))
+    assert first.exit_code == 0 and "more records match: --cursor " in first.output
+    bad = await crossroads("audit", "search", "--since", "last year", *store(world))
+    assert bad.exit_code != 0 and "RFC 3339" in bad.output

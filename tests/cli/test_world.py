@@ -102,6 +102,7 @@ PENSION_FUND = {
             "category": "pension",
             "purpose": "benefit-eligibility",
             "zone": "white",
+            "ground": "Family Benefits Decree of 27 April 2018, art. 18",
         }
     ],
 }
@@ -142,7 +143,14 @@ def test_a_file_with_one_new_agency_keeps_every_other_rule(tmp_path: Path, state
     code, shown = crossroads("world", "load", write(tmp_path / "entry.yaml", PENSION_FUND), *state)
     assert code == 0 and "policy version 2" in shown, shown
     loaded = rule_set(state)
-    pension = Rule("r-pension", "agency:family-benefits", "pension", "benefit-eligibility", "white")
+    pension = Rule(
+        "r-pension",
+        "agency:family-benefits",
+        "pension",
+        "benefit-eligibility",
+        "white",
+        ground="Family Benefits Decree of 27 April 2018, art. 18",
+    )
     assert set(loaded.rules) == {*seeded.rules, pension}
     assert set(loaded.groups) == {*seeded.groups, ("g", "agency:pension-fund", "role:social-security")}
     history = on_hub(state, lambda hub: hub.policies.history())
@@ -160,7 +168,7 @@ def test_a_file_with_one_new_agency_keeps_every_other_rule(tmp_path: Path, state
 def test_a_rule_of_the_same_id_replaces_it_and_the_same_file_changes_nothing(tmp_path: Path, state: list[str]) -> None:
     seeded = seed(tmp_path, state)
     r_1 = {"requester": "agency:family-benefits", "category": "civil-status", "purpose": "benefit-eligibility"}
-    greyer = {"rules": [{"id": "r-1", **r_1, "zone": "grey"}]}
+    greyer = {"rules": [{"id": "r-1", **r_1, "zone": "grey", "ground": "deliberation 26/003"}]}
     path = write(tmp_path / "greyer.yaml", greyer)
     assert crossroads("world", "load", path, "--reason", "r-1 needs a review", *state)[0] == 0
     loaded = rule_set(state)
@@ -307,10 +315,16 @@ def test_a_file_with_an_invalid_part_writes_nothing(
 def test_a_relative_rules_csv_is_read_beside_the_file(tmp_path: Path, state: list[str]) -> None:
     folder = tmp_path / "worlds"
     folder.mkdir()
-    (folder / "rules.csv").write_text("r-9, agency:family-benefits, income, *, grey, false, , false\n")
+    (folder / "rules.csv").write_text(
+        'r-9, agency:family-benefits, income, *, grey, false, , false, "Income Tax Code 1992, art. 337"\n'
+        "r-10, agency:family-benefits, health-record, *, black, false, , false\n"  # written before grounds: read
+    )
     code, shown = crossroads("world", "load", write(folder / "world.yaml", {"rules_csv": "rules.csv"}), *state)
     assert code == 0, shown
-    assert [rule.id for rule in rule_set(state).rules] == ["r-9"]
+    assert [(rule.id, rule.ground) for rule in rule_set(state).rules] == [
+        ("r-10", None),
+        ("r-9", "Income Tax Code 1992, art. 337"),
+    ]
 
 
 async def test_a_replacement_shown_on_an_older_version_is_refused(tmp_path: Path) -> None:

@@ -137,6 +137,7 @@ async def test_an_emergency_does_not_skip_the_grey_zone(world: DemoWorld, sessio
         "zone": "grey",
         "consent": True,
         "emergency": True,
+        "ground": "Family Benefits Decree, art. 22; Organic Law of 8 July 1976, art. 60",
     }
     await admin.call("POST", "/v1/policies", {"rule": rule, "reason": "grey, consent, emergency allowed"})
     agency = world.client("family-benefits", session)

@@ -37,7 +37,7 @@ async def other_hub(world: DemoWorld) -> AsyncIterator[str]:
         "--database-url",
         world.hub.config.database,
         "--hub-key",
-        str(world.state_dir / "keys" / "hub.pem"),
+        str(world.hub.config.key_path),
         "--port",
         str(port),
         answers=base + "/readyz",

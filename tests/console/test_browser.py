@@ -178,6 +178,7 @@ async def test_a_rule_change_is_followed_by_the_explain_form(page: Page, world: 
     await page.get_by_label("Category", exact=True).fill("civil-status")
     await page.get_by_label("Purpose", exact=True).fill("job-placement")
     await page.get_by_label("Zone", exact=True).select_option("grey")
+    await page.get_by_label("Ground", exact=False).fill("Employment Decree of 12 July 2019, art. 9")
     await page.get_by_label("Reason (required, recorded with the change)").fill("placement reviewed case by case")
     await page.get_by_role("button", name="Add the rule").click()
     await expect(page.get_by_role("status")).to_contain_text("The rule is added")

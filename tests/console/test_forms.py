@@ -40,9 +40,22 @@ def test_a_rule_from_the_add_form() -> None:
             "zone": "grey",
             "fields": "taxable_income, year",
             "consent": "on",
+            "ground": " Income Tax Code 1992, art. 337 ",
         }
     )
-    assert rule == Rule("r-18", "agency:tax-authority", "income", "*", "grey", True, ("taxable_income", "year"), False)
+    assert rule == Rule(
+        "r-18",
+        "agency:tax-authority",
+        "income",
+        "*",
+        "grey",
+        True,
+        ("taxable_income", "year"),
+        False,
+        "Income Tax Code 1992, art. 337",
+    )
+    with pytest.raises(RuleInvalid, match="a grey rule needs one"):
+        rule_from_form({"requester": "agency:x1", "category": "*", "purpose": "*", "zone": "grey", "ground": " "})
     with pytest.raises(RuleInvalid) as refused:
         rule_from_form({"id": "r-19", "requester": "agency:x1", "category": "*", "purpose": "*", "zone": "red"})
     shown = problem_for(refused.value)  # what the console's page shows for it

@@ -140,6 +140,7 @@ async def test_a_rule_added_without_an_id_is_named_by_the_hub(sqlite_world: Demo
         "category": "income",
         "purpose": "job-placement",
         "zone": "grey",
+        "ground": "Employment Decree of 12 July 2019, art. 9",
         "reason": "placement needs income, reviewed",
     }
     added = await admin.post("/console/rules", fields)
@@ -150,6 +151,10 @@ async def test_a_rule_added_without_an_id_is_named_by_the_hub(sqlite_world: Demo
     assert rule_id in {rule.id for rule in (await sqlite_world.hub.policies.rules()).rules}
     [record] = await sqlite_world.hub.audit.records(kind="console", reason="rule-add")
     assert (record.rule_id, record.policy_version) == (rule_id, 2)
+    _, listed = await admin.get("/console/rules")
+    assert "Employment Decree of 12 July 2019, art. 9" in listed
+    refused = await admin.post("/console/rules", {**fields, "csrf": await admin.token("/console/rules"), "ground": ""})
+    assert refused.status == 422
 
 
 async def test_the_history_page_shows_groupings_and_rollbacks(sqlite_world: DemoWorld, admin: Browser) -> None:

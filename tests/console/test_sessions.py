@@ -223,6 +223,8 @@ async def test_the_privacy_officers_pages_read_the_store(world: DemoWorld, brows
     assert re.search(r"family-benefits: \d+</title>", overview)
     status, person = await browser.get(f"/console/people/{demo.JAN}")
     assert status == 200 and "consent-refused" in person and "portal session 2026-03-02/118" in person
+    status, person = await browser.get(f"/console/people/{demo.ANNA}")  # a delivery says on what ground
+    assert status == 200 and "Family Benefits Decree of 27 April 2018, art. 4;" in person and "(rule r-1 v1)" in person
     status, audit = await browser.get(f"/console/audit?subject={demo.ANNA}&outcome=delivered&limit=2")
     assert status == 200 and "Next page" in audit and audit.count('<td class="time">') == 2
     status, export = await browser.get(f"/console/audit.csv?subject={demo.ANNA}")

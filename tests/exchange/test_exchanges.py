@@ -311,6 +311,16 @@ async def test_holder_answering_unsigned_is_a_bad_gateway(
     assert (record.outcome, record.reason, record.holder) == ("failed", "bad-holder-answer", "rogue-fund")
 
 
+async def test_an_unreachable_holder_is_named_so(sqlite_world: DemoWorld, session: aiohttp.ClientSession) -> None:
+    nobody_listens = f"http://127.0.0.1:{free_port()}"
+    await register(sqlite_world, "rogue-fund", nobody_listens, SigningKey("rogue", generate_key()))
+    with pytest.raises(HubProblem) as refused:
+        await sqlite_world.client("family-benefits", session).exchange(PIETER, "pension", "benefit-eligibility")
+    assert (refused.value.status, refused.value.name) == (502, "holder-unreachable")
+    [record] = await exchange_records(sqlite_world)
+    assert (record.outcome, record.reason, record.holder) == ("failed", "holder-unreachable", "rogue-fund")
+
+
 async def test_holder_not_answering_in_time(tmp_path: Any, session: aiohttp.ClientSession) -> None:
     release = asyncio.Event()
 

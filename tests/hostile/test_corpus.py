@@ -97,6 +97,7 @@ ROUTES = (
                 "category": "health-record",
                 "purpose": "benefit-eligibility",
                 "zone": "white",
+                "ground": "hostile decree, art. 1",
             },
             "reason": "hostile",
         },
@@ -551,6 +552,7 @@ def rule(**members: Any) -> dict[str, Any]:
         "category": "health-record",
         "purpose": "benefit-eligibility",
         "zone": "white",
+        "ground": "hostile decree, art. 1",
     }
     return {"rule": {**base, **members}, "reason": "hostile"}
 
@@ -795,6 +797,11 @@ HAND_WRITTEN = [
     admin("rule: SQL as its id", "POST", "/v1/policies", rule(id=SQL), INVALID),
     admin("rule: a purple zone", "POST", "/v1/policies", rule(zone="purple"), INVALID),
     admin("rule: fields a string", "POST", "/v1/policies", rule(fields="name"), INVALID),
+    admin("rule: white without a ground", "POST", "/v1/policies", rule(ground=None), INVALID),
+    admin("rule: a blank ground", "POST", "/v1/policies", rule(ground="   "), INVALID),
+    admin("rule: a ground of 501 characters", "POST", "/v1/policies", rule(ground="g" * 501), INVALID),
+    admin("rule: a ground with a newline", "POST", "/v1/policies", rule(ground="art. 1\nart. 2"), INVALID),
+    admin("rule: a ground not text", "POST", "/v1/policies", rule(ground=["art. 1"]), INVALID),
     admin("rule: a NUL in the reason", "POST", "/v1/policies", {**rule(), "reason": "\u0000"}, INVALID),
     admin("rule: a 1001-character reason", "POST", "/v1/policies", {**rule(), "reason": "r" * 1001}, INVALID),
     admin("rule: no reason", "POST", "/v1/policies", {"rule": rule()["rule"]}, INVALID),

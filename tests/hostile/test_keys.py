@@ -131,7 +131,7 @@ async def test_a_revocation_counts_on_every_hub_process_from_the_next_request(
         sys.executable,
         *("-m", "broker", "keys", "revoke", "tax-authority", tax.key_id, "--reason", "key leaked"),
         *("--state-dir", str(world.state_dir), "--database-url", world.hub.config.database),
-        *("--hub-key", str(world.state_dir / "keys" / "hub.pem")),
+        *("--hub-key", str(world.hub.config.key_path)),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )

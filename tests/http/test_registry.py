@@ -126,7 +126,13 @@ async def test_names_are_registered(sqlite_world: DemoWorld, session: aiohttp.Cl
     assert purpose in purposes["purposes"]
     assert capacity in capacities["capacities"]
     # The new names count at once: a rule may name them.
-    rule = {"requester": "agency:family-benefits", "category": "disability", "purpose": "tax-audit", "zone": "grey"}
+    rule = {
+        "requester": "agency:family-benefits",
+        "category": "disability",
+        "purpose": "tax-audit",
+        "zone": "grey",
+        "ground": "decree 2026/42, art. 7",
+    }
     status, added = await admin.call("POST", "/v1/policies", {"rule": rule, "reason": "disability for tax audits"})
     assert status == 201 and added["rule"]["category"] == "disability"
     records = [r for r in await world.hub.audit.records(kind="registry") if r.status == 201]

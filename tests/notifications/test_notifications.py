@@ -212,9 +212,7 @@ async def test_two_processes_deliver_each_notification_once(
 ) -> None:
     url = await postgres_server.new_database()
     async with demo_world(tmp_path / "state", url, **FAST) as world:
-        config = Config(
-            state_dir=world.state_dir, database_url=url, hub_key_path=world.state_dir / "keys" / "hub.pem", **FAST
-        )  # type: ignore[arg-type]
+        config = Config(state_dir=world.state_dir, database_url=url, hub_key_path=world.hub.config.key_path, **FAST)  # type: ignore[arg-type]
         async with open_hub(config):  # a second hub process's services, with its own delivery worker
             register = world.client("population-register", session)
             published = [(await register.call("POST", "/v1/notifications", CHANGE))[1] for _ in range(15)]

@@ -20,6 +20,7 @@ OPEN_HEALTH = {
     "purpose": "benefit-eligibility",
     "zone": "white",
     "fields": ["disability_recognised"],
+    "ground": "decree 2026/41 on disability allowances, art. 3",
 }
 
 
@@ -108,10 +109,14 @@ async def test_a_reviewed_decision_becomes_a_standing_rule(
     grey = {"subject": JAN, "category": "employment-status", "purpose": "benefit-eligibility"}
     pending = await agency.exchange(**grey)
     await officer.call("POST", f"/v1/reviews/{pending.review}/decision", {"decision": "approve", "reason": "ok"})
+    with pytest.raises(HubProblem) as groundless:  # a standing white rule needs its own legal basis
+        await officer.call("POST", f"/v1/reviews/{pending.review}/propose", {"reason": "allowance files need it"})
+    assert groundless.value.status == 422 and "ground" in groundless.value.detail
+    ground = "Family Benefits Decree of 27 April 2018, art. 22, as amended 2026"
     status, proposal = await officer.call(
-        "POST", f"/v1/reviews/{pending.review}/propose", {"reason": "allowance files always need it"}
+        "POST", f"/v1/reviews/{pending.review}/propose", {"reason": "allowance files always need it", "ground": ground}
     )
-    assert status == 201 and proposal["rule"]["zone"] == "white"
+    assert status == 201 and proposal["rule"]["zone"] == "white" and proposal["rule"]["ground"] == ground
     _, listed = await admin.call("GET", "/v1/policies/proposals")
     assert [p["proposal"] for p in listed["proposals"]] == [proposal["proposal"]]
     _, accepted = await admin.call(

@@ -33,7 +33,13 @@ from policies.rules import (
 )
 
 HUB_ID = re.compile(r"r-[0-9a-f]{8}")
-NEW = {"requester": "agency:family-benefits", "category": "health-record", "purpose": "job-placement", "zone": "grey"}
+NEW = {
+    "requester": "agency:family-benefits",
+    "category": "health-record",
+    "purpose": "job-placement",
+    "zone": "grey",
+    "ground": "deliberation 26/012 of the information security committee",
+}
 
 
 def test_a_new_rule_may_come_without_an_id() -> None:

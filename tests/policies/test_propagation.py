@@ -65,6 +65,7 @@ async def test_a_cli_edit_reaches_another_hub_process(postgres_server: postgres.
                 "category": "income",
                 "purpose": "benefit-eligibility",
                 "zone": "white",
+                "ground": "Family Benefits Decree, art. 18",
             }
         ],
     }

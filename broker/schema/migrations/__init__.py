@@ -27,14 +27,19 @@ def heads() -> set[str]:
     return set(ScriptDirectory.from_config(_config()).get_heads())
 
 
-async def upgrade(engine: AsyncEngine) -> None:
+async def upgrade(engine: AsyncEngine) -> list[str]:
+    """Migrate the store to every head; the revisions applied, in order (none when it was current)."""
+    applied: list[str] = []
+
     def run(connection: Connection) -> None:
         config = _config()
         config.attributes["connection"] = connection
+        config.attributes["applied"] = applied
         command.upgrade(config, "heads")
 
     async with engine.begin() as connection:
         await connection.run_sync(run)
+    return applied
 
 
 async def current(engine: AsyncEngine) -> set[str]:

@@ -6,6 +6,12 @@ import broker.schema.tables  # noqa: F401 (every package's tables on Base.metada
 from broker.base.store import Base
 
 connection = context.config.attributes["connection"]
-context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
+applied = context.config.attributes["applied"]  # the revisions this run applies, in the order it applies them
+context.configure(
+    connection=connection,
+    target_metadata=Base.metadata,
+    render_as_batch=True,
+    on_version_apply=lambda ctx, step, heads, run_args: applied.extend(step.up_revision_ids),
+)
 with context.begin_transaction():
     context.run_migrations()
