@@ -218,10 +218,7 @@ class ImportStore:
                 )
             )
             if rejected:
-                await session.execute(
-                    insert(DirectoryImportRejection),
-                    [{"import_id": job.id, "line": line, "detail": detail[:500]} for line, detail in rejected],
-                )
+                await _insert_rejections(session, [(job.id, line, detail[:500]) for line, detail in rejected])
         return advanced
 
     async def finish(self, job: ImportJob, status: str) -> ImportJob:
@@ -242,6 +239,21 @@ class ImportStore:
         )
         async with self._sessions() as session:
             return [_job(row) for row in (await session.scalars(query.order_by(DirectoryImport.created_at))).all()]
+
+
+REJECTION_COLUMNS = ("import_id", "line", "detail")
+
+
+async def _insert_rejections(session: AsyncSession, rows: list[tuple[str, int, str]]) -> None:
+    """A batch's rejected lines, in its transaction: on PostgreSQL by binary COPY on the session's own connection
+    (asyncpg runs an INSERT a row for an executemany: a tenth of an import's time where a line in ten is bad)."""
+    connection = await session.connection()
+    if connection.dialect.name == "postgresql":
+        copying = (await connection.get_raw_connection()).driver_connection.copy_records_to_table  # type: ignore[union-attr]
+        await copying("directory_import_rejections", records=rows, columns=REJECTION_COLUMNS)
+    else:
+        values = [dict(zip(REJECTION_COLUMNS, row, strict=True)) for row in rows]
+        await session.execute(insert(DirectoryImportRejection), values)
 
 
 Progress = Callable[[ImportJob], object]
