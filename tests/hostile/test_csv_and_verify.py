@@ -91,10 +91,13 @@ def test_a_csv_export_of_hostile_text_runs_nothing_and_still_verifies(tmp_path: 
 
 
 def test_the_rule_set_as_csv_runs_nothing_and_reads_back() -> None:
-    rule = Rule("r-1", "agency:tax-authority", "civil-status", "*", "white", fields=("=1+1", "name"))
+    rule = Rule(
+        "r-1", "agency:tax-authority", "civil-status", "*", "white", fields=("=1+1", "name"), ground="+Decree 12/3"
+    )
     policy = PolicyFile([rule], [("g2", "civil-status", "@family")])
     text = to_csv(policy)
     assert runnable(text) == [] and "'=1+1|name" in cells(text) and "'@family" in cells(text)
+    assert "'+Decree 12/3" in cells(text)
     assert parse_csv(text) == policy
 
 

@@ -6,7 +6,8 @@ import broker.schema.tables  # noqa: F401 (every package's tables on Base.metada
 from broker.base.store import Base
 
 connection = context.config.attributes["connection"]
-applied = context.config.attributes["applied"]  # the revisions this run applies, in the order it applies them
+# The revisions this run applies, in the order it applies them, for whoever asks (`upgrade`).
+applied = context.config.attributes.setdefault("applied", [])
 context.configure(
     connection=connection,
     target_metadata=Base.metadata,
