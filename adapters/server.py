@@ -19,6 +19,7 @@ from adapters.mapping import jsonable
 from adapters.nonces import NonceWindow
 from adapters.recent import RecentIds
 from adapters.validation import InvalidParams, ParamsCheck, ParamsValidator, params_validator
+from broker.base.change_events import ChangeNotification, from_event
 from broker.base.signing import (
     Request,
     SignatureProblem,
@@ -44,14 +45,6 @@ class RecordRequest:
     params: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Notification:
-    notification: str
-    subject: str
-    category: str
-    event: str
-
-
 class UnknownSubject(Exception):
     """Raised by a handler when the agency's store has no record of the subject."""
 
@@ -61,6 +54,7 @@ class StoreUnavailable(Exception):
 
 
 RecordHandler = Callable[[RecordRequest], Awaitable[dict[str, Any]]]
+Notification = ChangeNotification  # what a notifications handler is given
 NotificationHandler = Callable[[Notification], Awaitable[None]]
 
 
@@ -185,12 +179,12 @@ class Adapter:
     async def _notification(self, request: web.Request) -> web.Response:
         body = await request.read()
         try:
-            document = self._verified(request, body)
-            notice = Notification(*(str(document[name]) for name in ("notification", "subject", "category", "event")))
+            self._check_signed(request, body)
+            notice = from_event(request.headers.get("Content-Type", ""), body)
         except _Refusal as refusal:
             return self._problem(request, body, refusal)
-        except KeyError:
-            return self._problem(request, body, _Refusal(422, "invalid", "incomplete notification"))
+        except ValueError as error:
+            return self._problem(request, body, _Refusal(422, "invalid", str(error)))
         if notice.notification in self._notifications_seen:
             log.info("notification.repeated", notification=notice.notification)
         else:
@@ -206,7 +200,18 @@ class Adapter:
         return self._answer(request, body, 200, {"notification": notice.notification, "received": True})
 
     def _verified(self, request: web.Request, body: bytes) -> dict[str, Any]:
-        """The body of a request the hub signed, or the refusal that says why it is not one."""
+        """The JSON body of a request the hub signed, or the refusal that says why it is not one."""
+        self._check_signed(request, body)
+        try:
+            document = json.loads(body)
+        except ValueError as error:
+            raise _Refusal(400, "malformed", "the body is not JSON") from error
+        if not isinstance(document, dict):
+            raise _Refusal(422, "invalid", "the body must be a JSON object")
+        return document
+
+    def _check_signed(self, request: web.Request, body: bytes) -> None:
+        """Refuse a request the hub did not sign, or one it signed before (a replay)."""
         try:
             signature = read_signature_input(request.headers)
             if signature.key_id != self._hub_key_id:
@@ -222,13 +227,6 @@ class Adapter:
             raise _Refusal(401, problem.kind, problem.detail) from problem
         if not self._nonces.accept(signature.nonce or "", time.time()):
             raise _Refusal(409, "replay", "nonce already used")
-        try:
-            document = json.loads(body)
-        except ValueError as error:
-            raise _Refusal(400, "malformed", "the body is not JSON") from error
-        if not isinstance(document, dict):
-            raise _Refusal(422, "invalid", "the body must be a JSON object")
-        return document
 
     def _problem(self, request: web.Request, body: bytes, refusal: _Refusal) -> web.Response:
         document = {

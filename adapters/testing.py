@@ -10,6 +10,7 @@ import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -18,6 +19,7 @@ from aiohttp.test_utils import TestServer
 from adapters.client import require_binding
 from adapters.config import AdapterConfig, build_adapter
 from adapters.server import Adapter
+from broker.base.change_events import ChangeNotification, to_event
 from broker.base.signing import Request, Response, SigningKey, generate_key, sign_request, verify_response
 
 
@@ -51,14 +53,17 @@ class StandInHub:
 
     async def notify(self, notification: str, subject: str, category: str, event: str = "updated") -> int:
         """Deliver a change notification as the hub does; the adapter's status."""
-        document = {"notification": notification, "subject": subject, "category": category, "event": event}
-        status, _ = await self.post("/v1/notifications", document)
+        notice = ChangeNotification(notification, "test-holder", subject, category, event)
+        event_message = to_event(notice, datetime.now(UTC), "https://hub.test")
+        status, _ = await self.post("/v1/notifications", event_message.body, event_message.headers["content-type"])
         return status
 
-    async def post(self, path: str, document: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-        body = json.dumps(document).encode()
+    async def post(
+        self, path: str, document: dict[str, Any] | bytes, content_type: str = "application/json"
+    ) -> tuple[int, dict[str, Any]]:
+        body = document if isinstance(document, bytes) else json.dumps(document).encode()
         signed_url = self.public_url + path
-        headers = sign_request("POST", signed_url, body, self.key)
+        headers = sign_request("POST", signed_url, body, self.key, content_type)
         async with self.session.post(self.server.make_url(path), data=body, headers=headers) as answer:
             raw, status, answer_headers = await answer.read(), answer.status, dict(answer.headers)
         bound = Request("POST", signed_url, {"Content-Digest": headers["Content-Digest"]})

@@ -228,6 +228,7 @@ def _delivery_settings(config: Config) -> DeliverySettings:
         max_age_s=config.notification_max_age_s,
         lease_s=config.notification_lease_s,
         timeout_s=config.holder_timeout_s,
+        source=config.url,
     )
 
 

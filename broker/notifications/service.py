@@ -7,7 +7,6 @@ with backoff and ending in a dead-letter list an administrator can replay.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import uuid
 from contextlib import suppress
@@ -20,6 +19,7 @@ import structlog
 from broker.audit.call import audited
 from broker.audit.log import AuditEntry, AuditLog
 from broker.base import errors
+from broker.base.change_events import ChangeNotification, to_event
 from broker.base.metrics import Metrics
 from broker.base.signing import SigningKey, sign_request
 from broker.notifications.fanout import CHANGE_NOTIFICATION, backoff, exhausted, recipients
@@ -40,6 +40,7 @@ class DeliverySettings:
     max_attempts: int
     max_age_s: float
     timeout_s: float
+    source: str  # the hub's public URL, in each CloudEvent's source
     lease_s: float = 60.0
     batch: int = 50
 
@@ -187,21 +188,12 @@ class DeliveryWorker:
             return 0, "recipient-inactive"
         note = delivery.notification
         url = agency.adapter_url.rstrip("/") + "/v1/notifications"
-        body = json.dumps(
-            {
-                "notification": note.id,
-                "holder": note.sender,
-                "subject": note.subject,
-                "category": note.category,
-                "event": note.event,
-                "ref": note.ref,
-            },
-            separators=(",", ":"),
-        ).encode()
-        headers = sign_request("POST", url, body, self._key)
+        notice = ChangeNotification(note.id, note.sender, note.subject, note.category, note.event, note.ref)
+        event = to_event(notice, note.created_at, self._settings.source)
+        headers = sign_request("POST", url, event.body, self._key, event.headers["content-type"])
         timeout = aiohttp.ClientTimeout(total=self._settings.timeout_s)
         try:
-            async with self._session.post(url, data=body, headers=headers, timeout=timeout) as answer:
+            async with self._session.post(url, data=event.body, headers=headers, timeout=timeout) as answer:
                 await answer.read()
                 return answer.status, None if 200 <= answer.status < 300 else f"http-{answer.status}"
         except TimeoutError:

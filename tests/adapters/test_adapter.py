@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -16,6 +17,7 @@ from adapters.examples.legacy_rest import serving
 from adapters.recent import RecentIds
 from adapters.server import Adapter, Notification, RecordRequest, StoreUnavailable
 from adapters.validation import InvalidParams
+from broker.base.change_events import EVENT_TYPE, ChangeNotification, to_event
 from broker.base.signing import Request, Response, SigningKey, generate_key, sign_request, verify_response
 from broker.cli.demo import DemoWorld, free_port
 
@@ -33,10 +35,10 @@ async def _post(
     session: aiohttp.ClientSession,
     url: str,
     key: SigningKey,
-    document: dict[str, object],
+    document: dict[str, object] | bytes,
     headers: dict[str, str] | None = None,
 ) -> tuple[int, dict[str, object], dict[str, str], bytes]:
-    body = json.dumps(document).encode()
+    body = document if isinstance(document, bytes) else json.dumps(document).encode()
     headers = headers or sign_request("POST", url, body, key)
     async with session.post(url, data=body, headers=headers) as answer:
         raw = await answer.read()
@@ -78,9 +80,12 @@ class Running:
     def __init__(self, adapter: Adapter, hub: SigningKey, url: str, session: aiohttp.ClientSession) -> None:
         self.adapter, self.hub, self.url, self.session = adapter, hub, url, session
 
-    async def post(self, path: str, document: dict[str, object]) -> tuple[int, dict[str, Any]]:
+    async def post(
+        self, path: str, document: dict[str, object] | bytes, content_type: str = "application/json"
+    ) -> tuple[int, dict[str, Any]]:
         url = self.url + path
-        sent = sign_request("POST", url, json.dumps(document).encode(), self.hub)
+        body = document if isinstance(document, bytes) else json.dumps(document).encode()
+        sent = sign_request("POST", url, body, self.hub, content_type)
         status, answer, headers, raw = await _post(self.session, url, self.hub, document, sent)
         bound = Request("POST", url, {"Content-Digest": sent["Content-Digest"]})
         verify_response(Response(status, headers, bound), raw, "pf-1", self.adapter.public_key)
@@ -151,18 +156,33 @@ async def test_notifications_are_handled_once_and_remembered_within_a_bound(pens
             raise failures.pop()
         handled.append(notification.notification)
 
-    def notice(number: int) -> dict[str, object]:
-        return {"notification": f"n-{number}", "subject": ANNA, "category": "income", "event": "updated"}
+    async def notify(number: int) -> tuple[int, dict[str, Any]]:
+        notice = ChangeNotification(f"n-{number}", "population-register", ANNA, "income", "updated")
+        event = to_event(notice, datetime.now(UTC), "https://hub.test")
+        return await pension_fund.post("/v1/notifications", event.body, event.headers["content-type"])
 
-    status, _ = await pension_fund.post("/v1/notifications", notice(1))
+    status, _ = await notify(1)
     assert status == 503 and handled == []  # not acknowledged: the hub delivers it again
     for number in (1, 1, 2, 3, 4, 1):
-        status, answer = await pension_fund.post("/v1/notifications", notice(number))
+        status, answer = await notify(number)
         assert status == 200 and answer == {"notification": f"n-{number}", "received": True}
     # n-1 handled once while remembered; forgotten after 3 newer ids (the bound), so handled again.
     assert handled == ["n-1", "n-2", "n-3", "n-4", "n-1"]
-    status, _ = await pension_fund.post("/v1/notifications", {"notification": "n-9"})
-    assert status == 422
+
+
+async def test_a_notification_that_is_not_a_complete_change_event_is_refused(pension_fund: Running) -> None:
+    plain = {"notification": "n-9", "subject": ANNA, "category": "income", "event": "updated"}
+    status, problem = await pension_fund.post("/v1/notifications", plain)  # PROTOCOL's fields, not in an event
+    assert (status, problem["type"]) == (422, "https://crossroads.example/problems/invalid")
+    incomplete = {
+        "specversion": "1.0",
+        "type": EVENT_TYPE,
+        "source": "/x",
+        "id": "n-9",
+        "data": {"notification": "n-9"},
+    }
+    status, problem = await pension_fund.post("/v1/notifications", incomplete, "application/cloudevents+json")
+    assert (status, problem["type"]) == (422, "https://crossroads.example/problems/invalid")
 
 
 def test_recent_ids_keep_the_newest_within_their_limit() -> None:

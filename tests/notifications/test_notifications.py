@@ -18,6 +18,7 @@ from aiohttp import web
 from adapters.client import HubProblem
 from adapters.examples.demo_agencies import ANNA
 from adapters.server import Notification
+from broker.base.change_events import from_event
 from broker.cli.demo import DemoWorld, demo_world, free_port
 from broker.config import Config
 from broker.hub import open_hub
@@ -119,11 +120,11 @@ class FlakyAdapter:
         self.received: list[str] = []
 
     async def handle(self, request: web.Request) -> web.Response:
-        notice = await request.json()
+        notice = from_event(request.headers["Content-Type"], await request.read())
         if self.failures > 0:
             self.failures -= 1
             return web.json_response({"error": "busy"}, status=503)
-        self.received.append(notice["notification"])
+        self.received.append(notice.notification)
         return web.json_response({"received": True})
 
     def app(self) -> web.Application:
