@@ -34,9 +34,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
-from broker.audit import chain
+from broker.audit import chain, verify_spans
 from broker.audit.anomalies import Thresholds, detect
-from broker.audit.log import COLUMNS, AuditEntry, AuditLog, AuditRecord
+from broker.audit.log import CHAINED, COLUMNS, AuditEntry, AuditLog, AuditRecord
 from broker.audit.queries import AuditQuery, Cursor
 from broker.base.signing import SigningKey, generate_key
 from broker.base.store import Lane, create_engine
@@ -225,16 +225,22 @@ async def searches(path: Path, repeat: int, key: SigningKey) -> list[dict[str, A
             {"search": "anomaly report, one week", "ms": round(ms + detect_ms, 2), "records": len(lookups or [])}
         )
         results.append({"search": f"  (of which {len(findings)} findings detected)", "ms": round(detect_ms, 2)})
-        started = time.perf_counter()
-        verdict = await log.verify([key.public_key])
-        results.append(
-            {
-                "search": "verify the whole chain",
-                "ms": round((time.perf_counter() - started) * 1000, 2),
-                "records": verdict.records,
-                "ok": verdict.ok,
-            }
-        )
+
+        async def read_only() -> int:
+            return sum([len(records) async for records in log.linked(names=CHAINED)])
+
+        for name, run in (
+            ("read the chain (the floor)", read_only),
+            ("verify the whole chain, one process", lambda: log.verify([key.public_key])),
+            (f"verify on every core ({os.cpu_count()})", lambda: verify_spans.verify(log, [key.public_key])),
+        ):
+            started = time.perf_counter()
+            outcome = await run()
+            seconds = time.perf_counter() - started
+            records = outcome if isinstance(outcome, int) else outcome.records
+            ok = {} if isinstance(outcome, int) else {"ok": outcome.ok}
+            rate = round(records / seconds)
+            results.append({"search": name, "ms": round(seconds * 1000, 2), "records": records, "per_s": rate, **ok})
         return results
     finally:
         await engine.dispose()
@@ -334,7 +340,8 @@ async def main(arguments: argparse.Namespace) -> dict[str, Any]:
 def report(result: dict[str, Any]) -> str:
     lines = [f"{'search over ' + format(result['settings']['records'], ',') + ' records':<44} {'ms':>9} {'found':>8}"]
     for row in result["searches"]:
-        lines.append(f"{row['search']:<44} {row['ms']:>9.2f} {row.get('records', ''):>8}")
+        rate = f" {row['per_s']:>9,}/s" if "per_s" in row else ""
+        lines.append(f"{row['search']:<44} {row['ms']:>9.2f} {row.get('records', ''):>8}{rate}")
     lines += ["", f"{'writes':<28} {'writers':>7} {'records':>8} {'commits':>8} {'records/s':>10}"]
     for row in result["writes"]:
         lines.append(

@@ -127,12 +127,14 @@ COMPLETED = ("outcome", "status", "reason", "review_id", "latency_ms", "response
 INSERT = insert(RECORDS).returning(RECORDS.c.seq, sort_by_parameter_order=True)
 COMPLETE = update(RECORDS).where(RECORDS.c.seq == bindparam("reserved_seq"), RECORDS.c.outcome == "forwarding")
 COMPLETE_ONLY_COMPLETED = COMPLETE.values({name: bindparam(name) for name in COMPLETED})
-LINKED = (
-    select(RECORDS)
-    .where(RECORDS.c.position > bindparam("after"))
+CHAINED = (*chain.CHAIN_FIELDS, *chain.COVERED_WHEN_SET, "prev_hash", "hash")  # what verifying a record reads
+LINKED = {
+    names: select(*(RECORDS.c[name] for name in names))
+    .where(RECORDS.c.position > bindparam("after"), RECORDS.c.position <= bindparam("until"))
     .order_by(RECORDS.c.position)
     .limit(bindparam("batch"))
-)
+    for names in (COLUMNS, CHAINED)
+}
 ABANDONED = select(RECORDS.c.seq).where(
     RECORDS.c.seq.in_(bindparam("seqs", expanding=True)), RECORDS.c.outcome == "abandoned"
 )
@@ -434,6 +436,11 @@ class AuditLog:
                 session.add(AuditCheckpoint(**vars(checkpoint)))
         return Sequenced(len(links), head, checkpoint)
 
+    @property
+    def store(self) -> str:
+        """The store's URL, for a process of its own to open (see verify_spans.py)."""
+        return self._lane.url
+
     async def checkpoints(self) -> list[chain.Checkpoint]:
         async with self._sessions() as session:
             rows = (await session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.id))).all()
@@ -452,14 +459,19 @@ class AuditLog:
             query = select(func.count()).select_from(AuditRecord).where(AuditRecord.position.is_(None))
             return int(await session.scalar(query) or 0)
 
-    async def linked(self, batch: int = 10_000) -> AsyncIterator[list[dict[str, Any]]]:
-        """Every linked record in chain order, `batch` at a time, in export form (read and converted on the lane)."""
-        after = 0
+    async def linked(
+        self, batch: int = 10_000, after: int = 0, until: int = 2**31 - 1, names: tuple[str, ...] = COLUMNS
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """The linked records after position `after` up to `until`, in chain order, `batch` at a time, in export
+        form (read and converted on the lane): every column, or the `names` (COLUMNS or CHAINED)."""
         while True:
 
             def page(connection: Connection, after: int = after) -> list[dict[str, Any]]:
-                rows = connection.execute(LINKED, {"after": after, "batch": batch})
-                return [record_json(row._mapping) for row in rows]
+                rows = connection.execute(LINKED[names], {"after": after, "until": until, "batch": batch}).all()
+                records = [dict(zip(names, row, strict=True)) for row in rows]
+                for record in records:
+                    record["at"] = chain.timestamp(record["at"])
+                return records
 
             rows = await self._lane.read(page)
             if not rows:
@@ -475,7 +487,7 @@ class AuditLog:
         apart from the store tells a log re-signed by someone who can write the store from the hub's own."""
         checkpoints = await self.checkpoints()
         verifier = chain.ChainVerifier(checkpoints, chain.signers(checkpoints) if trusted is None else trusted)
-        async for records in self.linked():
+        async for records in self.linked(names=CHAINED):
             await asyncio.to_thread(verifier.feed, records)
             if progress is not None:
                 progress(len(records))

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from tqdm import tqdm
 
+from broker.audit import verify_spans
 from broker.audit.anomalies import Thresholds, detect
 from broker.audit.chain import ChainVerifier, Verdict, timestamp
 from broker.audit.export import ExportUnreadable, ExportWriter, count_records, format_of, read_checkpoints, read_records
@@ -142,7 +143,7 @@ def verify(
         async def run() -> tuple[Verdict, int]:
             async with _audit_log(state_dir, database_url) as log:
                 with _progress((await log.head()).size, "verifying") as bar:
-                    return await log.verify(trusted or None, bar.update), await log.unlinked()
+                    return await verify_spans.verify(log, trusted or None, bar.update), await log.unlinked()
 
         verdict, unlinked = asyncio.run(run())
     if as_json:

@@ -16,6 +16,7 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 
 from broker.appkeys import AUDIT, HUB, PRINCIPAL
+from broker.audit import verify_spans
 from broker.audit.access_log import disclosed
 from broker.audit.anomalies import ANOMALY_PERIOD, MAX_LOOKUPS, Thresholds, detect
 from broker.audit.export import csv_cell
@@ -222,7 +223,7 @@ async def chain(request: web.Request) -> web.Response:
     verdict = None
     if request.query.get("verify") == "1":
         await hub.sequencer.step()
-        verdict = (await hub.audit.verify([hub.key.public_key])).as_json()
+        verdict = (await verify_spans.verify(hub.audit, [hub.key.public_key])).as_json()
     checkpoint = await hub.audit.last_checkpoint()
     return page(
         request,

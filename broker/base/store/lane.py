@@ -53,6 +53,11 @@ class Lane:
         # Its owner disposes the engine and nothing else: the lane's thread and connections go with it.
         event.listen(engine.sync_engine, "engine_disposed", lambda _engine: self.close())
 
+    @property
+    def url(self) -> str:
+        """The engine's URL, password included: another process opens the same store with it."""
+        return self._url.render_as_string(hide_password=False)
+
     async def read(self, unit: Unit[Result]) -> Result:
         """Run `unit` in one transaction (one consistent view on SQLite too), keeping nothing it wrote."""
         if not self._threaded:
