@@ -119,6 +119,10 @@ class ReviewRejected(HubProblem):
     problem = "review-rejected"
 
 
+class OwnChange(HubProblem):
+    problem = "own-change"
+
+
 class ReviewExpired(HubProblem):
     problem = "review-expired"
 

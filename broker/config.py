@@ -70,6 +70,32 @@ class Config:
     notification_lease_s: float = 60.0  # a claimed delivery whose worker stopped is tried again after this
     shutdown_timeout_s: float = 30.0  # on SIGTERM, how long in-flight requests may take to finish
     emergency_per_day: int = 3  # break-the-glass accesses each agency may make per UTC day, on all hub processes
+    # Administrators an edit of the sharing rules needs: 1, or 2 (four eyes: another administrator approves it).
+    policy_approvals: int = 1
+    # Alerts to privacy officers (broker/notifications/alerts.py): reviews that became pending and anomalies, sent
+    # once by whichever serving hub process finds them, to each channel set below (none set: no alerts). They name
+    # ids and names only, never a subject.
+    alert_interval_s: float = 60.0
+    alert_max_attempts: int = 5  # tries of an alert on a channel, one a round; then it is recorded as failed
+    alert_webhook_url: str = ""  # POSTed JSON, signed by the hub as its requests to adapters are
+    alert_smtp_host: str = ""  # e-mail: one plain-text digest a round
+    alert_smtp_port: int = 25
+    alert_smtp_starttls: int = 0  # 1: STARTTLS, the server's certificate checked
+    alert_smtp_username: str = ""  # no login when empty
+    alert_smtp_password: str = ""  # from CROSSROADS_ALERT_SMTP_PASSWORD in practice; masked by `crossroads config`
+    alert_email_from: str = ""
+    alert_email_to: str = ""  # comma-separated addresses
+
+    def __post_init__(self) -> None:
+        if self.policy_approvals not in (1, 2):
+            raise ConfigError(
+                f"policy_approvals must be 1 (an administrator edits the rules alone) or 2 (another approves each "
+                f"edit), not {self.policy_approvals!r}"
+            )
+        if self.alert_smtp_starttls not in (0, 1):
+            raise ConfigError(f"alert_smtp_starttls must be 0 or 1 (STARTTLS), not {self.alert_smtp_starttls!r}")
+        if self.alert_smtp_host and not (self.alert_email_from and self.alert_email_to.strip(" ,")):
+            raise ConfigError("alert_smtp_host needs alert_email_from and alert_email_to")
 
     @property
     def url(self) -> str:
@@ -142,12 +168,14 @@ def _convert(name: str, hint: object, value: object) -> object:
 
 
 def shown(config: Config, sources: Mapping[str, str]) -> list[str]:
-    """`name = value  # source` lines, with the password of the database URL masked."""
+    """`name = value  # source` lines, with the passwords (the database URL's, the SMTP server's) masked."""
     lines = []
     for field in fields(Config):
         value = getattr(config, field.name)
         if field.name == "database_url" and value:
             value = _masked(value)
+        if field.name == "alert_smtp_password" and value:
+            value = "****"
         source = sources.get(field.name, "default")
         if value is None:
             lines.append(f"# {field.name} is not set  ({source})")

@@ -29,6 +29,8 @@ from broker.exchange.forwarding import HolderClient
 from broker.exchange.limits import ConcurrencyCap, PeerLimiter, RateLimiter
 from broker.exchange.pipeline import ExchangePipeline
 from broker.exchange.replay import NonceStore
+from broker.notifications.alerts import AlertRound, AlertSettings, AlertStore, Channel
+from broker.notifications.digests import Mail, MailSettings, Webhook
 from broker.notifications.outbox import OutboxStore
 from broker.notifications.service import DeliverySettings, DeliveryWorker, NotificationService
 from broker.schema.migrations import require_current_schema
@@ -47,6 +49,7 @@ log = structlog.get_logger("crossroads.hub")
 # wait for it in SQLite's busy handler: short batches. On PostgreSQL they take nothing from them, and fewer, larger
 # batches make fewer round trips.
 IMPORT_BATCH = {"sqlite": 500, "postgresql": 10_000}
+ALERT_SEND_S = 30.0  # how long sending a round's alerts may take; past it, any process may try them again
 
 
 @dataclass
@@ -71,6 +74,7 @@ class Hub:
     registry: Registry  # what administrators register: agencies, categories, purposes, capacities
     imports: Importer  # bulk imports of references, applied in the background
     peers: PeerLimiter  # requests refused before authentication, per peer address
+    alerts: AlertRound  # what privacy officers must hear about, sent to the channels configured
 
 
 @asynccontextmanager
@@ -78,8 +82,8 @@ async def open_hub(config: Config, clock: Clock = time.monotonic, *, serving: bo
     """A running hub: store opened and checked, client session, background refreshers; all closed on exit.
 
     Only a `serving` hub makes the rounds (following edits, pruning nonces, delivering notifications, taking up
-    imports): a one-shot command leaves them to the serving processes, and a round cut off mid-query at its exit
-    would leave the store's connection half-open when the event loop closes."""
+    imports, alerting privacy officers): a one-shot command leaves them to the serving processes, and a round cut
+    off mid-query at its exit would leave the store's connection half-open when the event loop closes."""
     engine = create_engine(config.database)
     try:
         await require_current_schema(engine)
@@ -97,7 +101,12 @@ async def open_hub(config: Config, clock: Clock = time.monotonic, *, serving: bo
                 config.cache_principals_ttl_s,
             ),
         )
-        policies = PolicyService(PolicyStore(sessions), directory.category_exists, directory.purpose_exists)
+        policies = PolicyService(
+            PolicyStore(sessions),
+            directory.category_exists,
+            directory.purpose_exists,
+            approvals=config.policy_approvals,
+        )
         await policies.refresh()
         consents = ConsentService(
             ConsentStore(sessions, lane),
@@ -130,6 +139,7 @@ async def open_hub(config: Config, clock: Clock = time.monotonic, *, serving: bo
             aiohttp.ClientSession(connector=connector) as session,
         ):
             holders = HolderClient(session, key, directory.answering_key, config.holder_timeout_s)
+            channels = _alert_channels(config, session, key)
             hub = Hub(
                 config,
                 key,
@@ -160,6 +170,13 @@ async def open_hub(config: Config, clock: Clock = time.monotonic, *, serving: bo
                 peers=PeerLimiter(
                     config.unauthenticated_rate_per_s, config.unauthenticated_burst, config.trusted_proxies
                 ),
+                alerts=AlertRound(
+                    AlertStore(sessions),
+                    reviews,
+                    audit,
+                    channels,
+                    AlertSettings(config.alert_interval_s, config.alert_max_attempts, ALERT_SEND_S),
+                ),
             )
             worker = DeliveryWorker(
                 notifications.outbox,
@@ -173,8 +190,10 @@ async def open_hub(config: Config, clock: Clock = time.monotonic, *, serving: bo
             )
             tasks: list[asyncio.Task[None]] = []
             if serving:
+                await policies.declare_approvals(datetime.now(UTC))
                 rounds = (_refresh_policies(hub), _follow_directory(hub), _prune_nonces(hub), worker.run())
-                tasks = [asyncio.create_task(work) for work in (*rounds, _resume_imports(hub))]
+                alerting = (hub.alerts.run(),) if channels else ()
+                tasks = [asyncio.create_task(work) for work in (*rounds, _resume_imports(hub), *alerting)]
             try:
                 yield hub
             finally:
@@ -230,6 +249,28 @@ def _delivery_settings(config: Config) -> DeliverySettings:
         timeout_s=config.holder_timeout_s,
         source=config.url,
     )
+
+
+def _alert_channels(config: Config, session: aiohttp.ClientSession, key: SigningKey) -> list[Channel]:
+    """The channels alerts go to: a webhook and e-mail, each when configured."""
+    console = f"{config.url}/console"
+    channels: list[Channel] = []
+    if config.alert_webhook_url:
+        channels.append(Webhook(session, config.alert_webhook_url, key, console, ALERT_SEND_S))
+    if config.alert_smtp_host:
+        recipients = tuple(address.strip() for address in config.alert_email_to.split(",") if address.strip())
+        settings = MailSettings(
+            config.alert_smtp_host,
+            config.alert_smtp_port,
+            config.alert_smtp_starttls == 1,
+            config.alert_smtp_username,
+            config.alert_smtp_password,
+            config.alert_email_from,
+            recipients,
+            ALERT_SEND_S,
+        )
+        channels.append(Mail(settings, console, config.url))
+    return channels
 
 
 def _exists(lookup: Callable[[str], Awaitable[object | None]]) -> Callable[[str], Awaitable[bool]]:

@@ -29,6 +29,7 @@ EDIT_REFUSED: dict[str, type[errors.Problem]] = {
     "unknown": errors.NotFound,
     "conflicts": errors.Conflict,
     "invalid": errors.Invalid,
+    "own": errors.OwnChange,
 }
 
 

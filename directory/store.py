@@ -128,9 +128,10 @@ class DirectoryStore:
         self._agencies: ReadThrough[str, AgencyEntry | None] = ReadThrough(watched)
         self._operators: ReadThrough[str, OperatorEntry | None] = ReadThrough(watched)
         self._names: ReadThrough[tuple[NameTable, str], bool] = ReadThrough(watched)
+        self._agency_names: ReadThrough[None, Mapping[str, str]] = ReadThrough(watched)
         self._holdings: ReadThrough[tuple[str, str], tuple[Period, ...]] = ReadThrough(cache)
         self._relationships: ReadThrough[tuple[str, str], tuple[Period, ...]] = ReadThrough(cache)
-        self._principal_caches = (self._keys, self._agencies, self._operators, self._names)
+        self._principal_caches = (self._keys, self._agencies, self._operators, self._names, self._agency_names)
         self._reference_caches = (self._holdings, self._relationships)
         # Every directory write moves one of the store's two versions, of principals and names or of references:
         # seeing one move drops that one's caches at once (an import of references leaves the keys cached).
@@ -199,6 +200,13 @@ class DirectoryStore:
         async with self._sessions() as session:
             rows = (await session.scalars(select(Agency).order_by(Agency.id))).all()
         return [AgencyEntry(row.id, row.name, row.adapter_url, row.status) for row in rows]
+
+    async def agency_names(self) -> Mapping[str, str]:
+        """Every agency's registered name by its id, for the pages that show agencies: one cached read."""
+        return await self._agency_names.get(None, self._read_agency_names)
+
+    async def _read_agency_names(self) -> Mapping[str, str]:
+        return {agency.id: agency.name for agency in await self.agencies()}
 
     async def operator(self, operator_id: str) -> OperatorEntry | None:
         return await self._operators.get(operator_id, partial(self._read_operator, operator_id))

@@ -1,4 +1,5 @@
-"""Policy tables: the current rules and role groupings, and every version ever published.
+"""Policy tables: the current rules and role groupings, every version ever published, and the changes waiting for
+a second administrator's approval.
 
 Only policies/store.py touches them.
 """
@@ -40,7 +41,8 @@ class PolicyGroup(Base):
 
 class PolicyVersion(Base):
     """A published rule set: who changed it, when and why, and the rules and groups as they then stood;
-    `rollback_of` names the earlier version a rollback published again."""
+    `rollback_of` names the earlier version a rollback published again; `approved_by` and `approval_reason` the
+    second administrator who approved it and why (four eyes: policies/changes.py), None when one sufficed."""
 
     __tablename__ = "policy_versions"
 
@@ -50,6 +52,41 @@ class PolicyVersion(Base):
     reason: Mapped[str] = mapped_column(String(1000))
     snapshot: Mapped[dict[str, Any]]
     rollback_of: Mapped[int | None]
+    approved_by: Mapped[str | None] = mapped_column(String(128))
+    approval_reason: Mapped[str | None] = mapped_column(String(1000))
+
+
+class PolicyChange(Base):
+    """An edit of the rules held for a second administrator (policies/changes.py): what it asks, against which
+    version, who proposed it and why, and once decided who decided it, why, and the version it published. Rows
+    are added and decided once, never deleted."""
+
+    __tablename__ = "policy_changes"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    asks: Mapped[dict[str, Any]]
+    against: Mapped[int]
+    proposed_by: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(String(1000))
+    proposed_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16), index=True)  # pending, approved, rejected, superseded
+    decided_by: Mapped[str | None] = mapped_column(String(128))
+    decision_reason: Mapped[str | None] = mapped_column(String(1000))
+    decided_at: Mapped[datetime | None]
+    version: Mapped[int | None]
+
+
+class PolicyApprovals(Base):
+    """How many administrators an edit of the rules needs, as serving hubs were configured (`policy_approvals`):
+    a row each time it changed, never updated or deleted. Every front end reads the newest, so a command run
+    without the hub's configuration edits under the same four eyes."""
+
+    __tablename__ = "policy_approvals"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    approvals: Mapped[int]
+    set_at: Mapped[datetime]
 
 
 class ReviewRecord(Base):

@@ -74,6 +74,13 @@ class ReviewStore:
             rows = (await session.scalars(query)).all()
         return [_review(row) for row in rows]
 
+    async def about(self, subject: str) -> list[Review]:
+        """Every review about `subject`, whatever its status, oldest first."""
+        query = select(ReviewRecord).where(ReviewRecord.subject == subject).order_by(ReviewRecord.created_at)
+        async with self._sessions() as session:
+            rows = (await session.scalars(query)).all()
+        return [_review(row) for row in rows]
+
     async def decide(self, review_id: str, approve: bool, reason: str, by: str, at: datetime) -> Review:
         """Record a privacy officer's decision on a pending review; raises ReviewNotPending otherwise."""
         values = {

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
+import secrets
 import threading
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -22,6 +23,7 @@ from cachetools import LRUCache
 from casbin.persist.adapter import Adapter, load_policy_line
 
 from broker.base.caches import CacheSettings, ReadThrough
+from policies.changes import STRICT, Change, Pending, Question, dry_run
 from policies.rules import (
     GROUND_NOT_RECORDED,
     UNASSIGNED,
@@ -35,10 +37,11 @@ from policies.rules import (
     fresh_rule_id,
     merged,
     most_specific_first,
+    stored_rule,
     unchanged,
     unique_groups,
 )
-from policies.store import PolicyConflict, PolicyStore, Proposal, RuleSet
+from policies.store import Approval, ChangeNotPending, PolicyConflict, PolicyStore, Proposal, RuleSet
 
 Exists = Callable[[str], Awaitable[bool]]
 
@@ -111,18 +114,54 @@ MAX_REASON = 1000  # characters of the reason every edit of the rules records
 
 class PolicyEditRefused(Exception):
     """An edit that cannot be made as asked; `why` says how: it names something `unknown`, it `conflicts` with
-    the current rules, or it is `invalid`."""
+    the current rules (or the change is no longer pending), it is `invalid`, or it is the approval of one's `own`
+    change."""
 
-    def __init__(self, why: Literal["unknown", "conflicts", "invalid"], detail: str) -> None:
+    def __init__(self, why: Literal["unknown", "conflicts", "invalid", "own"], detail: str) -> None:
         super().__init__(detail)
         self.why = why
 
 
+Published = int | Pending  # the version an edit published, or the change it is held as (four eyes)
+
+
+def _load_asks(rules: list[Rule], groups: list[Group]) -> dict[str, Any]:
+    return {"rules": [rule.as_json() for rule in rules], "groups": [list(group) for group in groups]}
+
+
+def _loaded(current: RuleSet, asks: dict[str, Any], *, merge: bool) -> PolicyFile:
+    """The rule set a rule file's rules and groupings (`asks`) make of `current`: merged into it, or replacing it."""
+    rules = [stored_rule(rule) for rule in asks["rules"]]
+    groups: list[Group] = [(kind, member, group) for kind, member, group in asks["groups"]]
+    if merge:
+        return merged(PolicyFile(list(current.rules), list(current.groups)), rules, groups)
+    return PolicyFile(distinct_ids(rules), unique_groups(groups))
+
+
+def _changes(current: RuleSet, target: PolicyFile) -> dict[str, list[dict[str, Any]]]:
+    return changes(PolicyFile(list(current.rules), list(current.groups)), target)
+
+
+def _not_pending(error: ChangeNotPending) -> PolicyEditRefused:
+    if error.status is None:
+        return PolicyEditRefused("unknown", f"no change {error.change_id!r}")
+    return PolicyEditRefused("conflicts", f"change {error.change_id!r} is {error.status}, not pending")
+
+
 class PolicyService:
+    """The published rules, their decisions, and every edit of them. With `approvals` = 2 (four eyes) an edit is
+    held as a pending change until another administrator approves it (policies/changes.py)."""
+
     def __init__(
-        self, store: PolicyStore, category_exists: Exists, purpose_exists: Exists, max_decisions: int = 65_536
+        self,
+        store: PolicyStore,
+        category_exists: Exists,
+        purpose_exists: Exists,
+        max_decisions: int = 65_536,
+        approvals: int = 1,
     ) -> None:
         self._store = store
+        self._approvals = approvals
         self._category_exists = category_exists
         self._purpose_exists = purpose_exists
         self._policy: SharingPolicy | None = None
@@ -172,35 +211,26 @@ class PolicyService:
         reason: str,
         at: datetime,
         expected: int | None = None,
-        rollback_of: int | None = None,
-    ) -> int:
-        try:
-            version = await self._store.publish(rules, groups, actor, reason, at, expected, rollback_of)
-        except PolicyConflict as error:
-            raise PolicyEditRefused("conflicts", str(error)) from error
-        await self.refresh()
-        return version
+    ) -> Published:
+        """Publish `rules` and `groups` as the whole rule set; with `expected`, only while the rules are still at
+        that version."""
+        current = await self._current(expected)
+        asks = _load_asks(rules, groups)
+        return await self._edit("replace", asks, current, actor, reason, at)
 
-    async def add(self, rule: Rule, actor: str, reason: str, at: datetime) -> tuple[int, Rule]:
+    async def add(self, rule: Rule, actor: str, reason: str, at: datetime) -> tuple[Published, Rule]:
         """Publish the rule set with `rule` added; the new version and the rule, with the id the hub gave it
         when it came without one (UNASSIGNED)."""
         current = await self._store.current()
-        taken = {existing.id for existing in current.rules}
         if rule.id == UNASSIGNED:
-            rule = dataclasses.replace(rule, id=fresh_rule_id(taken))
-        elif rule.id in taken:
-            raise PolicyEditRefused("conflicts", f"a rule {rule.id!r} exists; remove it first or choose another id")
-        await self._check_names(rule, current)
-        version = await self.replace([*current.rules, rule], list(current.groups), actor, reason, at, current.version)
-        return version, rule
+            rule = dataclasses.replace(rule, id=fresh_rule_id({existing.id for existing in current.rules}))
+        return await self._edit("add", {"rule": rule.as_json()}, current, actor, reason, at), rule
 
     async def planned(self, rules: list[Rule], groups: list[Group], *, merge: bool) -> tuple[RuleSet, PolicyFile]:
         """The current rule set, and what it becomes when `rules` and `groups` are merged into it (`merge`: rules
         added or replaced by id, groupings added, nothing removed) or replace it."""
         current = await self._store.current()
-        if merge:
-            return current, merged(PolicyFile(list(current.rules), list(current.groups)), rules, groups)
-        return current, PolicyFile(distinct_ids(rules), unique_groups(groups))
+        return current, _loaded(current, _load_asks(rules, groups), merge=merge)
 
     async def load(
         self,
@@ -212,34 +242,198 @@ class PolicyService:
         *,
         merge: bool = True,
         expected: int | None = None,
-    ) -> int | None:
+    ) -> Published | None:
         """Publish what a rule file asks (see `planned`) as one version; None when it changes nothing. With
         `expected`, refuse unless the rules are still at that version (the one a diff was shown of)."""
-        current, target = await self.planned(rules, groups, merge=merge)
+        current = await self._current(expected)
+        asks = _load_asks(rules, groups)
+        if unchanged(_changes(current, _loaded(current, asks, merge=merge))):
+            return None
+        return await self._edit("load" if merge else "replace", asks, current, actor, reason, at)
+
+    async def remove(self, rule_id: str, actor: str, reason: str, at: datetime) -> Published:
+        return await self._edit("remove", {"rule": rule_id}, await self._store.current(), actor, reason, at)
+
+    async def rollback(self, number: int, actor: str, reason: str, at: datetime) -> Published:
+        """Publish the rules and groups of an earlier version as a new version (history is never rewritten)."""
+        return await self._edit("rollback", {"version": number}, await self._store.current(), actor, reason, at)
+
+    async def accept(self, proposal_id: str, actor: str, reason: str, at: datetime) -> tuple[Published, Rule]:
+        """Make a reviewer's proposal a standing rule; the version (or the change held for approval) and the rule."""
+        current = await self._store.current()
+        proposal = await self._open_proposal(proposal_id)
+        return await self._edit("accept", {"proposal": proposal_id}, current, actor, reason, at), proposal.rule
+
+    async def _current(self, expected: int | None) -> RuleSet:
+        current = await self._store.current()
         if expected is not None and current.version != expected:
             raise PolicyEditRefused(
                 "conflicts", f"the rules changed meanwhile: version {current.version}, not {expected}"
             )
-        if unchanged(changes(PolicyFile(list(current.rules), list(current.groups)), target)):
-            return None
-        return await self.replace(target.rules, target.groups, actor, reason, at, current.version)
+        return current
 
-    async def remove(self, rule_id: str, actor: str, reason: str, at: datetime) -> int:
+    async def _edit(
+        self,
+        kind: str,
+        asks: dict[str, Any],
+        current: RuleSet,
+        actor: str,
+        reason: str,
+        at: datetime,
+    ) -> Published:
+        """Publish the edit now, or with four eyes hold it for a second administrator: it is checked first either
+        way. A hub's first rule set (version 0: no administrator has published anything yet) is published now."""
+        target, rollback_of = await self._target(kind, asks, current)
+        needed = max(self._approvals, await self._store.approvals())  # the stricter of this process and the hubs
+        if needed == 1 or current.version == 0:
+            return await self._publish(kind, asks, target, actor, reason, at, current.version, rollback_of)
+        change = Change(f"c-{secrets.token_hex(8)}", kind, asks, current.version, actor, reason, at)
+        await self._store.hold(change)
+        return Pending(change.id, approvals=1, needed=needed)
+
+    async def declare_approvals(self, at: datetime) -> None:
+        """A serving hub's setting, recorded for every front end on its store (the command line included)."""
+        await self._store.declare_approvals(self._approvals, at)
+
+    async def _publish(
+        self,
+        kind: str,
+        asks: dict[str, Any],
+        target: PolicyFile,
+        actor: str,
+        reason: str,
+        at: datetime,
+        expected: int | None,
+        rollback_of: int | None,
+        approval: Approval | None = None,
+    ) -> int:
+        try:
+            version = await self._store.publish(
+                target.rules, target.groups, actor, reason, at, expected, rollback_of, approval
+            )
+        except PolicyConflict as error:
+            raise PolicyEditRefused("conflicts", str(error)) from error
+        except ChangeNotPending as error:
+            raise _not_pending(error) from error
+        if kind == "accept":
+            await self._store.accept(asks["proposal"], version)
+        await self.refresh()
+        return version
+
+    async def _target(self, kind: str, asks: dict[str, Any], current: RuleSet) -> tuple[PolicyFile, int | None]:
+        """The rule set an edit makes of `current`, and for a rollback the version it publishes again; refused
+        (PolicyEditRefused) when it cannot apply to `current`."""
+        rules, groups = list(current.rules), list(current.groups)
+        if kind == "add":
+            rule = stored_rule(asks["rule"])
+            if rule.id in {existing.id for existing in rules}:
+                raise PolicyEditRefused("conflicts", f"a rule {rule.id!r} exists; remove it first or choose another id")
+            await self._check_names(rule, current)
+            return PolicyFile([*rules, rule], groups), None
+        if kind == "remove":
+            kept = [rule for rule in rules if rule.id != asks["rule"]]
+            if len(kept) == len(rules):
+                raise PolicyEditRefused("unknown", f"no rule {asks['rule']!r}")
+            return PolicyFile(kept, groups), None
+        if kind == "rollback":
+            earlier = await self._store.version_at(asks["version"])
+            if earlier is None:
+                raise PolicyEditRefused("unknown", f"no policy version {asks['version']}")
+            return PolicyFile(list(earlier.rules), list(earlier.groups)), asks["version"]
+        if kind in ("load", "replace"):
+            return _loaded(current, asks, merge=kind == "load"), None
+        # accept: the standing rule replaces any rule asking exactly the same question (typically the grey rule
+        # that sent it to review); broader rules stay, and precedence still applies to them.
+        rule = (await self._open_proposal(asks["proposal"])).rule
+        question = (rule.requester, rule.category, rule.purpose)
+        kept = [r for r in rules if (r.requester, r.category, r.purpose) != question and r.id != rule.id]
+        return PolicyFile([*kept, rule], groups), None
+
+    async def _open_proposal(self, proposal_id: str) -> Proposal:
+        proposal = await self._store.proposal(proposal_id)
+        if proposal is None:
+            raise PolicyEditRefused("unknown", f"no proposal {proposal_id!r}")
+        if proposal.status != "open":
+            raise PolicyEditRefused("conflicts", f"proposal {proposal_id!r} is {proposal.status}")
+        if proposal.rule.ground == GROUND_NOT_RECORDED:  # a rule made now needs its ground, whenever proposed
+            raise PolicyEditRefused(
+                "invalid", f"proposal {proposal_id!r} names no ground: propose the rule again with one"
+            )
+        return proposal
+
+    async def changes(self, status: str | None) -> list[Change]:
+        return await self._store.changes(status)
+
+    async def approve(self, change_id: str, actor: str, reason: str, at: datetime) -> tuple[int, Change]:
+        """Publish a held change as its proposer asked it, approved by `actor`, another administrator. A change
+        proposed against an earlier version is applied to the current rules when it still applies to them (an
+        add of a still-free id, a remove of a rule that still exists, a merge, an accepted proposal still open);
+        a rollback or a replacement only while the rules are still at the version it was proposed against."""
+        change = await self._pending(change_id)
+        if change.proposed_by == actor:
+            raise PolicyEditRefused("own", f"change {change_id!r} is yours: another administrator approves it")
         current = await self._store.current()
-        kept = [rule for rule in current.rules if rule.id != rule_id]
-        if len(kept) == len(current.rules):
-            raise PolicyEditRefused("unknown", f"no rule {rule_id!r}")
-        return await self.replace(kept, list(current.groups), actor, reason, at, current.version)
-
-    async def rollback(self, number: int, actor: str, reason: str, at: datetime) -> int:
-        """Publish the rules and groups of an earlier version as a new version (history is never rewritten)."""
-        earlier = await self._store.version_at(number)
-        if earlier is None:
-            raise PolicyEditRefused("unknown", f"no policy version {number}")
-        current = await self._store.version()
-        return await self.replace(
-            list(earlier.rules), list(earlier.groups), actor, reason, at, current, rollback_of=number
+        target, rollback_of = await self._applied(change, current)
+        version = await self._publish(
+            change.kind,
+            change.asks,
+            target,
+            change.proposed_by,
+            change.reason,
+            at,
+            current.version,
+            rollback_of,
+            Approval(change.id, actor, reason),
         )
+        return version, await self._decided(change_id)
+
+    async def reject(self, change_id: str, actor: str, reason: str, at: datetime) -> Change:
+        """Close a held change without publishing anything (its proposer may withdraw it this way too)."""
+        await self._pending(change_id)
+        try:
+            return await self._store.reject(change_id, actor, reason, at)
+        except ChangeNotPending as error:
+            raise _not_pending(error) from error
+
+    async def dry_run(self, change_id: str, questions: list[Question]) -> dict[str, Any]:
+        """How the rules a pending change would publish now decide `questions` (the audit log's recent exchanges):
+        refused as approving it would be when it no longer applies."""
+        change = await self._pending(change_id)
+        current = await self._store.current()
+        target, _ = await self._applied(change, current)
+        proposed = RuleSet(current.version + 1, tuple(target.rules), tuple(target.groups))
+        policy = await asyncio.to_thread(SharingPolicy, proposed)
+        for requester in {question.requester for question in questions}:
+            await asyncio.to_thread(policy.prepare, requester)
+        # Decided on the loop, as `_evaluate` does: Casbin's matcher parsing is not safe in two threads at once.
+        return dry_run(lambda requester, category, purpose: policy.decide(requester, category, purpose).zone, questions)
+
+    async def _applied(self, change: Change, current: RuleSet) -> tuple[PolicyFile, int | None]:
+        """What a held change makes of the current rules, refused (`conflicts`) when it no longer applies to them."""
+        if change.kind in STRICT and current.version != change.against:
+            raise PolicyEditRefused(
+                "conflicts",
+                f"change {change.id!r} was proposed against version {change.against} and the rules are at version "
+                f"{current.version}: reject it and propose it again",
+            )
+        try:
+            target, rollback_of = await self._target(change.kind, change.asks, current)
+        except PolicyEditRefused as refused:
+            raise PolicyEditRefused("conflicts", f"change {change.id!r} no longer applies: {refused}") from refused
+        if change.kind == "load" and unchanged(_changes(current, target)):
+            raise PolicyEditRefused("conflicts", f"change {change.id!r} would change nothing now: reject it")
+        return target, rollback_of
+
+    async def _pending(self, change_id: str) -> Change:
+        change = await self._store.change(change_id)
+        if change is None or change.status != "pending":
+            raise _not_pending(ChangeNotPending(change_id, None if change is None else change.status))
+        return change
+
+    async def _decided(self, change_id: str) -> Change:
+        change = await self._store.change(change_id)
+        assert change is not None  # noqa: S101 -- it was just decided; for the type checker
+        return change
 
     async def history(self) -> list[dict[str, Any]]:
         """Every version with who, when, why, what it changed against the one before (rules and groupings), and
@@ -257,6 +451,12 @@ class PolicyService:
                     "reason": version.reason,
                     "rollback_of": version.rollback_of,
                     "diff": changes(previous, now),
+                    # Only a version a second administrator approved says so: history reads as before without.
+                    **(
+                        {}
+                        if version.approved_by is None
+                        else {"approved_by": version.approved_by, "approval_reason": version.approval_reason}
+                    ),
                 }
             )
             previous = now
@@ -268,25 +468,6 @@ class PolicyService:
 
     async def proposals(self, status: str) -> list[Proposal]:
         return await self._store.proposals(status)
-
-    async def accept(self, proposal_id: str, actor: str, reason: str, at: datetime) -> tuple[int, Rule]:
-        proposal = await self._store.proposal(proposal_id)
-        if proposal is None:
-            raise PolicyEditRefused("unknown", f"no proposal {proposal_id!r}")
-        if proposal.status != "open":
-            raise PolicyEditRefused("conflicts", f"proposal {proposal_id!r} is {proposal.status}")
-        if proposal.rule.ground == GROUND_NOT_RECORDED:  # a rule made now needs its ground, whenever proposed
-            raise PolicyEditRefused(
-                "invalid", f"proposal {proposal_id!r} names no ground: propose the rule again with one"
-            )
-        # The standing rule replaces any rule asking exactly the same question (typically the grey rule
-        # that sent it to review); broader rules stay, and precedence still applies to them.
-        rule, current = proposal.rule, await self._store.current()
-        question = (rule.requester, rule.category, rule.purpose)
-        kept = [r for r in current.rules if (r.requester, r.category, r.purpose) != question and r.id != rule.id]
-        version = await self.replace([*kept, rule], list(current.groups), actor, reason, at, current.version)
-        await self._store.accept(proposal_id, version)
-        return version, rule
 
     async def _check_names(self, rule: Rule, current: RuleSet) -> None:
         category_groups = {group for kind, _, group in current.groups if kind == "g2"}

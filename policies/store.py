@@ -10,12 +10,30 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from policies.models import PolicyGroup, PolicyRule, PolicyVersion, RuleProposal
+from policies.changes import STRICT, Change
+from policies.models import PolicyApprovals, PolicyChange, PolicyGroup, PolicyRule, PolicyVersion, RuleProposal
 from policies.rules import Rule, stored_rule
 
 
 class PolicyConflict(Exception):
     """Another edit published the same version first; the caller may retry on the new rule set."""
+
+
+class ChangeNotPending(Exception):
+    """A decision on a change that is not pending: `status` is the change's, None when there is no such change."""
+
+    def __init__(self, change_id: str, status: str | None) -> None:
+        super().__init__(change_id)
+        self.change_id, self.status = change_id, status
+
+
+@dataclass(frozen=True)
+class Approval:
+    """A second administrator's approval of a held change, published with the version it makes."""
+
+    change: str
+    by: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -27,6 +45,8 @@ class Version:
     rules: tuple[Rule, ...]
     groups: tuple[tuple[str, str, str], ...]
     rollback_of: int | None = None  # the earlier version this one published again
+    approved_by: str | None = None  # the second administrator who approved it (four eyes), and why
+    approval_reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,15 +84,19 @@ class PolicyStore:
         at: datetime,
         expected: int | None = None,
         rollback_of: int | None = None,
+        approval: Approval | None = None,
     ) -> int:
         """Replace the rule set with `rules` and `groups` as a new version; return its number. `rollback_of`
         marks the version as a rollback to that earlier one.
 
         With `expected`, refuse (PolicyConflict) unless the current version is still `expected`, so an edit
-        computed from one version never silently undoes another made meanwhile.
+        computed from one version never silently undoes another made meanwhile. With `approval`, the change it
+        approves is decided in the same transaction (ChangeNotPending unless it is still pending). Held changes
+        proposed against an earlier version that only apply to it (STRICT) can never be approved now: they are
+        marked superseded.
         """
         try:
-            return await self._publish(rules, groups, actor, reason, at, expected, rollback_of)
+            return await self._publish(rules, groups, actor, reason, at, expected, rollback_of, approval)
         except IntegrityError as error:
             raise PolicyConflict("another edit published this version first") from error
 
@@ -85,12 +109,15 @@ class PolicyStore:
         at: datetime,
         expected: int | None,
         rollback_of: int | None,
+        approval: Approval | None,
     ) -> int:
         async with self._sessions() as session, session.begin():
             current = (await session.scalar(select(func.max(PolicyVersion.version)))) or 0
             if expected is not None and current != expected:
                 raise PolicyConflict(f"the rules changed meanwhile: version {current}, not {expected}")
             version = current + 1
+            if approval is not None:
+                await _decide(session, approval.change, "approved", approval.by, approval.reason, at, version)
             await session.execute(delete(PolicyRule))
             await session.execute(delete(PolicyGroup))
             session.add_all(
@@ -119,7 +146,14 @@ class PolicyStore:
                         "groups": [list(g) for g in groups],
                     },
                     rollback_of=rollback_of,
+                    approved_by=None if approval is None else approval.by,
+                    approval_reason=None if approval is None else approval.reason,
                 )
+            )
+            await session.execute(
+                update(PolicyChange)
+                .where(PolicyChange.status == "pending", PolicyChange.kind.in_(STRICT), PolicyChange.against < version)
+                .values(status="superseded", decided_at=at, decision_reason=f"the rules moved to version {version}")
             )
         return version
 
@@ -155,6 +189,62 @@ class PolicyStore:
                 .where(RuleProposal.id == proposal_id)
                 .values(status="accepted", accepted_version=version)
             )
+
+    async def approvals(self) -> int:
+        """The approvals an edit needs, as the serving hubs last declared it (1 until one declared otherwise)."""
+        async with self._sessions() as session:
+            newest = select(PolicyApprovals.approvals).order_by(PolicyApprovals.id.desc()).limit(1)
+            return (await session.scalar(newest)) or 1
+
+    async def declare_approvals(self, approvals: int, at: datetime) -> None:
+        """Record a serving hub's `policy_approvals` where it differs from the newest declared."""
+        if approvals != await self.approvals():
+            async with self._sessions() as session, session.begin():
+                session.add(PolicyApprovals(approvals=approvals, set_at=at))
+
+    async def hold(self, change: Change) -> None:
+        async with self._sessions() as session, session.begin():
+            session.add(PolicyChange(**asdict(change)))
+
+    async def changes(self, status: str | None) -> list[Change]:
+        """The changes with `status` (every one with None), oldest first."""
+        query = select(PolicyChange).order_by(PolicyChange.proposed_at, PolicyChange.id)
+        if status is not None:
+            query = query.where(PolicyChange.status == status)
+        async with self._sessions() as session:
+            rows = (await session.scalars(query)).all()
+        return [_change(row) for row in rows]
+
+    async def change(self, change_id: str) -> Change | None:
+        async with self._sessions() as session:
+            row = await session.get(PolicyChange, change_id)
+        return None if row is None else _change(row)
+
+    async def reject(self, change_id: str, by: str, reason: str, at: datetime) -> Change:
+        """Record the rejection of a pending change; raises ChangeNotPending otherwise."""
+        async with self._sessions() as session, session.begin():
+            await _decide(session, change_id, "rejected", by, reason, at, None)
+            row = await session.get(PolicyChange, change_id)
+            assert row is not None  # noqa: S101 -- _decide found it; for the type checker
+            await session.refresh(row)
+            return _change(row)
+
+
+async def _decide(
+    session: AsyncSession, change_id: str, status: str, by: str, reason: str, at: datetime, version: int | None
+) -> None:
+    result = await session.execute(
+        update(PolicyChange)
+        .where(PolicyChange.id == change_id, PolicyChange.status == "pending")
+        .values(status=status, decided_by=by, decision_reason=reason, decided_at=at, version=version)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        row = await session.get(PolicyChange, change_id)
+        raise ChangeNotPending(change_id, None if row is None else row.status)
+
+
+def _change(row: PolicyChange) -> Change:
+    return Change(**{name: getattr(row, name) for name in Change.__dataclass_fields__})
 
 
 @dataclass(frozen=True)
@@ -203,6 +293,8 @@ def _version(row: PolicyVersion) -> Version:
         tuple(stored_rule(rule) for rule in row.snapshot["rules"]),
         tuple((kind, member, group) for kind, member, group in row.snapshot["groups"]),
         row.rollback_of,
+        row.approved_by,
+        row.approval_reason,
     )
 
 

@@ -59,6 +59,7 @@ from broker.audit.reserve import Reserve, store_full
 from broker.base.signing import SigningKey
 from broker.base.store import Base, Lane, StoreUnavailable
 from broker.base.store.group_commit import GroupCommit, WriterClosed
+from policies.changes import Pending, Question
 
 SEQUENCER_LOCK = 0x63726F7373726F64  # PostgreSQL advisory lock key of the audit sequencer ("crossrod")
 SEARCH_COLUMNS = ("subject", "requester", "holder", "category", "purpose", "zone", "outcome", "kind")
@@ -211,6 +212,24 @@ def outcome_for(status: int) -> str:
     return "failed"
 
 
+REASON_LENGTH = 63  # characters of a record's `reason`
+
+
+def clipped(reason: str) -> str:
+    """A free-text reason (a policy edit's runs to 1000 characters) as a record's `reason` holds it: cut with `…`
+    when longer; the whole text stays where the edit is kept (the policy history, its change)."""
+    return reason if len(reason) <= REASON_LENGTH else reason[: REASON_LENGTH - 1] + "…"
+
+
+def edit_recorded(entry: AuditEntry, outcome: int | Pending | None, reason: str) -> None:
+    """Fill in the record of a policy edit, the same from every front end: the version it published, or the change
+    it is held as for another administrator's approval (202, as the API answers it) and why."""
+    if isinstance(outcome, Pending):
+        entry.status, entry.exchange, entry.reason = 202, outcome.change, clipped(reason)
+    else:
+        entry.policy_version = outcome
+
+
 def record_json(row: Mapping[Any, Any]) -> dict[str, Any]:
     """A record as searches answer it and exports hold it: every column, times in RFC 3339."""
     return {name: chain.timestamp(row[name]) if name == "at" else row[name] for name in COLUMNS}
@@ -361,6 +380,21 @@ class AuditLog:
         if len(rows) > most:
             return None
         return [Lookup(row.seq, row.at, row.requester, row.subject, row.outcome, row.emergency) for row in rows]
+
+    async def decided(self, since: datetime) -> list[Question]:
+        """The exchanges recorded since `since` that reached a zone, counted by (requester, category, purpose, zone)
+        by the store: what a dry run of proposed rules re-decides (policies/changes.py)."""
+        table = RECORDS.c
+        keys = (table.requester, table.category, table.purpose, table.zone)
+        statement = (
+            select(*keys, func.count())
+            .where(table.kind == "exchange", table.at >= since, *(key.is_not(None) for key in keys))
+            .group_by(*keys)
+            .order_by(*keys)
+        )
+        async with self._sessions() as session:
+            rows = (await session.execute(statement)).all()
+        return [Question(*row) for row in rows]
 
     async def tally(
         self,

@@ -61,6 +61,7 @@ ConsentRefused = _problem(403, "consent-refused", "The subject refused sharing t
 EmergencyNotAllowed = _problem(403, "emergency-not-allowed", "The sharing rule does not allow emergency access")
 ReviewRejected = _problem(403, "review-rejected", "A privacy officer rejected this exchange")
 ReviewExpired = _problem(403, "review-expired", "The approved review has expired")
+OwnChange = _problem(403, "own-change", "A change of the sharing rules is approved by another administrator")
 NotFound = _problem(404, "not-found", "No such resource")
 UnknownConsent = _problem(404, "unknown-consent", "No such consent")
 UnknownRefusal = _problem(404, "unknown-refusal", "No such refusal")

@@ -1,11 +1,14 @@
 """How a command acts on the hub's store: it opens the hub for the one call (`on_hub`), and makes a change as an
 audited call (broker/audit/call.py) by the operator at the keyboard, `cli:<user>`, like the same change through
-the API (`change`). A refusal is one line on standard error saying nothing changed."""
+the API (`change`). A refusal is one line on standard error saying nothing changed. A command edits the rules
+under the hub's four eyes as the serving hubs declared them in the store (or CROSSROADS_POLICY_APPROVALS, where
+stricter)."""
 
 from __future__ import annotations
 
 import asyncio
 import getpass
+import os
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +19,7 @@ import click
 from broker.audit.call import audited
 from broker.audit.log import AuditEntry, outcome_for
 from broker.base import errors
-from broker.config import Config
+from broker.config import ENV_NAMES, ConfigError, load_config
 from broker.hub import Hub, open_hub
 
 T = TypeVar("T")
@@ -31,9 +34,17 @@ def actor() -> str:
 def on_hub(store: Store, work: Callable[[Hub], Awaitable[T]]) -> T:
     """What `work` returns, run on the hub opened on `store`; a problem it raises is a one-line error."""
     state_dir, database_url, hub_key = store
+    approvals = ENV_NAMES["policy_approvals"]
+    try:
+        config, _ = load_config(
+            {"state_dir": state_dir, "database_url": database_url, "hub_key_path": hub_key},
+            {approvals: os.environ[approvals]} if approvals in os.environ else {},
+            None,
+        )
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from error
 
     async def run() -> T:
-        config = Config(state_dir=state_dir, database_url=database_url, hub_key_path=hub_key)
         async with open_hub(config, serving=False) as hub:
             return await work(hub)
 
@@ -55,9 +66,12 @@ def change(store: Store, kind: str, work: Work[T], status: int, outcome: str | N
             return await work(hub, entry)
 
         def settle(entry: AuditEntry, answer: T | errors.Problem) -> None:
-            refused = isinstance(answer, errors.Problem)
-            entry.status = answer.status if isinstance(answer, errors.Problem) else status
-            entry.outcome = outcome_for(entry.status) if refused or outcome is None else outcome
+            if isinstance(answer, errors.Problem):
+                entry.status, entry.outcome = answer.status, outcome_for(answer.status)
+            elif entry.status:  # `work` said how it ended, e.g. 202: held for another administrator's approval
+                entry.outcome = outcome_for(entry.status)
+            else:
+                entry.status, entry.outcome = status, outcome or outcome_for(status)
 
         answer = await audited(hub.audit, entry, call, lambda problem: problem, settle)
         if isinstance(answer, errors.Problem):

@@ -1,7 +1,7 @@
 """`crossroads audit`: search the audit log with the API's filters (itself an audited call, as the API's search
-is), verify its chain (in the store with the hub's public keys it records, or offline in an export with only the
-hub's public key: never the private key), export it to JSON Lines or CSV, and report anomalies; long runs show a
-progress bar.
+is), write a person's subject access report (audited too), verify the chain (in the store with the hub's public
+keys it records, or offline in an export with only the hub's public key: never the private key), export it to JSON
+Lines or CSV, and report anomalies; long runs show a progress bar.
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ from broker.cli.acting import change
 from broker.cli.options import hub_key_option, store_options
 from broker.config import Config
 from broker.hub import Hub
+from broker.reports.gather import gather
+from broker.reports.render import FORMATS, render
+from broker.reports.report import period
 from broker.schema.migrations import require_current_schema
 from directory.names import SUBJECT
 
@@ -104,6 +107,52 @@ def search(state_dir: Path, database_url: str, hub_key: Path | None, fmt: str, *
         click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
     if cursor is not None:
         click.echo(f"more records match: --cursor {cursor}")
+
+
+@audit.command()
+@store_options
+@hub_key_option
+@click.argument("subject")
+@click.option(
+    "--since", required=True, help="RFC 3339 (2025-01-01T00:00:00Z), or a duration before now: 365d, 12w, 24h."
+)
+@click.option("--until", help="RFC 3339 or a duration before now; the period ends before it (default: now).")
+@click.option("--format", "fmt", type=click.Choice(sorted(FORMATS)), default="html", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here (default: stdout).")
+def report(
+    state_dir: Path,
+    database_url: str,
+    hub_key: Path | None,
+    subject: str,
+    since: str,
+    until: str | None,
+    fmt: str,
+    out: Path | None,
+) -> None:
+    """Write SUBJECT's subject access report (GDPR art. 15) for the period: every attempt to reach their data (who,
+    what, why, on what ground, the outcome, confidential purposes under embargo marked), their consents and
+    refusals, reviews about them, and the agencies told their data changed. Never the data. Itself recorded."""
+    if not SUBJECT.fullmatch(subject):
+        raise click.BadParameter("a national number is 1 to 64 characters of [0-9A-Za-z.-]", param_hint="SUBJECT")
+    now = datetime.now(UTC)
+    try:
+        start, end = period(since, until, now)
+    except errors.Invalid as error:
+        raise click.BadParameter(error.detail) from error
+
+    async def work(hub: Hub, entry: AuditEntry) -> bytes:
+        entry.subject = subject
+        gathered = await gather(hub, subject, start, end, entry.requester or "", now)
+        drawn = await asyncio.to_thread(render, gathered, fmt)
+        entry.reason = "subject-report"
+        return drawn
+
+    drawn = change((state_dir, database_url, hub_key), "audit", work, 200, "delivered")
+    if out is None:
+        click.echo(drawn, nl=False)  # bytes go to the binary stream as they are
+        return
+    out.write_bytes(drawn)
+    click.echo(f"wrote the {fmt} report on {subject} to {out} ({len(drawn)} bytes)")
 
 
 def _cell(record: dict[str, Any], column: str) -> str:

@@ -20,15 +20,15 @@ from typing import Any
 import click
 import yaml
 
-from broker.audit.log import AuditEntry
+from broker.audit.log import AuditEntry, edit_recorded
 from broker.cli.acting import Store, change, on_hub
 from broker.cli.options import hub_key_option, store_options
-from broker.cli.policy import diff_lines
+from broker.cli.policy import diff_lines, said
 from broker.hub import Hub
 from consent.service import STAFF_CHANNEL, ConsentInvalid, parse_consent, parse_refusal
 from directory.registry import MAX_REASON, parse_reason
 from policies.rules import Group, PolicyFile, changes, distinct_ids, parse_csv, parse_rule, unchanged
-from policies.service import PolicyEditRefused
+from policies.service import PolicyEditRefused, Published
 from policies.store import RuleSet
 
 RULE_SECTIONS = ("rules", "rules_csv")
@@ -83,8 +83,9 @@ async def load_world(
     *,
     replace: bool = False,
     expected: int | None = None,
-) -> int | None:
-    """Load a world file; the policy version it published, or None when the rule set did not change.
+) -> Published | None:
+    """Load a world file; the policy version it published (or with four eyes the change its rules are held as), or
+    None when the rule set did not change.
 
     The rules, consents and refusals are checked before anything is written. The directory part is inserted or
     updated (nothing removed, no revocation or suspension undone: `DirectoryStore.load`); the rules are merged
@@ -180,16 +181,15 @@ def world_load(
     expected = _confirmed_replacement(store, document, yes) if replace else None
     kind = "policy" if replace or touches_rules(document) else "registry"
 
-    async def work(hub: Hub, entry: AuditEntry) -> int | None:
+    async def work(hub: Hub, entry: AuditEntry) -> Published | None:
         given = parse_reason(reason)
-        entry.policy_version = await load_world(
-            hub, document, str(entry.requester), given, replace=replace, expected=expected
-        )
+        outcome = await load_world(hub, document, str(entry.requester), given, replace=replace, expected=expected)
+        edit_recorded(entry, outcome, given)
         entry.reason = given
-        return entry.policy_version
+        return outcome
 
-    version = change(store, kind, work, 200, "recorded")
-    click.echo(f"loaded {path}" + ("" if version is None else f": policy version {version}"))
+    outcome = change(store, kind, work, 200, "recorded")
+    click.echo(f"loaded {path}" + ("" if outcome is None else f": policy {said(outcome)}"))
 
 
 def _confirmed_replacement(store: Store, document: dict[str, Any], yes: bool) -> int:

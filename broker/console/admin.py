@@ -6,6 +6,10 @@ dead-letter list with replay. Each calls the services the v1 API calls.
 
 A registry change made with a reason keeps it in its audit record's `reason` (instead of the action's name) once
 it is made: the record says why, and its holder, category or purpose what was changed.
+
+The two actions that cut an agency off, suspending it and revoking one of its keys, each need a reason and a ticked
+"I confirm" box naming what follows (no script needed); without either the agencies page comes back (422) with the
+error at that form and its reason kept, and nothing changes.
 """
 
 from __future__ import annotations
@@ -19,12 +23,14 @@ from aiohttp import web
 
 from broker.accounts.credentials import locked_until
 from broker.appkeys import AUDIT, HUB, PRINCIPAL
+from broker.audit.log import clipped, edit_recorded
 from broker.base import errors
 from broker.console.pages import NOTICES, form, page, query_filled, redirect, text
 from broker.console.signin import LOCK_OUT
 from directory import registry
 from directory.keys import parse_key_id, parse_registration, parse_revocation
 from directory.names import NAME
+from policies.changes import Pending
 from policies.rules import MAX_GROUND, ZONES, Rule, parse_rule
 from policies.service import MAX_REASON
 
@@ -83,6 +89,7 @@ async def rules(request: web.Request) -> web.Response:
             "filters": filters,
             "zones": ZONES,
             "max_ground": MAX_GROUND,
+            "changes": await request.config_dict[HUB].policies.changes("pending"),
         },
     )
 
@@ -93,7 +100,10 @@ async def add_rule(request: web.Request) -> web.Response:
     reason = text(fields, "reason", "the reason for the change", most=MAX_REASON)
     entry.rule_id = rule.id or None
     version, rule = await hub.policies.add(rule, request[PRINCIPAL].id, reason, datetime.now(UTC))
-    entry.rule_id, entry.policy_version = rule.id, version
+    entry.rule_id = rule.id
+    edit_recorded(entry, version, reason)
+    if isinstance(version, Pending):
+        return redirect(f"/console/rules?notice=change-held#change-{quote(version.change)}")
     return redirect(f"/console/rules?notice=rule-added#rule-{quote(rule.id)}")
 
 
@@ -101,8 +111,9 @@ async def remove_rule(request: web.Request) -> web.Response:
     hub, entry, fields = request.config_dict[HUB], request[AUDIT], await form(request)
     reason = text(fields, "reason", "the reason for the change", most=MAX_REASON)
     entry.rule_id = request.match_info["id"]
-    entry.policy_version = await hub.policies.remove(entry.rule_id, request[PRINCIPAL].id, reason, datetime.now(UTC))
-    return redirect("/console/rules?notice=rule-removed")
+    version = await hub.policies.remove(entry.rule_id, request[PRINCIPAL].id, reason, datetime.now(UTC))
+    edit_recorded(entry, version, reason)
+    return redirect("/console/rules?notice=" + ("change-held" if isinstance(version, Pending) else "rule-removed"))
 
 
 async def explain(request: web.Request) -> web.Response:
@@ -139,11 +150,55 @@ async def rollback(request: web.Request) -> web.Response:
     if not number.isdigit() or int(number) < 1:
         raise errors.Invalid("version must be a policy version number")
     reason = text(fields, "reason", "the reason for the rollback", most=MAX_REASON)
-    entry.policy_version = await hub.policies.rollback(int(number), request[PRINCIPAL].id, reason, datetime.now(UTC))
+    version = await hub.policies.rollback(int(number), request[PRINCIPAL].id, reason, datetime.now(UTC))
+    edit_recorded(entry, version, reason)
+    if isinstance(version, Pending):
+        return redirect("/console/rules?notice=change-held")
     return redirect("/console/rules/history?notice=rolled-back")
 
 
-async def agencies(request: web.Request) -> web.Response:
+async def decide_change(request: web.Request) -> web.Response:
+    """Another administrator's approval or rejection of a change held for it (four eyes)."""
+    hub, entry, fields, now = request.config_dict[HUB], request[AUDIT], await form(request), datetime.now(UTC)
+    decision, change_id = fields.get("decision"), request.match_info["id"]
+    reason = text(fields, "reason", "the reason for the decision", most=MAX_REASON)
+    if decision == "approve":
+        entry.policy_version, _ = await hub.policies.approve(change_id, request[PRINCIPAL].id, reason, now)
+    elif decision == "reject":
+        await hub.policies.reject(change_id, request[PRINCIPAL].id, reason, now)
+    else:
+        raise errors.Invalid("approve or reject the change")
+    entry.exchange, entry.reason = change_id, clipped(reason)
+    return redirect(f"/console/rules?notice=change-{decision}d")
+
+
+@dataclass(frozen=True)
+class Unconfirmed:
+    """A suspension or revocation sent without its reason or its confirmation: the form it came from (`target`,
+    its HTML id), what is missing, and the reason given so far."""
+
+    target: str
+    error: str
+    reason: str
+
+
+def unconfirmed(fields: Mapping[str, str], target: str, action: str) -> Unconfirmed | None:
+    """What a suspension or revocation form lacks (a reason, then the confirmation box), or None."""
+    reason = fields.get("reason", "").strip()
+    if not reason:
+        return Unconfirmed(target, f"Give the reason to {action}: it is kept in the audit record.", reason)
+    if fields.get("confirm") != "on":
+        return Unconfirmed(target, f"Tick the box to confirm that you mean to {action}.", reason)
+    return None
+
+
+async def refused(request: web.Request, missing: Unconfirmed) -> web.Response:
+    """The agencies page again, with the error at the form that lacked something; nothing was changed."""
+    request[AUDIT].reason = "unconfirmed"
+    return await agencies(request, missing)
+
+
+async def agencies(request: web.Request, missing: Unconfirmed | None = None) -> web.Response:
     """The registry: agencies with their keys, then the data categories, purposes and capacities."""
     hub, now = request.config_dict[HUB], datetime.now(UTC)
     listed = [
@@ -161,14 +216,16 @@ async def agencies(request: web.Request) -> web.Response:
             "purposes": await hub.registry.purposes(),
             "capacities": await hub.registry.capacities(),
             "max_reason": registry.MAX_REASON,
-            "notice": REGISTRY_NOTICES.get(asked) or NOTICES.get(asked),
+            "notice": None if missing else REGISTRY_NOTICES.get(asked) or NOTICES.get(asked),
+            "missing": missing,
         },
+        422 if missing else 200,
     )
 
 
 def _reason(fields: Mapping[str, str], *, required: bool = True) -> str | None:
     """The administrator's reason for a registry change; the two forms that had none (registering an agency,
-    suspending or resuming it) still work without one."""
+    resuming it) still work without one."""
     given = fields.get("reason", "").strip()
     if not given and not required:
         return None
@@ -222,7 +279,9 @@ async def agency_status(request: web.Request) -> web.Response:
     status = fields.get("status")
     if status not in registry.STATUSES:
         raise errors.Invalid("an agency is active or suspended")
-    reason = _reason(fields, required=False)
+    if status == "suspended" and (missing := unconfirmed(fields, f"suspend-{agency_id}", "suspend this agency")):
+        return await refused(request, missing)
+    reason = _reason(fields, required=status == "suspended")
     await _change_agency(request, agency_id, registry.AgencyChange(status=status), reason)
     return redirect(f"/console/agencies?notice=agency-{status}#{quote(agency_id)}")
 
@@ -288,7 +347,10 @@ async def revoke_key(request: web.Request) -> web.Response:
     hub, fields, now = request.config_dict[HUB], await form(request), datetime.now(UTC)
     agency_id = fields.get("agency", "")
     request[AUDIT].holder = agency_id if NAME.fullmatch(agency_id) else None
-    key_id, reason = parse_key_id(request.match_info["id"]), parse_revocation({"reason": fields.get("reason", "")})
+    key_id = parse_key_id(request.match_info["id"])
+    if missing := unconfirmed(fields, f"revoke-{key_id}", "revoke this key"):
+        return await refused(request, missing)
+    reason = parse_revocation({"reason": fields.get("reason", "")})
     revoked = await hub.directory.revoke_key(agency_id, key_id, request[PRINCIPAL].id, reason, now)
     if revoked is None:
         raise errors.NotFound(f"agency {agency_id!r} has no key {key_id!r}")
@@ -351,6 +413,7 @@ ROUTES = [
     web.get("/rules/explain", explain, name="explain"),
     web.get("/rules/history", history, name="rule_history"),
     web.post("/rules/rollback", rollback, name="rule_rollback"),
+    web.post("/rules/changes/{id}/decision", decide_change, name="rule_change_decision"),
     web.get("/agencies", agencies, name="agencies"),
     web.post("/agencies", register_agency, name="agency_register"),
     web.post("/agencies/{id}", update_agency, name="agency_update"),

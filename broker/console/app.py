@@ -8,14 +8,16 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
+from markupsafe import Markup
 
 from broker.console import admin, overview, privacy, signin
 from broker.console.gate import STYLESHEET, gate
-from broker.console.pages import PREFIX, TEMPLATES
+from broker.console.pages import PREFIX, TEMPLATES, agency_label
 
 HERE = Path(__file__).parent
 STYLESHEET_TYPE = "text/css"
@@ -36,7 +38,8 @@ def console_app() -> web.Application:
         lstrip_blocks=True,
     )
     environment.filters["when"] = when
-    environment.filters["rfc3339"] = rfc3339
+    environment.filters["picker"] = picker
+    environment.filters["agency"] = agency
     for name in environment.list_templates():
         environment.get_template(name)  # compiled once here: serving a page never reads a file
     css = (HERE / "static" / "console.css").read_bytes()
@@ -62,9 +65,25 @@ def when(value: object) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def rfc3339(value: datetime) -> str:
-    """A time as a form field holds it: RFC 3339 in UTC, to the second (`2026-11-23T10:00:00Z`)."""
-    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+def picker(value: object) -> str:
+    """A time as a `datetime-local` field holds it: UTC without an offset, to the second (`2026-11-23T10:00:00`);
+    empty for none, or for text that is no RFC 3339 time (the page says what was wrong with it)."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return ""
+    if not isinstance(value, datetime):
+        return ""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)  # as the server reads a browser's date-time
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+@jinja2.pass_context
+def agency(context: jinja2.runtime.Context, value: Any) -> Markup:
+    """An agency id as the page shows it (broker/console/pages.py `agency_label`), from the request's names."""
+    return agency_label(context.get("agency_names", {}), value)
 
 
 def serves(path: str) -> bool:

@@ -1,7 +1,8 @@
 """The console's one middleware, what broker/http/middleware.py's is to the API: find the operator's session from its
 cookie, check the form's CSRF token on every POST, authorise the role through Casbin (the same OperatorGate),
-render any error as a page, commit the request's audit record before the page leaves, and add the headers
-that keep the page to itself (no script, nothing from elsewhere, no framing, no caching).
+read the agencies' names the pages show (from the directory's cache), render any error as a page, commit the
+request's audit record before the page leaves, and add the headers that keep the page to itself (no script,
+nothing from elsewhere, no framing, no caching).
 
 A console audit record has kind `console`, key id `console`, the operator as requester, the object acted
 on where it has a column (subject, review, rule and policy version, agency as holder), and as reason the
@@ -22,7 +23,7 @@ from broker.appkeys import AUDIT, HUB, PRINCIPAL
 from broker.audit.call import audited
 from broker.audit.log import AuditEntry
 from broker.base import errors
-from broker.console.pages import PREFIX, SESSION, form, page, redirect
+from broker.console.pages import AGENCY_NAMES, PREFIX, SESSION, form, page, redirect
 from broker.exchange.authentication import Principal
 from broker.hub import Hub
 
@@ -145,6 +146,7 @@ async def admit(request: web.Request, hub: Hub, entry: AuditEntry) -> None:
         hub.authenticator.authorize(principal, request.path, request.method)
     if now - session.seen_at >= LIFETIME.touch_every:
         await hub.console.touch(session.id, now)
+    request[AGENCY_NAMES] = await hub.directory.agency_names()  # cached until the directory changes
 
 
 def secured(response: web.StreamResponse) -> web.StreamResponse:

@@ -1,10 +1,11 @@
 """The console's first page: the last day's exchanges in three charts (per hour by outcome, refusals by
-reason, top requesters), counted by the audit log's store and drawn as inline SVG.
+reason, top requesters by agency name), counted by the audit log's store and drawn as inline SVG. Attempts
+refused before authentication name no requester: they are counted apart, not ranked among the agencies.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,7 +13,7 @@ from aiohttp import web
 
 from broker.appkeys import HUB
 from broker.console.charts import Series, bars, stacked_columns
-from broker.console.pages import page
+from broker.console.pages import AGENCY_NAMES, page
 
 PERIOD = timedelta(hours=24)
 HOUR = timedelta(hours=1)
@@ -53,6 +54,18 @@ def ranked(rows: Sequence[tuple[Any, ...]], most: int = TOP) -> list[tuple[str, 
     return sorted(totals.items(), key=lambda item: (-item[1], item[0]))[:most]
 
 
+def requesters(rows: Sequence[tuple[Any, ...]], most: int = TOP) -> tuple[list[tuple[str, int]], int]:
+    """The top requesters from (requester, count) rows, and how many attempts named none (refused before
+    authentication: no agency is known to have made them)."""
+    unauthenticated = sum(count for requester, count in rows if not requester)
+    return ranked([(requester, count) for requester, count in rows if requester], most), unauthenticated
+
+
+def named(items: Sequence[tuple[str, int]], names: Mapping[str, str]) -> list[tuple[str, int]]:
+    """Bars labelled with the agencies' registered names (an id the registry does not know, as it is)."""
+    return [(names.get(agency_id, agency_id), count) for agency_id, count in items]
+
+
 async def home(request: web.Request) -> web.Response:
     audit = request.config_dict[HUB].audit
     until = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + HOUR
@@ -60,7 +73,7 @@ async def home(request: web.Request) -> web.Response:
     exchanges = {"kind": "exchange"}
     per_hour = hourly(await audit.tally(since, until, ("outcome",), exchanges, HOUR), int(PERIOD / HOUR))
     refusals = ranked(await audit.tally(since, until, ("reason",), {**exchanges, "outcome": "refused"}))
-    requesters = ranked(await audit.tally(since, until, ("requester",), exchanges))
+    top, unauthenticated = requesters(await audit.tally(since, until, ("requester",), exchanges))
     labels = [f"{start:%H}:00" for start in hours(until, PERIOD)]
     return page(
         request,
@@ -71,11 +84,14 @@ async def home(request: web.Request) -> web.Response:
             "labels": labels,
             "per_hour": per_hour,
             "refusals": refusals,
-            "requesters": requesters,
+            "requesters": top,
+            "unauthenticated": unauthenticated,
             "charts": {
                 "per_hour": stacked_columns("per-hour", "Exchanges per hour by outcome (UTC)", labels, per_hour),
                 "refusals": bars("refusals", "Refusals by reason", refusals, REFUSAL_COLOR),
-                "requesters": bars("requesters", f"Top {TOP} requesters", requesters, REQUESTER_COLOR),
+                "requesters": bars(
+                    "requesters", f"Top {TOP} requesters", named(top, request[AGENCY_NAMES]), REQUESTER_COLOR
+                ),
             },
         },
     )

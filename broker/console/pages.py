@@ -1,5 +1,6 @@
 """What every console page shares: the signed-in session on the request, rendering a template with the
-navigation the operator's role allows, redirects after a form, the notices they carry, and reading forms.
+navigation the operator's role allows, agencies shown by their registered names, redirects after a form, the
+notices they carry, and reading forms.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Any
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
+from markupsafe import Markup, escape
 from multidict import MultiDict, MultiDictProxy
 
 from broker.accounts.store import Session
@@ -20,6 +22,9 @@ PREFIX = "/console"
 TEMPLATES = web.AppKey("console_templates", jinja2.Environment)
 SESSION = web.RequestKey("console_session", Session)
 SIGN_IN_TOKEN = web.RequestKey("console_sign_in_token", str)  # the sign-in form's CSRF token, before a session
+# Agency names by id, read once per request (from the directory's cache) for the pages that show agencies.
+AGENCY_NAMES: web.RequestKey[Mapping[str, str]] = web.RequestKey("console_agency_names")
+AGENCY_PREFIX = "agency:"  # how a rule names a requesting agency (`agency:family-benefits`)
 
 # Every page a role may open, in the order the navigation lists them; each is shown only to the roles the
 # console rules let open it.
@@ -45,6 +50,9 @@ NOTICES = {
     "rule-added": "The rule is added and published as a new policy version.",
     "rule-removed": "The rule is removed and the change published as a new policy version.",
     "rolled-back": "The earlier version's rules are published again as a new version.",
+    "change-held": "The change waits for another administrator's approval: nothing is published yet.",
+    "change-approved": "The change is approved and published as a new policy version.",
+    "change-rejected": "The change is rejected: nothing is published.",
     "agency-registered": "The agency is registered with its key.",
     "agency-active": "The agency is active again.",
     "agency-suspended": "The agency is suspended: its requests are refused.",
@@ -78,8 +86,22 @@ def page(request: web.Request, template: str, context: Mapping[str, Any], status
         "navigation": [(path, label) for path, label in NAVIGATION if allowed(request, path)],
         "here": request.path,
         "notice": notice,
+        "agency_names": request.get(AGENCY_NAMES, {}),
     }
     return aiohttp_jinja2.render_template(template, request, {**shared, **context}, app_key=TEMPLATES, status=status)
+
+
+def agency_label(names: Mapping[str, str], value: str | None) -> Markup:
+    """An agency as a page shows it: its registered name, then its id small (what officers search by); an id
+    the registry does not know (an operator, a role, a deleted agency) alone; a dash for none. A rule's
+    `agency:<id>` keeps its prefix on the id."""
+    if not value:
+        return Markup("—")
+    agency_id = value.removeprefix(AGENCY_PREFIX)
+    name = names.get(agency_id)
+    if name is None:
+        return escape(value)
+    return Markup('{} <small class="id">{}</small>').format(name, value)
 
 
 def redirect(location: str) -> web.Response:

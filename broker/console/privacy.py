@@ -24,6 +24,10 @@ from broker.audit.log import COLUMNS, AuditEntry
 from broker.audit.queries import FILTERS, MAX_LIMIT, AuditQuery, Cursor, parse_query, rfc3339
 from broker.base import errors
 from broker.console.pages import form, moment, page, query_filled, redirect, text
+from broker.hub import Hub
+from broker.reports.gather import gather
+from broker.reports.render import FORMATS, render
+from broker.reports.report import period
 from consent.service import consent_json, refusal_json
 from directory.names import SUBJECT
 from policies.reviews import Review
@@ -44,6 +48,7 @@ KINDS = (
     "key",
     "audit",
     "notification",
+    "alert",
     "console",
     "http",
 )
@@ -113,6 +118,30 @@ async def audit_export(request: web.Request) -> web.Response:
     )
 
 
+async def subject_report(request: web.Request) -> web.Response:
+    """The person's subject access report for the period the form asks for (`format`, `since`, `until`), as a
+    download; the same report as `crossroads audit report`."""
+    hub, entry, subject = request.config_dict[HUB], request[AUDIT], request.match_info["subject"]
+    if not SUBJECT.fullmatch(subject):
+        raise errors.Invalid("a national number is 1 to 64 characters of [0-9A-Za-z.-]")
+    entry.subject = subject
+    asked = query_filled(dict(request.query))
+    chosen = asked.get("format", "html")
+    if chosen not in FORMATS or "since" not in asked:
+        raise errors.Invalid(f"a report needs a format ({', '.join(FORMATS)}) and the start of its period")
+    now = datetime.now(UTC)
+    since, until = period(moment(asked["since"]), moment(asked["until"]) if "until" in asked else None, now)
+    report = await gather(hub, subject, since, until, request[PRINCIPAL].id, now)
+    drawn = await asyncio.to_thread(render, report, chosen)
+    name = f"subject-access-report-{now:%Y%m%dT%H%M%SZ}.{chosen}"  # no national number where downloads are listed
+    return web.Response(
+        body=drawn,
+        content_type=FORMATS[chosen].media_type,
+        charset=FORMATS[chosen].charset,
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
 async def people(request: web.Request) -> web.Response:
     subject = request.query.get("subject", "").strip()
     if not subject:
@@ -144,7 +173,8 @@ async def person(request: web.Request) -> web.Response:
             purposes.get(record["purpose"]), at, now
         )
     consents, refusals = await hub.consents.history(subject)
-    reviews = [review for review in await hub.reviews.with_status("pending") if review.subject == subject]
+    reviews = list(reversed(await hub.reviews.about(subject)))  # newest first, pending and decided
+    deciders = {review.decided_by for review in reviews if review.decided_by}
     return page(
         request,
         "person.html",
@@ -155,8 +185,15 @@ async def person(request: web.Request) -> web.Response:
             "consents": [consent_json(consent, now) for consent in consents],
             "refusals": [refusal_json(refusal, now) for refusal in refusals],
             "reviews": reviews,
+            "decided_as": {operator_id: await _role_of(hub, operator_id) for operator_id in deciders},
         },
     )
+
+
+async def _role_of(hub: Hub, operator_id: str) -> str:
+    """The role a review's decider has (the page shows it instead of who they are)."""
+    operator = await hub.directory.operator(operator_id)
+    return "an operator no longer registered" if operator is None else operator.role.replace("_", " ")
 
 
 async def _queue(request: web.Request, kind: str) -> web.Response:
@@ -245,6 +282,7 @@ ROUTES = [
     web.get("/audit.csv", audit_export, name="audit_export"),
     web.get("/people", people, name="people"),
     web.get("/people/{subject}", person, name="person"),
+    web.get("/people/{subject}/report", subject_report, name="subject_report"),
     web.get("/reviews", grey_reviews, name="reviews"),
     web.get("/emergencies", emergencies, name="emergencies"),
     web.post("/reviews/{id}/decision", decide, name="review_decision"),

@@ -75,6 +75,7 @@ class Delivery:
     attempts: int
     last_error: str | None
     created_at: datetime
+    delivered_at: datetime | None = None
 
     def as_json(self) -> dict[str, object]:
         note = self.notification
@@ -157,6 +158,15 @@ class OutboxStore:
     async def deliveries(self, notification_id: str) -> list[Delivery]:
         return await self._deliveries(DeliveryRecord.notification_id == notification_id)
 
+    async def about(self, subject: str, since: datetime, until: datetime) -> list[Delivery]:
+        """The deliveries of the notifications about `subject` published in [since, until), oldest first: who was
+        told that which category of theirs changed, and whether they heard."""
+        return await self._deliveries(
+            (NotificationRecord.subject == subject)
+            & (NotificationRecord.created_at >= since)
+            & (NotificationRecord.created_at < until)
+        )
+
     async def replay(self, delivery_ids: list[int] | None, now: datetime) -> int:
         """Put dead letters (all, or those named) back in the queue with a fresh count of attempts."""
         query = update(DeliveryRecord).where(DeliveryRecord.status == "dead")
@@ -228,4 +238,6 @@ def _delivery(row: DeliveryRecord, note: NotificationRecord) -> Delivery:
     notification = Notification(
         note.id, note.sender, note.subject, note.category, note.event, note.ref, note.created_at
     )
-    return Delivery(row.id, notification, row.recipient, row.status, row.attempts, row.last_error, row.created_at)
+    return Delivery(
+        row.id, notification, row.recipient, row.status, row.attempts, row.last_error, row.created_at, row.delivered_at
+    )

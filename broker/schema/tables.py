@@ -4,6 +4,7 @@ the check that migrations and models agree)."""
 import broker.accounts.models
 import broker.audit.log
 import broker.exchange.replay
+import broker.notifications.alerts
 import broker.notifications.outbox
 import consent.models
 import directory.models
@@ -13,6 +14,7 @@ PACKAGES = (
     broker.audit.log,
     broker.accounts.models,
     broker.notifications.outbox,
+    broker.notifications.alerts,
     broker.exchange.replay,
     consent.models,
     directory.models,

@@ -42,6 +42,7 @@ MAIN_PAGES = (
     ),
     ("history", "admin", "/console/rules/history"),
     ("agencies", "admin", "/console/agencies"),
+    ("suspend", "admin", "/console/agencies#family-benefits"),  # the confirmations suspending and revoking ask for
     ("dead-letters", "admin", "/console/dead-letters"),
 )
 OPERATOR_OF_ROLE = {"privacy_officer": "privacy-office", "admin": "admin-desk"}

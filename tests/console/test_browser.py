@@ -1,7 +1,9 @@
-"""The console in a real browser (headless Chromium through Playwright): sign in, find a person's access log,
-approve a grey review and see the requester's repeated exchange delivered, change a rule and see the explain
-form follow, a form posted without its CSRF token refused, and a privacy officer refused an admin page.
-One demo world and one browser serve the module; every test takes screenshots into its own tmp_path.
+"""The console in a real browser (headless Chromium through Playwright): sign in, find a person's access log
+(agencies by name) and search the audit log with date-time pickers, approve a grey review and see the
+requester's repeated exchange delivered and the decision on the person's page, change a rule and see the
+explain form follow, suspend an agency only with a reason and a ticked confirmation, an overview that counts
+unauthenticated attempts apart, a form posted without its CSRF token refused, and a privacy officer refused an
+admin page. One demo world and one browser serve the module; every test takes screenshots into its own tmp_path.
 """
 
 from __future__ import annotations
@@ -101,14 +103,22 @@ async def test_a_privacy_officer_finds_a_persons_access_log(page: Page, world: D
     delivered = log.get_by_role("row").filter(has_text="family-benefits").filter(has_text="delivered")
     await expect(delivered.first).to_contain_text("civil-status")
     await expect(delivered.first).to_contain_text("population-register")
+    await expect(delivered.first).to_contain_text("Family Benefits Agency")  # names, with the ids beside them
+    await expect(delivered.first).to_contain_text("National Population Register")
     await page.screenshot(path=str(tmp_path / "person.png"), full_page=True)
 
     await page.get_by_role("link", name="Audit search").click()
     await page.get_by_label("Person (national number)").fill(demo.ANNA)
     await page.get_by_label("Outcome").select_option("delivered")
+    since = page.get_by_label("From (UTC)")
+    assert await since.get_attribute("type") == "datetime-local"
+    await since.fill("2020-01-01T00:00")
     await page.get_by_role("button", name="Search").click()
+    await expect(page).to_have_url(re.compile(r"since=2020-01-01T00%3A00"))
+    await expect(page.get_by_label("From (UTC)")).to_have_value("2020-01-01T00:00")  # given back as picked
     rows = page.get_by_role("table").get_by_role("row")
     await expect(rows.filter(has_text="family-benefits").first).to_contain_text("delivered")
+    await expect(rows.filter(has_text="family-benefits").first).to_contain_text("Family Benefits Agency")
     async with page.expect_download() as download:
         await page.get_by_role("link", name="Export every matching record as CSV").click()
     exported = Path(await (await download.value).path()).read_text()  # noqa: ASYNC240 -- a small file, in a test
@@ -145,6 +155,12 @@ async def test_an_approved_grey_review_lets_the_repeated_exchange_through(
     await page.goto(f"{world.hub_url}/console/people/{demo.JAN}")
     repeated = page.get_by_role("row").filter(has_text="employment-status").filter(has_text="delivered")
     await expect(repeated.first).to_contain_text(waiting["review"][:8])
+    card = page.get_by_role("article").filter(has_text=waiting["review"][:8])
+    await expect(card).to_contain_text("decided")
+    await expect(card.locator(".decided")).to_contain_text("approved")
+    await expect(card.locator(".decided")).to_contain_text("privacy officer")
+    await expect(card).not_to_contain_text("job-seeker file open for Jan")  # the officer's reason stays in the queue
+    await expect(card.get_by_role("button", name="Approve")).to_have_count(0)
     await page.screenshot(path=str(tmp_path / "person-after-review.png"), full_page=True)
 
 
@@ -191,6 +207,52 @@ async def test_a_rule_change_is_followed_by_the_explain_form(page: Page, world: 
     await expect(newest).to_contain_text("placement reviewed case by case")
     await expect(newest.locator(".added")).to_contain_text("r-5-grey")
     await page.screenshot(path=str(tmp_path / "history.png"), full_page=True)
+
+
+async def test_suspending_an_agency_asks_for_a_reason_and_a_confirmation(
+    page: Page, world: DemoWorld, tmp_path: Path
+) -> None:
+    await as_operator(page, world, "admin-desk")
+    await page.goto(f"{world.hub_url}/console/agencies")
+    suspend = page.locator("#suspend-municipality-leuven")
+    button = suspend.get_by_role("button", name="Suspend City of Leuven")
+    await suspend.get_by_label("Reason to suspend City of Leuven").fill("asked for records it has no case for")
+    await button.click()  # not ticked: the browser keeps the form
+    assert page.url.endswith("/console/agencies") and await page.get_by_role("status").count() == 0
+    confirm = suspend.get_by_label(re.compile(r"^I confirm: while City of Leuven is suspended"))
+    await confirm.evaluate("box => box.removeAttribute('required')")  # as a browser without validation sends it
+    await button.click()
+    await expect(page.get_by_role("alert")).to_contain_text("Tick the box to confirm")
+    await expect(suspend.get_by_label("Reason to suspend City of Leuven")).to_have_value(
+        "asked for records it has no case for"
+    )
+    await page.screenshot(path=str(tmp_path / "suspend-unconfirmed.png"), full_page=True)
+    agency = await world.hub.registry.agency("municipality-leuven")
+    assert agency is not None and agency.status == "active"
+
+    await page.locator("#suspend-municipality-leuven").get_by_label(re.compile(r"^I confirm")).check()
+    await page.locator("#suspend-municipality-leuven").get_by_role("button", name="Suspend City of Leuven").click()
+    await expect(page.get_by_role("status")).to_contain_text("The agency is suspended")
+    agency = await world.hub.registry.agency("municipality-leuven")
+    assert agency is not None and agency.status == "suspended"
+    await page.get_by_label("Reason to resume City of Leuven").fill("its case files were found")
+    await page.get_by_role("button", name="Resume City of Leuven").click()
+    await expect(page.get_by_role("status")).to_contain_text("The agency is active again")
+
+
+async def test_the_overview_counts_unauthenticated_attempts_apart(page: Page, world: DemoWorld, tmp_path: Path) -> None:
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{world.hub_url}/v1/exchanges", json={}) as answer:
+            assert answer.status == 401
+        question = {"subject": demo.ANNA, "category": "civil-status", "purpose": "benefit-eligibility"}
+        status, _ = await world.client("family-benefits", session).call("POST", "/v1/exchanges", question)
+    assert status == 200
+    await as_operator(page, world, "privacy-office")
+    requesters = page.locator("section").filter(has=page.get_by_role("heading", name="Top requesters"))
+    await expect(requesters.locator("#unauthenticated")).to_contain_text("refused before authentication")
+    await expect(requesters.get_by_role("img")).not_to_contain_text("none")
+    await expect(requesters.get_by_role("img")).to_contain_text("Family Benefits Agency")
+    await page.screenshot(path=str(tmp_path / "overview.png"), full_page=True)
 
 
 async def test_a_form_without_its_csrf_token_is_refused(page: Page, world: DemoWorld, tmp_path: Path) -> None:
@@ -254,4 +316,4 @@ async def test_a_privacy_officer_is_refused_an_admin_page(page: Page, world: Dem
 
 async def test_every_main_page_renders_for_its_role(browser: Browser, world: DemoWorld, tmp_path: Path) -> None:
     written = await photograph(browser, world.hub_url, world.console_passwords, tmp_path / "pages")
-    assert len(written) == 13 and all(path.stat().st_size > 5_000 for path in written)
+    assert len(written) == 14 and all(path.stat().st_size > 5_000 for path in written)

@@ -43,11 +43,12 @@ async def test_an_agency_is_renamed_moved_suspended_and_resumed(sqlite_world: De
         "https://register.example/v2",
     )
     suspended = await admin.post(
-        "/console/agencies/population-register/status", {"csrf": token, "status": "suspended", "reason": "audit"}
+        "/console/agencies/population-register/status",
+        {"csrf": token, "status": "suspended", "reason": "audit", "confirm": "on"},
     )
     assert suspended.status == 303
     status, page = await admin.get("/console/agencies?notice=agency-updated")
-    assert status == 200 and "The agency is changed" in page and "Resume population-register" in page
+    assert status == 200 and "The agency is changed" in page and "Resume National Register" in page
     resumed = await admin.post(
         "/console/agencies/population-register/status", {"csrf": token, "status": "active", "reason": "audit closed"}
     )

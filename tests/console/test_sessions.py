@@ -220,7 +220,7 @@ async def test_the_privacy_officers_pages_read_the_store(world: DemoWorld, brows
     status, overview = await browser.get("/console/")
     assert status == 200
     assert ">Refusals by reason</title>" in overview and "no-consent: " in overview
-    assert re.search(r"family-benefits: \d+</title>", overview)
+    assert re.search(r"Family Benefits Agency: \d+</title>", overview)
     status, person = await browser.get(f"/console/people/{demo.JAN}")
     assert status == 200 and "consent-refused" in person and "portal session 2026-03-02/118" in person
     status, person = await browser.get(f"/console/people/{demo.ANNA}")  # a delivery says on what ground
@@ -262,19 +262,21 @@ async def test_an_emergency_review_is_decided_from_its_queue(world: DemoWorld, b
 async def test_agencies_are_suspended_and_their_keys_revoked(world: DemoWorld, browser: Browser) -> None:
     await browser.sign_in("admin-desk", world.console_passwords["admin-desk"])
     token = await browser.token("/console/agencies")
-    suspended = await browser.post("/console/agencies/health-insurance/status", {"csrf": token, "status": "suspended"})
+    suspension = {"csrf": token, "status": "suspended", "reason": "fraud inquiry", "confirm": "on"}
+    suspended = await browser.post("/console/agencies/health-insurance/status", suspension)
     assert suspended.status == 303
     agency = await world.hub.directory.agency("health-insurance")
     assert agency is not None and agency.status == "suspended"
     key_id = world.keys["health-insurance"].key_id
     revoked = await browser.post(
-        f"/console/keys/{key_id}/revoke", {"csrf": token, "agency": "health-insurance", "reason": "laptop stolen"}
+        f"/console/keys/{key_id}/revoke",
+        {"csrf": token, "agency": "health-insurance", "reason": "laptop stolen", "confirm": "on"},
     )
     assert revoked.status == 303
     key = await world.hub.directory.key(key_id)
     assert key is not None and key.status == "revoked"
     records = await world.hub.audit.records(kind="console", holder="health-insurance")
-    assert [record.reason for record in records] == ["agency-status", "key-revoke"]
+    assert [record.reason for record in records] == ["fraud inquiry", "key-revoke"]
     assert records[0].at <= datetime.now(UTC)
 
 
