@@ -37,7 +37,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -58,7 +58,6 @@ from broker.base.signing import (
 )
 
 REPO = Path(__file__).resolve().parent.parent
-FLOOR_US = 460.0  # the issue's physical floor of hub CPU per exchange on a 2-core machine of this kind
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 15.0
 REQUEST_TIMEOUT_S = 10.0  # bounds a phase's overrun: no request outlives its deadline by more than this
@@ -408,7 +407,7 @@ def measure(
         p95_ms=percentile(latencies, 95),
         p99_ms=percentile(latencies, 99),
         hub_cpu_us=hub_us,
-        floor_ratio=None if hub_us is None else round(hub_us / FLOOR_US, 2),
+        floor_ratio=None,  # set once the floor of the same run is known (with_floor)
         hub_cpu_percent=round(100 * hub_cpu / wall, 1) if setup.hubs else None,
         adapters_cpu_percent=round(100 * (after.adapters - before.adapters) / wall, 1),
         client_cpu_percent=round(100 * (after.client - before.client) / wall, 1),
@@ -427,6 +426,36 @@ def run_direct(signer: Signer, adapters: Process, args: argparse.Namespace) -> l
         phases.append(measure(setup, signer.direct(args.max_requests), concurrency, args, ([], adapters.pid)))
         progress(phases[-1])
     return phases
+
+
+def run_floor(signer: Signer, adapters: Process, args: argparse.Namespace, state: Path) -> list[Phase]:
+    """The floor (bench/floor.py) on the same load as the hubs: its CPU per exchange is what theirs is set against."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "bench/floor.py", str(state / "layout.json"), str(port)]
+    floor = Process("floor", command, state / "floor.log")
+    phases = []
+    try:
+        wait_printed(floor, b"ready")
+        eventloop.run(drive(signer.brokered(args.warmup_requests, [url]), 16, WARMUP_S, set()))
+        for concurrency in args.concurrency:
+            requests = signer.brokered(args.max_requests, [url])
+            phases.append(measure(Setup("floor", hubs=1), requests, concurrency, args, ([floor.pid], adapters.pid)))
+            progress(phases[-1])
+    finally:
+        floor.stop()
+    return phases
+
+
+def with_floor(phases: list[Phase]) -> list[Phase]:
+    """Each brokered phase's hub CPU per exchange as a ratio to the floor's at the same concurrency."""
+    floors = {phase.concurrency: phase.hub_cpu_us for phase in phases if phase.mode == "floor"}
+
+    def ratio(phase: Phase) -> float | None:
+        floor = floors.get(phase.concurrency)
+        return None if phase.hub_cpu_us is None or not floor else round(phase.hub_cpu_us / floor, 2)
+
+    return [replace(phase, floor_ratio=ratio(phase)) if phase.mode == "brokered" else phase for phase in phases]
 
 
 def run_hubs(
@@ -472,7 +501,7 @@ def start_profiler(pid: int, args: argparse.Namespace) -> subprocess.Popen[bytes
 
 
 def progress(phase: Phase) -> None:
-    where = "direct" if phase.mode == "direct" else f"{phase.store}, {phase.rules} rules, {phase.hubs} hub(s)"
+    where = phase.mode if phase.mode != "brokered" else f"{phase.store}, {phase.rules} rules, {phase.hubs} hub(s)"
     print(
         f"  {where:<32} c={phase.concurrency:<3} {phase.throughput:8.1f}/s  p50 {phase.p50_ms} ms"
         + ("" if phase.hub_cpu_us is None else f"  hub {phase.hub_cpu_us:.0f} us/exchange"),
@@ -502,6 +531,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             wait_printed(adapters, b"ready")
             signer = Signer(world)
             results += run_direct(signer, adapters, args)
+            results += run_floor(signer, adapters, args, state)
             for store in args.stores:
                 if store == "sqlite":
                     database_url = f"sqlite+aiosqlite:///{state / 'bench.db'}"
@@ -523,7 +553,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             adapters.stop()
             if isinstance(server, postgres.Server) and server.stop is not None:
                 subprocess.run(server.stop, capture_output=True)
-    return {"results": results, "builds": builds, "notes": notes, "hub_log_warnings": warnings}
+    return {"results": with_floor(results), "builds": builds, "notes": notes, "hub_log_warnings": warnings}
 
 
 def log_warnings(state: Path) -> dict[str, int]:
@@ -640,18 +670,17 @@ def main(argv: list[str]) -> None:
             "verified_per_phase": args.verify,
             "warmup_s": WARMUP_S,
             "hub_environment": {**HUB_SETTINGS, **args.hub_env},
-            "floor_us": FLOOR_US,
         },
         "builds": outcome["builds"],
         "results": [asdict(phase) for phase in phases],
-        "summary": report.summary([asdict(phase) for phase in phases], FLOOR_US),
+        "summary": report.summary([asdict(phase) for phase in phases]),
         "notes": outcome["notes"],
         "hub_log_warnings": outcome["hub_log_warnings"],
         "wall_s": round(time.monotonic() - started, 1),
     }
-    print(report.table(document))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(document, indent=2) + "\n")
+    print(report.table(document))
     report.plot(document, args.plot)
     print(f"results written to {args.out} and {args.plot}")
 
