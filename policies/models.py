@@ -98,7 +98,7 @@ class ReviewRecord(Base):
     kind: Mapped[str] = mapped_column(String(16), default="grey")  # grey: before the exchange; emergency: after
     exchange: Mapped[str] = mapped_column(String(40))
     requester: Mapped[str] = mapped_column(String(63), index=True)
-    subject: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(64), index=True)  # a person's page and report read by it
     category: Mapped[str] = mapped_column(String(63))
     purpose: Mapped[str] = mapped_column(String(63))
     rule_id: Mapped[str] = mapped_column(String(63))

@@ -23,7 +23,7 @@ class NotificationRecord(Base):
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     sender: Mapped[str] = mapped_column(String(63))
-    subject: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(64), index=True)  # a person's report reads by it
     category: Mapped[str] = mapped_column(String(63))
     event: Mapped[str] = mapped_column(String(63))
     ref: Mapped[str | None] = mapped_column(String(200))
