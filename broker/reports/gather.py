@@ -1,7 +1,7 @@
-"""Gathering a subject access report from the hub's services: the audit log's exchange attempts about the person,
-their consents and refusals, the reviews about them and the change notifications about them, with the directory's
-agency names, purposes and reviewers' roles. Each through the owning service's public methods; what falls in the
-period is decided by broker/reports/report.py's pure functions.
+"""Gathering a subject access report from the hub's services: the directory's references to the person, the audit
+log's exchange attempts about them, their consents and refusals, the reviews about them and the change notifications
+about them, with the directory's agency names, purposes and reviewers' roles. Each through the owning service's
+public methods; what falls in the period is decided by broker/reports/report.py's pure functions.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from datetime import datetime
 from broker.audit.queries import MAX_LIMIT, AuditQuery
 from broker.base import errors
 from broker.hub import Hub
-from broker.reports.report import Access, ReviewFact, SubjectReport, Told, consent_end, overlaps
+from broker.reports.report import Access, Reference, ReviewFact, SubjectReport, Told, consent_end, overlaps
 from policies.reviews import Review
 
 MAX_ACCESSES = 100_000  # attempts one report lists at most; a longer history is reported a period at a time
@@ -26,6 +26,8 @@ async def gather(hub: Hub, subject: str, since: datetime, until: datetime, by: s
         if overlaps(review.created_at, review.decided_at, since, until)
     ]
     deliveries = await hub.notifications.outbox.about(subject, since, until)
+    end = min(until, now)
+    referenced = [*await hub.directory.holdings_of(subject, end), *await hub.directory.relationships_of(subject, end)]
     return SubjectReport(
         subject,
         since,
@@ -53,6 +55,7 @@ async def gather(hub: Hub, subject: str, since: datetime, until: datetime, by: s
         ),
         agencies={agency.id: agency.name for agency in await hub.directory.agencies()},
         purposes={purpose.name: purpose for purpose in await hub.directory.purposes()},
+        references=tuple(Reference.of(stated.declaration) for stated in referenced),
     )
 
 

@@ -16,6 +16,7 @@ from broker.audit.access_log import disclosed
 from broker.audit.queries import rfc3339
 from broker.base import errors
 from consent.matching import Consent, Refusal
+from directory.references import Declaration
 from directory.store import PurposeEntry
 
 DURATION = re.compile(r"([0-9]{1,6})([hdw])")  # `90d`: that long before now
@@ -113,6 +114,23 @@ class Told:
 
 
 @dataclass(frozen=True)
+class Reference:
+    """What the directory says of the person at the end of the period: an agency holds a kind of data about them
+    (a holding), or has them as a client in some capacity (a relationship)."""
+
+    agency: str
+    kind: str  # holding, relationship
+    name: str  # the category held, or the capacity
+    valid_from: datetime
+    valid_until: datetime | None
+
+    @classmethod
+    def of(cls, declaration: Declaration) -> Reference:
+        d = declaration
+        return cls(d.owner, d.kind, d.name, d.valid_from, d.valid_until)
+
+
+@dataclass(frozen=True)
 class SubjectReport:
     """Everything one report says, about `subject` in [since, until), as it stood at `generated_at`."""
 
@@ -129,6 +147,7 @@ class SubjectReport:
     told: tuple[Told, ...]
     agencies: Mapping[str, str]  # id -> name, as the registry has them now
     purposes: Mapping[str, PurposeEntry]  # which are confidential, and for how long
+    references: tuple[Reference, ...] = ()  # the directory's, in force at the end of the period
 
 
 @dataclass(frozen=True)
@@ -209,6 +228,7 @@ def sections(report: SubjectReport, time: Callable[[datetime], str]) -> list[Sec
         return "" if at is None else time(at)
 
     return [
+        _references(report, agency, when),
         _accesses(report, agency, when),
         _consents(report, agency, when),
         _refusals(report, agency, when),
@@ -219,6 +239,31 @@ def sections(report: SubjectReport, time: Callable[[datetime], str]) -> list[Sec
 
 AgencyCell = Callable[[str | None], Cell]
 When = Callable[[datetime | None], str]
+
+
+def _references(report: SubjectReport, agency: AgencyCell, when: When) -> Section:
+    kinds = {"holding": "holds data about you", "relationship": "has you as a client"}
+    rows = tuple(
+        (agency(ref.agency), kinds[ref.kind], ref.name, when(ref.valid_from), when(ref.valid_until))
+        for ref in report.references
+    )
+    return Section(
+        "reference",
+        "Which agencies hold data about you, or have you as a client",
+        "What the hub's directory says about you at the end of the period (it holds references, never the data): "
+        "each agency that keeps a kind of data about you (category), and each that has you as a client in some "
+        "capacity, with when that began and, where it is set, when it ends. Only an agency with you as a client "
+        "may ask for your data, and only as the sharing rules allow.",
+        (
+            Column("agency", "Agency", 3),
+            Column("reference", "What", 2),
+            Column("name", "Category or capacity", 2),
+            Column("valid_from", "From"),
+            Column("valid_until", "Until"),
+        ),
+        rows,
+        "The directory names no agency for you at the end of this period.",
+    )
 
 
 def _accesses(report: SubjectReport, agency: AgencyCell, when: When) -> Section:

@@ -95,6 +95,10 @@ async def test_the_report_tells_everything_about_the_person_and_nothing_else(
     assert told and all(t[:3] == ("population-register", "civil-status", "updated") for t in told)
     assert {t[4] for t in told} == {"delivered"} and "family-benefits" in {t[3] for t in told}
     assert report.agencies["family-benefits"] == "Family Benefits Agency"
+    referenced = {(reference.agency, reference.kind, reference.name) for reference in report.references}
+    assert ("tax-authority", "holding", "income") in referenced
+    assert "family-benefits" in {agency for agency, kind, _ in referenced if kind == "relationship"}
+    n = len(report.references)
 
     page = unescape((await asyncio.to_thread(html, report)).decode())  # renderers read their files: off the loop
     assert "Family Benefits Agency (family-benefits)" in page and MANDATE in page and "r-mandate-1 v1" in page
@@ -106,17 +110,25 @@ async def test_the_report_tells_everything_about_the_person_and_nothing_else(
     assert [row["section"] for row in rows[:6]] == ["report"] * 6
     assert {row["item"]: row["value"] for row in rows[:6]}["subject"] == JAN
     sections = [row["section"] for row in rows[6:]]
-    assert sections == ["access"] * 4 + ["consent", "refusal", "review"] + ["notification"] * len(told)
-    fraud = rows[6 + 3]
+    assert sections == ["reference"] * n + ["access"] * 4 + ["consent", "refusal", "review"] + ["notification"] * len(
+        told
+    )
+    fraud = rows[6 + n + 3]
     assert (fraud["requester"], fraud["requester_id"], fraud["rule"]) == (
         "Family Benefits Agency",
         "family-benefits",
         "r-mandate-1 v1",
     )
     assert fraud["ground"].startswith(MANDATE) and "confidential purpose" in fraud["note"]
-    assert [row["note"] for row in rows[6:9]] == ["", "", ""]
+    assert [row["note"] for row in rows[6 + n : 9 + n]] == ["", "", ""]
     text = _pdf_text(await asyncio.to_thread(pdf, report))
-    for expected in ("Subject access report", JAN, "Who asked for your data", "Federal Tax Authority", "Your refusals"):
+    for expected in (
+        "Subject access report",
+        JAN,
+        "Which agencies hold data",
+        "Who asked for your data",
+        "Your refusals",
+    ):
         assert expected in text, expected
     assert "Social Criminal Code, art. 54" in text and OFFICERS_REASON not in text and ANNA not in text
 
