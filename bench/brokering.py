@@ -365,6 +365,9 @@ class Phase:
     client_cpu_percent: float
     other_cpu_percent: float
     hub_rss_mb: float | None = None
+    # PostgreSQL's CPU per exchange: the machine's CPU outside the hubs, adapters and load generator, which on a
+    # quiet machine is the server's processes (None on SQLite, whose work is inside the hub's process).
+    store_cpu_us: float | None = None
 
 
 def percentile(ordered: list[float], rank: float) -> float | None:
@@ -412,6 +415,7 @@ def measure(
         adapters_cpu_percent=round(100 * (after.adapters - before.adapters) / wall, 1),
         client_cpu_percent=round(100 * (after.client - before.client) / wall, 1),
         other_cpu_percent=round(100 * max(0.0, others) / wall, 1),
+        store_cpu_us=round(1e6 * max(0.0, others) / succeeded, 1) if setup.store == "postgres" and succeeded else None,
     )
 
 

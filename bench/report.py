@@ -103,7 +103,7 @@ def table(document: dict[str, Any]) -> str:
     lines = [
         f"{'mode':<8} {'store':<8} {'rules':>6} {'hubs':>4} {'conc':>4} {'done':>6} {'err':>4} {'req/s':>8} "
         f"{'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'hub us/ex':>9} {'xfloor':>6} {'cpu% hub':>8} {'adapt':>5} "
-        f"{'client':>6} {'other':>5} {'RSS MB':>6}"
+        f"{'client':>6} {'other':>5} {'RSS MB':>6} {'PG us/ex':>8}"
     ]
     for p in document["results"]:
         lines.append(
@@ -111,7 +111,8 @@ def table(document: dict[str, Any]) -> str:
             f"{p['completed']:>6} {p['errors']:>4} {p['throughput']:>8.1f} {_number(p['p50_ms']):>7} "
             f"{_number(p['p95_ms']):>7} {_number(p['p99_ms']):>7} {_number(p['hub_cpu_us'], 0):>9} "
             f"{_number(p['floor_ratio']):>6} {_number(p['hub_cpu_percent'], 0):>8} {p['adapters_cpu_percent']:>5.0f} "
-            f"{p['client_cpu_percent']:>6.0f} {p['other_cpu_percent']:>5.0f} {_number(p['hub_rss_mb'], 0):>6}"
+            f"{p['client_cpu_percent']:>6.0f} {p['other_cpu_percent']:>5.0f} {_number(p['hub_rss_mb'], 0):>6} "
+            f"{_number(p.get('store_cpu_us'), 0):>8}"
         )
     summary = document["summary"]
     lines.append("")
