@@ -12,8 +12,9 @@ from tests.faults import READ_ONLY, store_fault
 
 
 async def readiness(world: DemoWorld, session: aiohttp.ClientSession, expected: int) -> dict[str, object]:
-    """The answer of /readyz once it is `expected`: the hub probes the store at most once a second."""
-    for _ in range(100):
+    """The answer of /readyz once it is `expected`: the hub probes the store at most once a second, and a loaded
+    machine may take a while more (a generous bound: this waits for the state, not for a time)."""
+    for _ in range(1200):
         async with session.get(world.hub_url + "/readyz") as answer:
             if answer.status == expected:
                 return dict(await answer.json(content_type=None))
