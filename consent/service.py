@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from broker.base.store.lane import Unit
 from consent.matching import Consent, Ending, Refusal
 from consent.store import ConsentStore
 from directory.names import NAME, SUBJECT
@@ -204,9 +205,10 @@ class ConsentService:
     async def history(self, subject: str) -> tuple[list[Consent], list[Refusal]]:
         return await self._store.of_subject(subject)
 
-    async def for_exchange(self, subject: str, agency: str) -> tuple[list[Consent], list[Refusal]]:
-        """What decides whether `agency` may receive the subject's data: read afresh, never cached."""
-        return await self._store.for_exchange(subject, agency)
+    def for_exchange(self, subject: str, agency: str) -> Unit[tuple[list[Consent], list[Refusal]]]:
+        """What decides whether `agency` may receive the subject's data, as a read the exchange runs afresh in its
+        own round trip, never cached."""
+        return self._store.for_exchange(subject, agency)
 
     async def use_emergency(self, agency: str, exchange: str, at: datetime, per_day: int) -> int | None:
         """Count an emergency access: the agency's uses today, this one included; None over `per_day`."""

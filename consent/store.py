@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from broker.base.store import Lane
+from broker.base.store.lane import Unit
 from consent.matching import Consent, Ending, Refusal
 from consent.models import ConsentRecord, ConsentWithdrawal, EmergencyUse, RefusalLift, RefusalRecord
 
@@ -113,20 +114,13 @@ class ConsentStore:
         """Every consent and refusal of the subject, oldest first, with their withdrawals and lifts."""
         return await self._read(subject, None)
 
-    async def for_exchange(self, subject: str, agency: str) -> tuple[list[Consent], list[Refusal]]:
-        """The subject's consents that could name `agency` (itself or `*`) and its refusals of `agency`."""
-        return await self._read(subject, agency)
+    def for_exchange(self, subject: str, agency: str) -> Unit[tuple[list[Consent], list[Refusal]]]:
+        """The read of the subject's consents that could name `agency` (itself or `*`) and its refusals of
+        `agency`, for the exchange to run in its own round trip (broker/exchange/pipeline.py)."""
+        return _both(subject, agency)
 
     async def _read(self, subject: str, agency: str | None) -> tuple[list[Consent], list[Refusal]]:
-        def both(connection: Connection) -> tuple[list[Consent], list[Refusal]]:
-            consents, refusals = (CONSENTS, REFUSALS) if agency is None else (CONSENTS_FOR_AGENCY, REFUSALS_OF_AGENCY)
-            values = {"subject": subject, "agency": agency}
-            return (
-                [_consent(row, _withdrawal(row)) for row in connection.execute(consents, values)],
-                [_refusal(row, _lift(row)) for row in connection.execute(refusals, values)],
-            )
-
-        return await self._lane.read(both)  # one transaction: one consistent view
+        return await self._lane.read(_both(subject, agency))  # one transaction: one consistent view
 
     async def use_emergency(self, agency: str, exchange: str, at: datetime, per_day: int) -> int | None:
         """Count one emergency access of `agency` on `at`'s UTC day: how many it has used that day, this one
@@ -219,3 +213,17 @@ def _refusal(record: RefusalRecord | Row[Any], lift: Ending | None) -> Refusal:
         created_by=record.created_by,
         lift=lift,
     )
+
+
+def _both(subject: str, agency: str | None) -> Unit[tuple[list[Consent], list[Refusal]]]:
+    """The subject's consents and refusals (those that could concern `agency`, when one is named)."""
+
+    def read(connection: Connection) -> tuple[list[Consent], list[Refusal]]:
+        consents, refusals = (CONSENTS, REFUSALS) if agency is None else (CONSENTS_FOR_AGENCY, REFUSALS_OF_AGENCY)
+        values = {"subject": subject, "agency": agency}
+        return (
+            [_consent(row, _withdrawal(row)) for row in connection.execute(consents, values)],
+            [_refusal(row, _lift(row)) for row in connection.execute(refusals, values)],
+        )
+
+    return read

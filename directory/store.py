@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import Any, NamedTuple, overload
+from typing import Any, Generic, NamedTuple, TypeVar, overload
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Connection, bindparam, select, update
@@ -22,6 +22,7 @@ from broker.base.caches import CacheSettings, ReadThrough, VersionWatch
 from broker.base.signing import load_public_key
 from broker.base.store import Lane
 from broker.base.store.batching import Batching
+from broker.base.store.lane import Unit
 from directory.declaring import REFERENCES, Declared, Unchanged, Verdict, declare
 from directory.keys import KeyRecord, KeyRegistration, retirement
 from directory.models import (
@@ -36,6 +37,8 @@ from directory.models import (
     Relationship,
 )
 from directory.references import Declaration, DeclarationInvalid, Stated, in_force, standing
+
+Result = TypeVar("Result")
 
 KEYS = PrincipalKey.__table__
 NameTable = type[Category] | type[Purpose] | type[Capacity]
@@ -243,24 +246,27 @@ class DirectoryStore:
     async def _read_relationships(self, agency: str, subject: str) -> tuple[Period, ...]:
         return await self._lane.read(partial(_relationship_periods, agency=agency, subject=subject))
 
-    async def prefetch(self, agency: str, subject: str, category: str) -> None:
+    async def prefetch(
+        self, agency: str, subject: str, category: str, also: Unit[Result] | None = None
+    ) -> Result | None:
         """Read the relationship and the holdings an exchange is about to check in one round trip, into the
-        caches (a subject is seldom asked about twice within their time to live)."""
+        caches (a subject is seldom asked about twice within their time to live), with `also`: another unit the
+        exchange needs, read in the same round trip and transaction (its consents); what `also` read."""
         relationship, holding = (agency, subject), (subject, category)
         if relationship in self._relationships and holding in self._holdings:
-            return
-        both = asyncio.ensure_future(self._read_both(agency, subject, category))
-        await self._relationships.get(relationship, partial(_part, both, 0))
-        await self._holdings.get(holding, partial(_part, both, 1))
+            return None if also is None else await self._lane.read(also)
 
-    async def _read_both(self, agency: str, subject: str, category: str) -> tuple[tuple[Period, ...], ...]:
-        def both(connection: Connection) -> tuple[tuple[Period, ...], ...]:
-            return (
+        def read(connection: Connection) -> Prefetched[Result | None]:
+            return Prefetched(
                 _relationship_periods(connection, agency, subject),
                 _holding_periods(connection, subject, category),
+                None if also is None else also(connection),
             )
 
-        return await self._lane.read(both)
+        both = asyncio.ensure_future(self._lane.read(read))
+        await self._relationships.get(relationship, partial(_part, both, "relationship"))
+        await self._holdings.get(holding, partial(_part, both, "holding"))
+        return (await both).also
 
     async def related_agencies(self, subject: str, at: datetime) -> list[AgencyEntry]:
         """Active agencies with a relationship to `subject` in force at `at`, in a stable order: who hears of a
@@ -555,8 +561,15 @@ def _in_force_then(
     )
 
 
-async def _part(both: asyncio.Future[tuple[tuple[Period, ...], ...]], index: int) -> tuple[Period, ...]:
-    return (await both)[index]
+class Prefetched(NamedTuple, Generic[Result]):
+    relationship: tuple[Period, ...]
+    holding: tuple[Period, ...]
+    also: Result
+
+
+async def _part(both: asyncio.Future[Prefetched[Any]], name: str) -> tuple[Period, ...]:
+    periods: tuple[Period, ...] = getattr(await both, name)
+    return periods
 
 
 class KeyConflict(Exception):

@@ -33,7 +33,7 @@ from broker.exchange.gates import (
     validate,
     zone_gate,
 )
-from consent.matching import Refusal, blocking_refusal
+from consent.matching import Consent, Refusal, blocking_refusal
 from consent.service import ConsentService
 from directory.store import AgencyEntry, DirectoryStore
 from policies.reviews import Review, ReviewStore
@@ -85,11 +85,14 @@ class ExchangePipeline:
         entry.subject, entry.category, entry.purpose = request.subject, request.category, request.purpose
         entry.emergency = request.emergency is not None
         await self.check_purpose(request)
-        await self._directory.prefetch(requester, request.subject, request.category)  # the next two steps' rows
+        decision = await self._policies.decide(requester, request.category, request.purpose)  # kept in memory
+        # One round trip brings what the next steps check: the relationship, the holders, and the subject's
+        # consents and refusals where the rule asks for consent (read afresh: never cached).
+        consents = self._consents.for_exchange(request.subject, requester) if decision.consent else None
+        facts = await self._directory.prefetch(requester, request.subject, request.category, also=consents)
         await self.check_relationship(requester, request, at)
         holder = await self.find_holder(request, at)
         entry.holder = holder.id
-        decision = await self._policies.decide(requester, request.category, request.purpose)
         entry.zone, entry.policy_version = decision.zone, decision.version
         if decision.rule is not None:
             entry.rule_id, entry.ground = decision.rule.id, decision.rule.ground
@@ -104,7 +107,7 @@ class ExchangePipeline:
                 return PendingReview(
                     {"exchange": entry.exchange, "zone": "grey", "review": review.id, "status": "pending"}
                 )
-        glass = await self.check_consent(requester, request, decision, entry, at)
+        glass = await self.check_consent(requester, request, decision, entry, at, facts or ([], []))
         data = await self.forward(requester, request, holder, entry)
         answer = {
             "exchange": entry.exchange,
@@ -176,20 +179,25 @@ class ExchangePipeline:
         return review
 
     async def check_consent(
-        self, requester: str, request: ExchangeRequest, decision: Decision, entry: AuditEntry, at: datetime
+        self,
+        requester: str,
+        request: ExchangeRequest,
+        decision: Decision,
+        entry: AuditEntry,
+        at: datetime,
+        read: tuple[list[Consent], list[Refusal]],
     ) -> BrokenGlass | None:
         """Where the rule requires consent: a refusal stops the exchange, else the most specific covering
         consent lets it go on. A rule needing no consent (a legal mandate) is not subject to refusals.
 
         An emergency access goes on without consent, counted against the requester's daily allowance, even
         over a refusal: the refusal it overrides is named in the audit record and in the review to come.
-        The store is read afresh for every exchange, so a withdrawal made on any hub process counts at once.
+        `read` is what the store held at the start of this exchange (read afresh for every exchange where the
+        rule requires consent), so a withdrawal made on any hub process counts from the next one.
         """
         if request.emergency is None and not decision.consent:
             return None
-        consents, refusals = (
-            await self._consents.for_exchange(request.subject, requester) if decision.consent else ([], [])
-        )
+        consents, refusals = read
         if request.emergency is not None:
             assert entry.exchange is not None  # noqa: S101 -- run() set them before this step; for the type checker
             refusal = blocking_refusal(refusals, requester, request.category, at)
