@@ -10,7 +10,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from broker.audit.chain import timestamp
 from broker.base import errors
@@ -19,6 +19,8 @@ FILTERS = ("subject", "requester", "holder", "category", "purpose", "zone", "out
 PARAMETERS = (*FILTERS, "since", "until", "cursor", "limit", "order")
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+DURATION = re.compile(r"([0-9]{1,6})([mhdw])")  # `90d`: that long before now
+UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
 
 @dataclass(frozen=True)
@@ -104,3 +106,18 @@ def rfc3339(text: str | None, name: str) -> datetime | None:
         return moment.astimezone(UTC)
     except OverflowError as error:  # e.g. year 1 at +14:00 lies before the first representable instant
         raise errors.Invalid(f"{name} is out of range") from error
+
+
+def moment(text: str, name: str, now: datetime) -> datetime:
+    """An RFC 3339 date-time, or a duration before `now` (`90d`, `12w`, `24h`, `30m`)."""
+    duration = DURATION.fullmatch(text.strip())
+    if duration is not None:
+        return now - timedelta(**{UNITS[duration[2]]: int(duration[1])})
+    try:
+        parsed = rfc3339(text.strip(), name)
+    except errors.Invalid as error:
+        raise errors.Invalid(
+            f"{name} must be an RFC 3339 date-time (2026-01-01T00:00:00Z) or a duration before now (90d, 12w, 24h)"
+        ) from error
+    assert parsed is not None  # noqa: S101 -- rfc3339 gives None for None only; for the type checker
+    return parsed

@@ -11,15 +11,16 @@ the audit log like edits made through the API.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
 from broker.audit.log import AuditEntry, clipped, edit_recorded
+from broker.audit.queries import moment
+from broker.base import errors
 from broker.cli.acting import Store, change, on_hub
 from broker.cli.options import hub_key_option, store_options
 from broker.hub import Hub
@@ -206,7 +207,12 @@ def _group_line(group: dict[str, str]) -> str:
     "change_id",
     help="Instead: dry-run the pending change ID, re-deciding the exchanges of the audit log under its rules.",
 )
-@click.option("--since", default="7d", show_default=True, help="With --change: how far back, e.g. 7d, 12h or 30m.")
+@click.option(
+    "--since",
+    default="7d",
+    show_default=True,
+    help="With --change: since when (RFC 3339, or 7d, 12h, 30m before now).",
+)
 @_options
 def evaluate(
     requester: str | None,
@@ -224,10 +230,13 @@ def evaluate(
     if change_id is not None:
         if requester is not None:
             raise click.UsageError("--change takes no REQUESTER, CATEGORY or PURPOSE")
-        back = _duration(since)
+        try:
+            start = moment(since, "--since", datetime.now(UTC))
+        except errors.Invalid as error:
+            raise click.BadParameter(error.detail, param_hint="--since") from error
 
         async def dry_run(hub: Hub) -> dict[str, Any]:
-            questions = await hub.audit.decided(datetime.now(UTC) - back)
+            questions = await hub.audit.decided(start)
             return await hub.policies.dry_run(change_id, questions)
 
         click.echo(json.dumps(on_hub(store, dry_run)))
@@ -247,17 +256,6 @@ def evaluate(
             }
         )
     )
-
-
-DURATION = re.compile(r"([1-9][0-9]{0,5})([dhm])")
-UNITS = {"d": "days", "h": "hours", "m": "minutes"}
-
-
-def _duration(text: str) -> timedelta:
-    matched = DURATION.fullmatch(text)
-    if matched is None:
-        raise click.BadParameter("a number of days, hours or minutes, e.g. 7d, 12h or 30m", param_hint="--since")
-    return timedelta(**{UNITS[matched[2]]: int(matched[1])})
 
 
 @policy.command("changes")

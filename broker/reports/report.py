@@ -6,37 +6,19 @@ explanation for the citizen who receives it. Pure: broker/reports/gather.py read
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
 
 from broker.audit.access_log import disclosed
-from broker.audit.queries import rfc3339
+from broker.audit.queries import moment
 from broker.base import errors
 from consent.matching import Consent, Refusal
 from directory.references import Declaration
 from directory.store import PurposeEntry
 
-DURATION = re.compile(r"([0-9]{1,6})([hdw])")  # `90d`: that long before now
-UNITS = {"h": "hours", "d": "days", "w": "weeks"}
 ROLES = {"privacy_officer": "privacy officer", "admin": "administrator"}  # how a decider's role reads
-
-
-def moment(text: str, name: str, now: datetime) -> datetime:
-    """An RFC 3339 date-time, or a duration before `now` (`90d`, `12w`, `24h`)."""
-    duration = DURATION.fullmatch(text.strip())
-    if duration is not None:
-        return now - timedelta(**{UNITS[duration[2]]: int(duration[1])})
-    try:
-        parsed = rfc3339(text.strip(), name)
-    except errors.Invalid as error:
-        raise errors.Invalid(
-            f"{name} must be an RFC 3339 date-time (2026-01-01T00:00:00Z) or a duration before now (90d, 12w, 24h)"
-        ) from error
-    assert parsed is not None  # noqa: S101 -- rfc3339 gives None for None only; for the type checker
-    return parsed
 
 
 def period(since: str, until: str | None, now: datetime) -> tuple[datetime, datetime]:

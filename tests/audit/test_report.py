@@ -18,11 +18,12 @@ from pypdf import PdfReader
 
 from adapters.client import HubProblem
 from adapters.examples.demo_agencies import ANNA, JAN
+from broker.audit.queries import moment
 from broker.base import errors
 from broker.cli.demo import DemoWorld
 from broker.reports.gather import gather
 from broker.reports.render import csv_bytes, html, pdf, readable
-from broker.reports.report import Access, SubjectReport, Told, consent_end, moment, overlaps, period
+from broker.reports.report import Access, SubjectReport, Told, consent_end, overlaps, period
 from consent.matching import Consent, Ending
 from directory.store import PurposeEntry
 
