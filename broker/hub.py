@@ -28,7 +28,6 @@ from broker.exchange.authentication import Authenticator
 from broker.exchange.forwarding import HolderClient
 from broker.exchange.limits import ConcurrencyCap, PeerLimiter, RateLimiter
 from broker.exchange.pipeline import ExchangePipeline
-from broker.exchange.replay import NonceStore
 from broker.notifications.alerts import AlertRound, AlertSettings, AlertStore, Channel
 from broker.notifications.digests import Mail, MailSettings, Webhook
 from broker.notifications.outbox import OutboxStore
@@ -62,7 +61,6 @@ class Hub:
     consents: ConsentService
     reviews: ReviewStore
     audit: AuditLog
-    nonces: NonceStore
     authenticator: Authenticator
     limiter: RateLimiter
     pipeline: ExchangePipeline
@@ -126,16 +124,14 @@ async def open_hub(config: Config, clock: Clock = time.monotonic, *, serving: bo
             reserve_bytes=config.audit_reserve_bytes,
             lease=timedelta(seconds=config.holder_timeout_s + config.audit_abandon_after_s),
         )
-        nonces = NonceStore(sessions, lane)
         sequencer = Sequencer(audit, key, _sequencer_settings(config))
         notifications = NotificationService(OutboxStore(sessions), directory, policies)
         connector = aiohttp.TCPConnector(limit=config.holder_connections, limit_per_host=config.holder_connections_each)
-        # On exit the client session closes first, then the nonce and audit writers commit what they hold,
+        # On exit the client session closes first, then the audit writer commits what it holds (nonces and records),
         # then the sequencer links it and signs a last checkpoint.
         async with (
             sequencer.running(),
             audit.writing(),
-            nonces.writing(),
             aiohttp.ClientSession(connector=connector) as session,
         ):
             holders = HolderClient(session, key, directory.answering_key, config.holder_timeout_s)
@@ -149,8 +145,7 @@ async def open_hub(config: Config, clock: Clock = time.monotonic, *, serving: bo
                 consents,
                 reviews,
                 audit,
-                nonces,
-                Authenticator(directory, nonces, OperatorGate(), config.url),
+                Authenticator(directory, OperatorGate(), config.url),
                 RateLimiter(config.rate_per_s, config.rate_burst),
                 ExchangePipeline(directory, policies, consents, reviews, holders, audit, config.emergency_per_day),
                 metrics=metrics,
@@ -306,6 +301,6 @@ async def _prune_nonces(hub: Hub) -> None:
     while True:
         await asyncio.sleep(60)
         try:
-            await hub.nonces.prune(datetime.now(UTC))
+            await hub.audit.prune_nonces(datetime.now(UTC))
         except Exception as error:
             log.warning("nonces.prune_failed", error=type(error).__name__)

@@ -52,10 +52,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
-from broker.audit import chain
+from broker.audit import chain, nonces
 from broker.audit.anomalies import Lookup
+from broker.audit.nonces import NonceUse
 from broker.audit.queries import AuditQuery, Cursor
 from broker.audit.reserve import Reserve, store_full
+from broker.base import errors
 from broker.base.signing import SigningKey
 from broker.base.store import Base, Lane, StoreUnavailable
 from broker.base.store.group_commit import GroupCommit, WriterClosed
@@ -172,9 +174,10 @@ class AuditEntry:
     seq: int | None = field(default=None, repr=False)
     holder_ms: float | None = field(default=None, repr=False)  # for metrics only: never stored
     reserved: dict[str, object] | None = field(default=None, repr=False)  # the values its reservation stored
+    claim: NonceUse | None = field(default=None, repr=False)  # the request's nonce, claimed with the first write
 
     def values(self) -> dict[str, object]:
-        return {name: value for name, value in vars(self).items() if name not in ("seq", "holder_ms", "reserved")}
+        return {name: value for name, value in vars(self).items() if name not in NOT_STORED}
 
     def completion(self) -> tuple[bool, dict[str, object]]:
         """Whether only the COMPLETED columns changed since the reservation, and the values to set."""
@@ -183,6 +186,9 @@ class AuditEntry:
         if reserved is not None and all(reserved[name] == values[name] for name in values if name not in COMPLETED):
             return True, {name: values[name] for name in COMPLETED}
         return False, values
+
+
+NOT_STORED = frozenset({"seq", "holder_ms", "reserved", "claim"})
 
 
 class Abandoned(StoreUnavailable):
@@ -249,7 +255,7 @@ class AuditLog:
     ) -> None:
         self._sessions = sessions
         self._lane = lane  # the writer's transactions: no ORM session, one hand-off each
-        self._writer: GroupCommit[AuditEntry] = GroupCommit(self._write, batch_max, batch_wait_s, on_commit)
+        self._writer: GroupCommit[AuditEntry | NonceUse] = GroupCommit(self._write, batch_max, batch_wait_s, on_commit)
         self._reserve = Reserve(lane, reserve_bytes)
         self._lease = lease  # from an exchange's arrival, how long its reservation may be completed
         self._forwarding: set[int] = set()  # the entries (by id) reserved and not yet completed
@@ -278,7 +284,8 @@ class AuditLog:
 
     async def reserve(self, entry: AuditEntry) -> None:
         """Write the record of an exchange before forwarding it, so nothing is forwarded that the log cannot
-        hold, nor whose completion it could not write; the record is found again by its exchange id."""
+        hold, nor whose completion it could not write; the record is found again by its exchange id. The
+        request's nonce, if not claimed yet, is claimed in the same transaction (a replay raises errors.Replay)."""
         if entry.exchange is None:
             raise ValueError("only an exchange with its id is reserved")
         if len(self._forwarding) >= self._reserve.capacity or not await self._reserve.whole():
@@ -287,49 +294,75 @@ class AuditLog:
         self._forwarding.add(id(entry))
         try:
             await self._submit(entry)
-        except StoreUnavailable:
+        except (StoreUnavailable, errors.Replay):
             self._forwarding.discard(id(entry))  # not written: there is nothing to complete
             raise
 
     async def commit(self, entry: AuditEntry) -> None:
-        """Commit the final record of the attempt; raises StoreUnavailable when the log cannot be written."""
+        """Commit the final record of the attempt, claiming its nonce if not claimed yet; raises StoreUnavailable
+        when the log cannot be written, errors.Replay (and writes nothing) when the nonce was claimed before."""
         try:
             await self._submit(entry)
         finally:
             self._forwarding.discard(id(entry))
 
-    async def _submit(self, entry: AuditEntry) -> None:
+    async def claim(self, entry: AuditEntry) -> None:
+        """Claim the request's nonce now, alone (before the call changes any state); errors.Replay when it was
+        claimed before. Nothing to do once it is claimed."""
+        if entry.claim is not None:
+            use, entry.claim = entry.claim, None
+            await self._submit(use)
+
+    async def prune_nonces(self, now: datetime) -> int:
+        """Forget the nonces too old to be accepted again; how many."""
+        return await nonces.prune(self._lane, now)
+
+    async def _submit(self, item: AuditEntry | NonceUse) -> None:
         try:
-            await self._writer.submit(entry)
+            await self._writer.submit(item)
         except (SQLAlchemyError, WriterClosed) as error:
             raise StoreUnavailable("audit log not writable") from error
 
-    async def _write(self, entries: Sequence[AuditEntry]) -> list[Exception | None]:
-        """One batch in one transaction, in at most three statements: new records inserted, returning their seq
-        (a reserved record is found again by it); reserved records completed unless they were closed as
-        abandoned, which is looked up only when fewer rows were completed than asked (or the driver does not
-        count the rows of a batch)."""
-        new = [entry for entry in entries if entry.seq is None]
-        inserted = [entry.values() for entry in new]
+    async def _write(self, items: Sequence[AuditEntry | NonceUse]) -> list[Exception | None]:
+        """One batch in one transaction, in at most four statements: the nonces claimed (an entry whose nonce was
+        claimed before is a replay, and writes nothing); new records inserted, returning their seq (a reserved
+        record is found again by it); reserved records completed unless they were closed as abandoned, which is
+        looked up only when fewer rows were completed than asked (or the driver does not count the rows of a
+        batch)."""
+        uses = [item if isinstance(item, NonceUse) else item.claim for item in items]
+        claimants = [(item, use) for item, use in zip(items, uses, strict=True) if use is not None]
+        entries = [item for item in items if isinstance(item, AuditEntry)]
+        for entry in entries:
+            entry.claim = None  # claimed by this batch, or refused: never claimed twice
+        replays: set[int] = set()  # the items (by id) whose nonce was claimed before
+        new: list[AuditEntry] = []
+        inserted: list[dict[str, object]] = []
         complete = partial(_complete, [entry for entry in entries if entry.seq is not None])
 
         def write(connection: Connection) -> tuple[list[int], set[int]]:
+            claimed = nonces.claim(connection, [use for _, use in claimants]) if claimants else []
+            replays.update(id(item) for (item, _), first in zip(claimants, claimed, strict=True) if not first)
+            new[:] = [entry for entry in entries if entry.seq is None and id(entry) not in replays]
+            inserted[:] = [entry.values() for entry in new]
             seqs = list(connection.execute(INSERT, inserted).scalars()) if new else []
             return seqs, complete(connection)
 
         try:
             seqs, abandoned = await self._lane.write(write)
         except SQLAlchemyError as error:
-            if len(new) == len(entries) or not store_full(error):
+            if all(isinstance(item, NonceUse) or item.seq is None for item in items) or not store_full(error):
                 raise
-            # The store is full: the new records fail (none was forwarded) and the completions of exchanges already
-            # forwarded are written on the room the reserve kept for them.
+            # The store is full: the new records and claims fail (none was forwarded) and the completions of
+            # exchanges already forwarded are written on the room the reserve kept for them.
             abandoned = await self._reserve.spend(complete)
-            return [error if entry.seq is None else _closed(entry, abandoned) for entry in entries]
+            return [
+                _closed(item, abandoned) if isinstance(item, AuditEntry) and item.seq is not None else error
+                for item in items
+            ]
         for entry, seq, values in zip(new, seqs, inserted, strict=True):
             if entry.outcome == "forwarding":
                 entry.seq, entry.reserved = seq, values
-        return [_closed(entry, abandoned) for entry in entries]
+        return [_verdict(item, use, replays, abandoned) for item, use in zip(items, uses, strict=True)]
 
     async def records(self, **filters: str | None) -> list[AuditRecord]:
         query = select(AuditRecord).order_by(AuditRecord.seq)
@@ -543,6 +576,16 @@ def _complete(entries: Sequence[AuditEntry], connection: Connection) -> set[int]
     if completed == len(entries) and connection.dialect.supports_sane_multi_rowcount:
         return set()
     return set(connection.scalars(ABANDONED, {"seqs": [entry.seq for entry in entries]}))
+
+
+def _verdict(
+    item: AuditEntry | NonceUse, use: NonceUse | None, replays: set[int], abandoned: set[int]
+) -> Exception | None:
+    """What a batch's write says of one of its items: its nonce was claimed before, its record was closed as
+    abandoned before its completion, or it is written."""
+    if use is not None and id(item) in replays:
+        return errors.Replay(f"nonce already used with key {use.key_id!r}")
+    return _closed(item, abandoned) if isinstance(item, AuditEntry) else None
 
 
 def _closed(entry: AuditEntry, abandoned: set[int]) -> Exception | None:

@@ -1,5 +1,6 @@
-"""Who is calling: verify the request's RFC 9421 signature, its key, its freshness and its nonce,
-then check that the principal is active and that its role may call the endpoint (through Casbin).
+"""Who is calling: verify the request's RFC 9421 signature, its key and its freshness, note its nonce on the
+call's audit record (claimed with the record's first write, broker/audit/nonces.py), then check that the principal
+is active and that its role may call the endpoint (through Casbin).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from broker.audit.log import AuditEntry
+from broker.audit.nonces import NonceUse
 from broker.base import errors
 from broker.base.signing import (
     Digested,
@@ -19,7 +21,6 @@ from broker.base.signing import (
     read_signature_input,
     verify_request,
 )
-from broker.exchange.replay import NonceAlreadySeen, NonceStore
 from directory.keys import KEY_ID
 from directory.store import DirectoryStore, key_refusal
 from policies.service import OperatorGate
@@ -46,9 +47,8 @@ class Principal:
 
 
 class Authenticator:
-    def __init__(self, directory: DirectoryStore, nonces: NonceStore, gate: OperatorGate, public_url: str) -> None:
+    def __init__(self, directory: DirectoryStore, gate: OperatorGate, public_url: str) -> None:
         self._directory = directory
-        self._nonces = nonces
         self._gate = gate
         self._public_url = public_url.rstrip("/")
 
@@ -69,10 +69,7 @@ class Authenticator:
             verify_request(Request(method, self._public_url + path_qs, headers), body, signature, key.public_key)
         except SignatureProblem as problem:
             raise errors.SIGNATURE_PROBLEMS[problem.kind](problem.detail) from problem
-        try:
-            await self._nonces.remember(signature.key_id, signature.nonce or "", at)
-        except NonceAlreadySeen as seen:
-            raise errors.Replay(f"nonce already used with key {signature.key_id!r}") from seen
+        entry.claim = NonceUse(signature.key_id, signature.nonce or "", at)
         return await self._principal(key.principal_kind, key.principal_id, key.key_id)
 
     async def _principal(self, kind: str, principal_id: str, key_id: str) -> Principal:

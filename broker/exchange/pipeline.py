@@ -1,6 +1,8 @@
 """The exchange pipeline: the I/O around the pure gates of broker/exchange/gates.py, in PROTOCOL.md's order.
 
-1. authenticate (broker/http/middleware.py, before any handler);
+1. authenticate (broker/http/middleware.py, before any handler); the request's nonce is claimed with the first
+   write the exchange makes (the record reserved before forwarding, or the refusal's record), or before a review
+   or an emergency access is written, so that a replay changes nothing;
 2. validate the request;
 3. check the purpose and the requester's relationship with the subject;
 4. find the holder in the directory;
@@ -100,6 +102,7 @@ class ExchangePipeline:
         zone_gate(decision)
         emergency_gate(decision, request)
         if decision.zone == "grey":
+            await self._audit.claim(entry)
             entry.review_id = request.review
             review = await self.grey_review(requester, request, decision, entry.exchange, at)
             entry.review_id = review.id
@@ -202,6 +205,7 @@ class ExchangePipeline:
             assert entry.exchange is not None  # noqa: S101 -- run() set them before this step; for the type checker
             refusal = blocking_refusal(refusals, requester, request.category, at)
             entry.consent_id = None if refusal is None else refusal.id
+            await self._audit.claim(entry)
             used = await self._consents.use_emergency(requester, entry.exchange, at, self._emergency_per_day)
             if used is None:
                 raise errors.EmergencyLimit(

@@ -33,6 +33,10 @@ log = structlog.get_logger("crossroads.http")
 
 # Operations endpoints answer anyone, unsigned and unaudited: they carry no subject's data.
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/metrics"})
+# Where the handler claims the request's nonce itself, with its first write (the exchange pipeline: with the
+# record it reserves before forwarding, or the refusal's final record, or before it opens a review); every other
+# call's nonce is claimed as soon as it is authenticated, before its handler can change anything.
+CLAIMED_BY_HANDLER = frozenset({("POST", "/v1/exchanges")})
 PROBLEM_JSON = "application/problem+json"
 
 
@@ -99,6 +103,8 @@ async def respond(request: web.Request, handler: Handler) -> web.StreamResponse:
             principal = await hub.authenticator.authenticate(
                 request.method, request.raw_path, request.headers, body, entry
             )
+            if (request.method, request.path) not in CLAIMED_BY_HANDLER:
+                await hub.audit.claim(entry)
             authenticated = True
             if "Content-Digest" in request.headers:
                 bound = Request(bound.method, bound.url, {"Content-Digest": request.headers["Content-Digest"]})
@@ -111,7 +117,7 @@ async def respond(request: web.Request, handler: Handler) -> web.StreamResponse:
                 return whole(await handler(request))
 
     response = await audited(hub.audit, entry, call, lambda problem: problem_response(problem, entry.exchange), settle)
-    if lockout is None and not authenticated and 400 <= response.status < 500:
+    if lockout is None and (not authenticated or entry.reason == errors.Replay.name) and 400 <= response.status < 500:
         hub.peers.refused(peer, time.monotonic())
     hub.metrics.answered(entry.kind, entry.outcome, entry.zone, entry.latency_ms, entry.holder, entry.holder_ms)
     log.info(

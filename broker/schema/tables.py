@@ -3,7 +3,7 @@ the check that migrations and models agree)."""
 
 import broker.accounts.models
 import broker.audit.log
-import broker.exchange.replay
+import broker.audit.nonces
 import broker.notifications.alerts
 import broker.notifications.outbox
 import consent.models
@@ -15,7 +15,7 @@ PACKAGES = (
     broker.accounts.models,
     broker.notifications.outbox,
     broker.notifications.alerts,
-    broker.exchange.replay,
+    broker.audit.nonces,
     consent.models,
     directory.models,
     policies.models,

@@ -255,6 +255,27 @@ async def test_replay_is_refused(world: DemoWorld, session: aiohttp.ClientSessio
     assert [record.status for record in await exchange_records(world)] == [200, 409]
 
 
+async def test_copies_of_one_request_sent_at_once_change_state_once(
+    world: DemoWorld, session: aiohttp.ClientSession
+) -> None:
+    """The exchange claims its nonce with its first write (the reservation, the refusal's record, or before a
+    review is opened): of copies sent at once one goes on, the others are replays that wrote nothing else."""
+    body, headers = signed(world, WHITE)
+    statuses = [answer[0] for answer in await asyncio.gather(*(post(session, world, body, headers) for _ in range(6)))]
+    assert sorted(statuses) == [200, 409, 409, 409, 409, 409]
+    grey = {"subject": JAN, "category": "employment-status", "purpose": "benefit-eligibility"}
+    body, headers = signed(world, grey)
+    statuses = [answer[0] for answer in await asyncio.gather(*(post(session, world, body, headers) for _ in range(6)))]
+    assert sorted(statuses) == [202, 409, 409, 409, 409, 409]
+    assert len(await world.hub.reviews.with_status("pending")) == 1
+    records = await exchange_records(world)
+    assert sorted((record.status, record.reason) for record in records) == [
+        (200, None),
+        (202, None),
+        *[(409, "replay")] * 10,
+    ]
+
+
 async def test_suspended_agency_is_refused(sqlite_world: DemoWorld, session: aiohttp.ClientSession) -> None:
     await sqlite_world.hub.directory.set_agency_status("family-benefits", "suspended")
     body, headers = signed(sqlite_world, WHITE)
