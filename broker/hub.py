@@ -135,6 +135,7 @@ async def open_hub(config: Config, clock: Clock = time.monotonic, *, serving: bo
             aiohttp.ClientSession(connector=connector) as session,
         ):
             holders = HolderClient(session, key, directory.answering_key, config.holder_timeout_s)
+            authenticator = Authenticator(directory, OperatorGate(), config.url)
             channels = _alert_channels(config, session, key)
             hub = Hub(
                 config,
@@ -145,9 +146,19 @@ async def open_hub(config: Config, clock: Clock = time.monotonic, *, serving: bo
                 consents,
                 reviews,
                 audit,
-                Authenticator(directory, OperatorGate(), config.url),
+                authenticator,
                 RateLimiter(config.rate_per_s, config.rate_burst),
-                ExchangePipeline(directory, policies, consents, reviews, holders, audit, config.emergency_per_day),
+                ExchangePipeline(
+                    lane,
+                    authenticator.confirm,
+                    directory,
+                    policies,
+                    consents,
+                    reviews,
+                    holders,
+                    audit,
+                    config.emergency_per_day,
+                ),
                 metrics=metrics,
                 notifications=notifications,
                 sequencer=sequencer,

@@ -6,12 +6,11 @@ of them folds the rows of a reference to its newest (`standing`) before asking w
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import Any, Generic, NamedTuple, TypeVar, overload
+from typing import Any, NamedTuple, TypeVar, overload
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Connection, bindparam, select, update
@@ -105,6 +104,17 @@ def current(periods: tuple[Period, ...], at: datetime) -> list[Any]:
     return [period.value for period in periods if in_force(period.declaration, at)]
 
 
+def capacity_in_force(relationship: tuple[Period, ...], at: datetime) -> str | None:
+    """The capacity of a relationship's periods in force at `at`, if one is."""
+    capacities = current(relationship, at)
+    return str(capacities[0]) if capacities else None
+
+
+def holders_in_force(holding: tuple[Period, ...], at: datetime) -> list[AgencyEntry]:
+    """The active holders of a holding's periods in force at `at`, in a stable order."""
+    return sorted({holder.id: holder for holder in current(holding, at)}.values(), key=lambda holder: holder.id)
+
+
 class Versions(NamedTuple):
     """The directory's two versions: moved by every write to principals and names, and to references."""
 
@@ -155,11 +165,13 @@ class DirectoryStore:
         elif versions.references != seen.references:
             self._forget_references()
 
-    async def key(self, key_id: str) -> KeyEntry | None:
+    async def key(self, key_id: str, follow: bool = True) -> KeyEntry | None:
         """The key, from the cache only while no process has written the directory since it was read: a
         revocation or a suspension committed anywhere counts here on the very next request (with the hub's
-        default `cache_follow_s` of 0; within that many seconds with a positive one)."""
-        await self.follow()
+        default `cache_follow_s` of 0; within that many seconds with a positive one). Without `follow`, the
+        caller reads the version itself later (an exchange: `facts`, `principals_version`)."""
+        if follow:
+            await self.follow()
         return await self._keys.get(key_id, partial(self._read_key, key_id))
 
     async def answering_key(self, key_id: str) -> KeyEntry | None:
@@ -174,9 +186,7 @@ class DirectoryStore:
         await self._watch.check()
 
     async def _read_version(self) -> Versions:
-        rows = await self._lane.read(lambda connection: connection.execute(VERSIONS).all())
-        moved = dict(rows)
-        return Versions(moved.get(PRINCIPALS, 0), moved.get(REFERENCES, 0))
+        return await self._lane.read(_versions)
 
     async def _read_key(self, key_id: str) -> KeyEntry | None:
         row = await self._lane.read(lambda connection: connection.execute(KEY, {"key_id": key_id}).first())
@@ -240,33 +250,29 @@ class DirectoryStore:
     async def relationship(self, agency: str, subject: str, at: datetime) -> str | None:
         """The capacity in which `agency` currently has `subject` as a client, if it does."""
         periods = await self._relationships.get((agency, subject), partial(self._read_relationships, agency, subject))
-        capacities = current(periods, at)
-        return str(capacities[0]) if capacities else None
+        return capacity_in_force(periods, at)
 
     async def _read_relationships(self, agency: str, subject: str) -> tuple[Period, ...]:
         return await self._lane.read(partial(_relationship_periods, agency=agency, subject=subject))
 
-    async def prefetch(
-        self, agency: str, subject: str, category: str, also: Unit[Result] | None = None
-    ) -> Result | None:
-        """Read the relationship and the holdings an exchange is about to check in one round trip, into the
-        caches (a subject is seldom asked about twice within their time to live), with `also`: another unit the
-        exchange needs, read in the same round trip and transaction (its consents); what `also` read."""
-        relationship, holding = (agency, subject), (subject, category)
-        if relationship in self._relationships and holding in self._holdings:
-            return None if also is None else await self._lane.read(also)
+    def facts(self, agency: str, subject: str, category: str) -> Unit[Facts]:
+        """The read of what an exchange checks in the directory, for it to run with its other reads in one round
+        trip (broker/exchange/pipeline.py): the directory's versions (hand them to `saw`), `agency`'s
+        relationship with `subject`, and who holds `category` for `subject`. Read afresh, never cached."""
+        return partial(_facts, agency=agency, subject=subject, category=category)
 
-        def read(connection: Connection) -> Prefetched[Result | None]:
-            return Prefetched(
-                _relationship_periods(connection, agency, subject),
-                _holding_periods(connection, subject, category),
-                None if also is None else also(connection),
-            )
+    def saw(self, versions: Versions) -> None:
+        """Take the versions an exchange read (`facts`): the cached reads one moved are dropped, as `follow` drops
+        them."""
+        self._watch.saw(versions)
 
-        both = asyncio.ensure_future(self._lane.read(read))
-        await self._relationships.get(relationship, partial(_part, both, "relationship"))
-        await self._holdings.get(holding, partial(_part, both, "holding"))
-        return (await both).also
+    @property
+    def principals_version(self) -> int | None:
+        """The version of principals and names the cached keys, principals and names were read at or after (None
+        before the first is seen): a request checked against them and an exchange that then reads another version
+        checks its principal again."""
+        seen = self._watch.seen
+        return None if seen is None else seen.principals
 
     async def related_agencies(self, subject: str, at: datetime) -> list[AgencyEntry]:
         """Active agencies with a relationship to `subject` in force at `at`, in a stable order: who hears of a
@@ -283,7 +289,7 @@ class DirectoryStore:
     async def holders(self, subject: str, category: str, at: datetime) -> list[AgencyEntry]:
         """Active agencies that currently hold `category` for `subject`, in a stable order."""
         periods = await self._holdings.get((subject, category), partial(self._read_holdings, subject, category))
-        return sorted({holder.id: holder for holder in current(periods, at)}.values(), key=lambda holder: holder.id)
+        return holders_in_force(periods, at)
 
     async def _read_holdings(self, subject: str, category: str) -> tuple[Period, ...]:
         return await self._lane.read(partial(_holding_periods, subject=subject, category=category))
@@ -561,15 +567,25 @@ def _in_force_then(
     )
 
 
-class Prefetched(NamedTuple, Generic[Result]):
+class Facts(NamedTuple):
+    """What an exchange checks in the directory, read together (`DirectoryStore.facts`)."""
+
+    versions: Versions
     relationship: tuple[Period, ...]
     holding: tuple[Period, ...]
-    also: Result
 
 
-async def _part(both: asyncio.Future[Prefetched[Any]], name: str) -> tuple[Period, ...]:
-    periods: tuple[Period, ...] = getattr(await both, name)
-    return periods
+def _versions(connection: Connection) -> Versions:
+    moved = dict(connection.execute(VERSIONS).all())
+    return Versions(moved.get(PRINCIPALS, 0), moved.get(REFERENCES, 0))
+
+
+def _facts(connection: Connection, agency: str, subject: str, category: str) -> Facts:
+    return Facts(
+        _versions(connection),
+        _relationship_periods(connection, agency, subject),
+        _holding_periods(connection, subject, category),
+    )
 
 
 class KeyConflict(Exception):

@@ -23,6 +23,7 @@ from cachetools import LRUCache
 from casbin.persist.adapter import Adapter, load_policy_line
 
 from broker.base.caches import CacheSettings, ReadThrough
+from broker.base.store.lane import Unit
 from policies.changes import STRICT, Change, Pending, Question, dry_run
 from policies.rules import (
     GROUND_NOT_RECORDED,
@@ -41,7 +42,15 @@ from policies.rules import (
     unchanged,
     unique_groups,
 )
-from policies.store import Approval, ChangeNotPending, PolicyConflict, PolicyStore, Proposal, RuleSet
+from policies.store import (
+    Approval,
+    ChangeNotPending,
+    PolicyConflict,
+    PolicyStore,
+    Proposal,
+    RuleSet,
+    published_version,
+)
 
 Exists = Callable[[str], Awaitable[bool]]
 
@@ -165,6 +174,7 @@ class PolicyService:
         self._category_exists = category_exists
         self._purpose_exists = purpose_exists
         self._policy: SharingPolicy | None = None
+        self._loading = asyncio.Lock()
         # Kept until the policy version changes (no time to live): refresh() clears them.
         self._decisions: ReadThrough[tuple[str, str, str], Decision] = ReadThrough(
             CacheSettings(ttl_s=math.inf, max_entries=max_decisions)
@@ -173,6 +183,18 @@ class PolicyService:
     @property
     def version(self) -> int:
         return 0 if self._policy is None else self._policy.version
+
+    def published(self) -> Unit[int]:
+        """The read of the published version, for an exchange to run with its other reads (hand it to `follow`)."""
+        return published_version
+
+    async def follow(self, version: int) -> bool:
+        """Take the published version an exchange read with its other reads: load the rule set if it is newer than
+        the one decided with (an edit made on any hub process counts from the next exchange); whether it was."""
+        if version <= self.version:
+            return False
+        async with self._loading:  # one load for the exchanges that saw the same edit
+            return version > self.version and await self.refresh()
 
     async def refresh(self) -> bool:
         """Load the published rule set if its version changed; True when it did."""

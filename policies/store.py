@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Connection, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -56,17 +56,25 @@ class RuleSet:
     groups: tuple[tuple[str, str, str], ...]  # (kind, member, group)
 
 
+VERSION = select(func.max(PolicyVersion.version))
+
+
+def published_version(connection: Connection) -> int:
+    """The published version (0 before any), read with other reads in one transaction (an exchange's)."""
+    return connection.scalar(VERSION) or 0
+
+
 class PolicyStore:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
     async def version(self) -> int:
         async with self._sessions() as session:
-            return (await session.scalar(select(func.max(PolicyVersion.version)))) or 0
+            return (await session.scalar(VERSION)) or 0
 
     async def current(self) -> RuleSet:
         async with self._sessions() as session:
-            version = (await session.scalar(select(func.max(PolicyVersion.version)))) or 0
+            version = (await session.scalar(VERSION)) or 0
             rules = (await session.scalars(select(PolicyRule).order_by(PolicyRule.id))).all()
             groups = (await session.scalars(select(PolicyGroup))).all()
         return RuleSet(

@@ -96,8 +96,19 @@ class VersionWatch(Generic[Version]):
         self._last: ReadThrough[None, Version] = ReadThrough(reads)
         self._seen: Version | None = None
 
+    @property
+    def seen(self) -> Version | None:
+        """The version last seen (what the caches it watches were last dropped for), or None before any."""
+        return self._seen
+
     async def check(self) -> None:
-        version = await self._last.get(None, self._read)
-        if version != self._seen:
-            seen, self._seen = self._seen, version
-            self._on_change(version, seen)
+        self.saw(await self._last.get(None, self._read))
+
+    def saw(self, version: Version) -> bool:
+        """Take `version`, read by the caller with other reads of its own; whether it differs from the one seen
+        before (then `on_change` was called)."""
+        if version == self._seen:
+            return False
+        seen, self._seen = self._seen, version
+        self._on_change(version, seen)
+        return True

@@ -44,6 +44,8 @@ class Principal:
     id: str
     role: str  # "agency" for agencies; the operator's role otherwise
     key_id: str
+    # The directory's version of principals its key and standing were checked at (DirectoryStore.principals_version)
+    as_of: int | None = None
 
 
 class Authenticator:
@@ -53,13 +55,36 @@ class Authenticator:
         self._public_url = public_url.rstrip("/")
 
     async def authenticate(
+        self,
+        method: str,
+        path_qs: str,
+        headers: Mapping[str, str],
+        body: bytes | Digested,
+        entry: AuditEntry,
+        follow: bool = True,
+    ) -> Principal:
+        """The principal who signed the request. With `follow`, the key and the principal's standing are what the
+        store says now. Without, they are what this process last read: the caller confirms them if the directory's
+        version it then reads is not the principal's `as_of` (the exchange path); a refusal is never made from
+        memory alone (the key or the agency may have come back since), but after following the store."""
+        if follow:
+            await self._directory.follow()
+            return await self._authenticate(method, path_qs, headers, body, entry)
+        try:
+            return await self._authenticate(method, path_qs, headers, body, entry)
+        except (errors.UnknownKey, errors.Suspended):
+            await self._directory.follow()
+            return await self._authenticate(method, path_qs, headers, body, entry)
+
+    async def _authenticate(
         self, method: str, path_qs: str, headers: Mapping[str, str], body: bytes | Digested, entry: AuditEntry
     ) -> Principal:
         at = datetime.now(UTC)
         try:
             signature = read_signature_input(headers)
             entry.key_id = recorded_key_id(signature.key_id)
-            key = await self._directory.key(signature.key_id)
+            as_of = self._directory.principals_version
+            key = await self._directory.key(signature.key_id, follow=False)
             refusal = key_refusal(key, at)
             if refusal is not None or key is None:
                 raise errors.UnknownKey(f"key {signature.key_id!r}: {refusal}")
@@ -70,18 +95,27 @@ class Authenticator:
         except SignatureProblem as problem:
             raise errors.SIGNATURE_PROBLEMS[problem.kind](problem.detail) from problem
         entry.claim = NonceUse(signature.key_id, signature.nonce or "", at)
-        return await self._principal(key.principal_kind, key.principal_id, key.key_id)
+        return await self._principal(key.principal_kind, key.principal_id, key.key_id, as_of)
 
-    async def _principal(self, kind: str, principal_id: str, key_id: str) -> Principal:
+    async def confirm(self, principal: Principal, at: datetime) -> None:
+        """Check the request's key and principal again, as the store now says they are (the directory moved since
+        they were checked): a revocation or suspension made on any hub process stops the request."""
+        key = await self._directory.key(principal.key_id, follow=False)
+        refusal = key_refusal(key, at)
+        if refusal is not None:
+            raise errors.UnknownKey(f"key {principal.key_id!r}: {refusal}")
+        await self._principal(principal.kind, principal.id, principal.key_id, principal.as_of)
+
+    async def _principal(self, kind: str, principal_id: str, key_id: str, as_of: int | None) -> Principal:
         if kind == "agency":
             agency = await self._directory.agency(principal_id)
             if agency is None or agency.status != "active":
                 raise errors.Suspended(f"agency {principal_id!r} is suspended")
-            return Principal("agency", principal_id, "agency", key_id)
+            return Principal("agency", principal_id, "agency", key_id, as_of)
         operator = await self._directory.operator(principal_id)
         if operator is None or operator.status != "active":
             raise errors.Suspended(f"operator {principal_id!r} is suspended")
-        return Principal("operator", principal_id, operator.role, key_id)
+        return Principal("operator", principal_id, operator.role, key_id, as_of)
 
     def authorize(self, principal: Principal, route: str, method: str) -> None:
         if not self._gate.allows(principal.role, route, method):

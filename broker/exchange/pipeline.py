@@ -3,8 +3,9 @@
 1. authenticate (broker/http/middleware.py, before any handler); the request's nonce is claimed with the first
    write the exchange makes (the record reserved before forwarding, or the refusal's record), or before a review
    or an emergency access is written, so that a replay changes nothing;
-2. validate the request;
-3. check the purpose and the requester's relationship with the subject;
+2. validate the request, its purpose registered, and decide its rule (from memory);
+3. read in one round trip what the next steps check (ExchangePipeline.read), and check the requester's
+   relationship with the subject;
 4. find the holder in the directory;
 5. apply the sharing policy: black stops, grey waits for a privacy officer's review (PendingReview);
 6. check consent where the rule requires it, or let an emergency access through where the rule allows one;
@@ -18,13 +19,18 @@ A step that stops the exchange raises its problem (broker.base.errors): refusals
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from time import perf_counter
-from typing import Any
+from typing import Any, NamedTuple
+
+from sqlalchemy import Connection
 
 from broker.audit.log import AuditEntry, AuditLog
 from broker.base import errors
+from broker.base.store import Lane
+from broker.exchange.authentication import Principal
 from broker.exchange.forwarding import HolderClient
 from broker.exchange.gates import (
     BrokenGlass,
@@ -37,7 +43,8 @@ from broker.exchange.gates import (
 )
 from consent.matching import Consent, Refusal, blocking_refusal
 from consent.service import ConsentService
-from directory.store import AgencyEntry, DirectoryStore
+from directory.store import AgencyEntry, DirectoryStore, capacity_in_force, holders_in_force
+from directory.store import Facts as DirectoryFacts
 from policies.reviews import Review, ReviewStore
 from policies.rules import Decision, minimise
 from policies.service import PolicyService
@@ -60,9 +67,19 @@ class PendingReview:
 Outcome = Delivered | PendingReview
 
 
+class Facts(NamedTuple):
+    """What an exchange reads from the store, in one round trip (ExchangePipeline.read)."""
+
+    directory: DirectoryFacts
+    policy_version: int
+    consents: tuple[list[Consent], list[Refusal]] | None  # None where the rule asks for no consent
+
+
 class ExchangePipeline:
     def __init__(
         self,
+        lane: Lane,
+        confirm: Callable[[Principal, datetime], Awaitable[None]],
         directory: DirectoryStore,
         policies: PolicyService,
         consents: ConsentService,
@@ -71,6 +88,8 @@ class ExchangePipeline:
         audit: AuditLog,
         emergency_per_day: int,
     ) -> None:
+        self._lane = lane  # the exchange's one read
+        self._confirm = confirm  # the request's key and principal checked again (Authenticator.confirm)
         self._directory = directory
         self._policies = policies
         self._consents = consents
@@ -79,21 +98,19 @@ class ExchangePipeline:
         self._audit = audit
         self._emergency_per_day = emergency_per_day
 
-    async def run(self, requester: str, document: dict[str, Any], entry: AuditEntry) -> Outcome:
-        """The exchange `requester` asks for in `document`, its steps recorded on `entry`."""
+    async def run(self, principal: Principal, document: dict[str, Any], entry: AuditEntry) -> Outcome:
+        """The exchange `principal` asks for in `document`, its steps recorded on `entry`."""
         at = datetime.now(UTC)
+        requester = principal.id
         entry.exchange = str(uuid.uuid4())
         request = validate(document)
         entry.subject, entry.category, entry.purpose = request.subject, request.category, request.purpose
         entry.emergency = request.emergency is not None
         await self.check_purpose(request)
         decision = await self._policies.decide(requester, request.category, request.purpose)  # kept in memory
-        # One round trip brings what the next steps check: the relationship, the holders, and the subject's
-        # consents and refusals where the rule asks for consent (read afresh: never cached).
-        consents = self._consents.for_exchange(request.subject, requester) if decision.consent else None
-        facts = await self._directory.prefetch(requester, request.subject, request.category, also=consents)
-        await self.check_relationship(requester, request, at)
-        holder = await self.find_holder(request, at)
+        facts, decision = await self.read(principal, request, decision, at)
+        self.check_relationship(requester, facts, at)
+        holder = await self.find_holder(request, facts, at)
         entry.holder = holder.id
         entry.zone, entry.policy_version = decision.zone, decision.version
         if decision.rule is not None:
@@ -110,7 +127,7 @@ class ExchangePipeline:
                 return PendingReview(
                     {"exchange": entry.exchange, "zone": "grey", "review": review.id, "status": "pending"}
                 )
-        glass = await self.check_consent(requester, request, decision, entry, at, facts or ([], []))
+        glass = await self.check_consent(requester, request, decision, entry, at, facts.consents or ([], []))
         data = await self.forward(requester, request, holder, entry)
         answer = {
             "exchange": entry.exchange,
@@ -122,18 +139,49 @@ class ExchangePipeline:
             answer["emergency"] = await self.emergency_review(requester, request, decision, entry, glass, at)
         return Delivered(answer)
 
+    async def read(
+        self, principal: Principal, request: ExchangeRequest, decision: Decision, at: datetime
+    ) -> tuple[Facts, Decision]:
+        """One round trip brings what the next steps check, read afresh: the directory's and the rules' versions,
+        the relationship, the holders, and the subject's consents and refusals where the rule asks for consent.
+        Where a version moved since this process last read it (a write on any hub process), what the request was
+        authenticated and decided with is checked again, so the write counts from this exchange on."""
+        directory = self._directory.facts(principal.id, request.subject, request.category)
+        published = self._policies.published()
+        consents = self._consents.for_exchange(request.subject, principal.id) if decision.consent else None
+
+        def read(connection: Connection) -> Facts:
+            return Facts(
+                directory(connection), published(connection), None if consents is None else consents(connection)
+            )
+
+        facts = await self._lane.read(read)
+        self._directory.saw(facts.directory.versions)
+        if facts.directory.versions.principals != principal.as_of:
+            await self._confirm(principal, at)
+        if await self._policies.follow(facts.policy_version):
+            decision = await self._policies.decide(principal.id, request.category, request.purpose)
+            if decision.consent and facts.consents is None:
+                again = self._consents.for_exchange(request.subject, principal.id)
+                facts = facts._replace(consents=await self._lane.read(again))
+        return facts, decision
+
     async def check_purpose(self, request: ExchangeRequest) -> None:
+        """Names are kept until the directory's version moves: a purpose not known here is looked for again after
+        following the version, so one registered on another hub process counts from the next exchange."""
+        if not await self._directory.purpose_exists(request.purpose):
+            await self._directory.follow()
         if not await self._directory.purpose_exists(request.purpose):
             raise errors.UnknownPurpose(f"purpose {request.purpose!r} is not registered")
 
-    async def check_relationship(self, requester: str, request: ExchangeRequest, at: datetime) -> None:
-        if await self._directory.relationship(requester, request.subject, at) is None:
+    def check_relationship(self, requester: str, facts: Facts, at: datetime) -> None:
+        if capacity_in_force(facts.directory.relationship, at) is None:
             raise errors.NoRelationship(f"{requester!r} has no current relationship with this subject")
 
-    async def find_holder(self, request: ExchangeRequest, at: datetime) -> AgencyEntry:
+    async def find_holder(self, request: ExchangeRequest, facts: Facts, at: datetime) -> AgencyEntry:
         if not await self._directory.category_exists(request.category):
             raise errors.UnknownCategory(f"category {request.category!r} is not registered")
-        holders = await self._directory.holders(request.subject, request.category, at)
+        holders = holders_in_force(facts.directory.holding, at)
         if not holders:
             raise errors.NoHolder(f"no active agency holds {request.category!r} for this subject")
         return holders[0]

@@ -12,7 +12,7 @@ from broker.http.replies import json_body, reply
 
 async def exchange(request: web.Request) -> web.Response:
     hub, entry = request.app[HUB], request[AUDIT]
-    match await hub.pipeline.run(request[PRINCIPAL].id, json_body(request), entry):
+    match await hub.pipeline.run(request[PRINCIPAL], json_body(request), entry):
         case Delivered(answer):
             return reply(answer, 200)
         case PendingReview(answer):

@@ -33,10 +33,11 @@ log = structlog.get_logger("crossroads.http")
 
 # Operations endpoints answer anyone, unsigned and unaudited: they carry no subject's data.
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json", "/metrics"})
-# Where the handler claims the request's nonce itself, with its first write (the exchange pipeline: with the
-# record it reserves before forwarding, or the refusal's final record, or before it opens a review); every other
-# call's nonce is claimed as soon as it is authenticated, before its handler can change anything.
-CLAIMED_BY_HANDLER = frozenset({("POST", "/v1/exchanges")})
+# The exchange path: one read and one write a request. Its handler follows the directory's version with its one
+# read (broker/exchange/pipeline.py), and claims the request's nonce with its first write (the record it reserves
+# before forwarding, the refusal's record, or before it opens a review). Every other call follows the directory
+# as it is authenticated and claims its nonce at once, before its handler can change anything.
+EXCHANGE_PATH = frozenset({("POST", "/v1/exchanges")})
 PROBLEM_JSON = "application/problem+json"
 
 
@@ -100,10 +101,11 @@ async def respond(request: web.Request, handler: Handler) -> web.StreamResponse:
         wire.check_headers(request.raw_headers, hub.config.max_header_bytes)
         async with body_of(request, hub) as body:
             entry.request_digest = digest(body) if isinstance(body, bytes) else "sha-256:" + body.sha256.hex()
+            exchange_path = (request.method, request.path) in EXCHANGE_PATH
             principal = await hub.authenticator.authenticate(
-                request.method, request.raw_path, request.headers, body, entry
+                request.method, request.raw_path, request.headers, body, entry, follow=not exchange_path
             )
-            if (request.method, request.path) not in CLAIMED_BY_HANDLER:
+            if not exchange_path:
                 await hub.audit.claim(entry)
             authenticated = True
             if "Content-Digest" in request.headers:

@@ -19,7 +19,7 @@ from broker.base.store import Lane, create_engine
 from broker.schema.migrations import upgrade
 from directory.models import Relationship
 from directory.references import Declaration, DeclarationInvalid, Stated
-from directory.store import AgencyEntry, DirectoryStore
+from directory.store import AgencyEntry, DirectoryStore, capacity_in_force, holders_in_force
 
 AT = datetime(2026, 11, 22, 12, tzinfo=UTC)
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)
@@ -179,19 +179,28 @@ async def test_capacities_are_registered_names(directory: Directory) -> None:
 # --- the exchange path and the fan-out follow declarations --------------------------------------------------
 
 
-async def test_holders_and_prefetched_reads_follow_declarations(directory: Directory) -> None:
+async def test_holders_and_an_exchanges_read_follow_declarations(directory: Directory) -> None:
     store = directory.store
-    await store.prefetch("employment-office", JAN, "income")
-    assert await store.relationship("employment-office", JAN, AT) is None
-    assert await _ids(store.holders(JAN, "income", AT)) == []
+    lane = Lane(directory.engine)
+
+    async def read(at: datetime) -> tuple[str | None, list[str], int]:
+        facts = await lane.read(store.facts("employment-office", JAN, "income"))
+        holders = [holder.id for holder in holders_in_force(facts.holding, at)]
+        return capacity_in_force(facts.relationship, at), holders, facts.versions.references
+
+    _, _, before = await read(AT)
+    assert await read(AT) == (None, [], before)
+    assert await store.relationship("employment-office", JAN, AT) is None  # now cached
     await store.declare_many(
         [client("employment-office", JAN), holding("family-benefits", JAN)], "employment-office", AT
     )
-    await store.prefetch("employment-office", JAN, "income")
+    capacity, holders, after = await read(AT)
+    assert (capacity, holders) == ("job-seeker", ["family-benefits"]) and after > before  # the version moved
     assert await store.relationship("employment-office", JAN, AT) == "job-seeker"
     assert await _ids(store.holders(JAN, "income", AT)) == ["family-benefits"]
     await store.declare(holding("family-benefits", JAN, until=AT + DAY), "family-benefits", AT + HOUR)
     assert await _ids(store.holders(JAN, "income", AT + DAY)) == []
+    assert (await read(AT + DAY))[1] == []
 
 
 async def test_who_hears_of_a_change_follows_relationships_declared_and_ended(directory: Directory) -> None:

@@ -16,7 +16,16 @@ from broker.base.signing import generate_key, public_key_pem
 from broker.base.store import Lane, create_engine
 from broker.schema.migrations import upgrade
 from directory.keys import KeyRegistration
-from directory.store import AgencyEntry, DirectoryStore, KeyConflict, OperatorEntry, PurposeEntry, key_refusal
+from directory.store import (
+    AgencyEntry,
+    DirectoryStore,
+    KeyConflict,
+    OperatorEntry,
+    PurposeEntry,
+    capacity_in_force,
+    holders_in_force,
+    key_refusal,
+)
 
 AT = datetime(2026, 11, 22, 12, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -277,14 +286,19 @@ async def test_holders_are_the_active_agencies_holding_the_category_then(directo
     assert await _ids(directory.holders("60010100123", "civil-status", AT)) == []
 
 
-async def test_prefetched_reads_answer_as_reading_each(directory: DirectoryStore) -> None:
-    await directory.prefetch("family-benefits", SUBJECT, "income")
-    await directory.prefetch("family-benefits", SUBJECT, "income")  # already read: nothing to do
-    assert await directory.relationship("family-benefits", SUBJECT, AT) == "beneficiary"
-    assert await _ids(directory.holders(SUBJECT, "income", AT - DAY)) == ["family-benefits"]
-    await directory.prefetch("population-register", "60010100123", "civil-status")
-    assert await directory.relationship("population-register", "60010100123", AT) is None
-    assert await _ids(directory.holders("60010100123", "civil-status", AT)) == []
+async def test_an_exchanges_read_answers_as_reading_each(directory: DirectoryStore, database_url: str) -> None:
+    engine = create_engine(database_url)
+    try:
+        for agency, subject, category, at in (
+            ("family-benefits", SUBJECT, "income", AT - DAY),
+            ("family-benefits", SUBJECT, "income", AT),
+            ("population-register", "60010100123", "civil-status", AT),
+        ):
+            facts = await Lane(engine).read(directory.facts(agency, subject, category))
+            assert capacity_in_force(facts.relationship, at) == await directory.relationship(agency, subject, at)
+            assert holders_in_force(facts.holding, at) == await directory.holders(subject, category, at)
+    finally:
+        await engine.dispose()
 
 
 # --- caches following another process's writes -------------------------------------------------------------

@@ -36,6 +36,7 @@ from broker.config import Config
 from broker.hub import open_hub
 from broker.schema.migrations import upgrade
 from broker.server import build_app, server_settings
+from directory.registry import AgencyChange
 from tests import postgres
 from tests.hostile.forge import Signing, send, sign
 
@@ -140,6 +141,26 @@ async def test_a_revocation_counts_on_every_hub_process_from_the_next_request(
     assert b"PRIVATE KEY" not in output
     for port in (other, world.hub.config.port):
         assert (await ask(world, port, tax, body))[:2] == (401, "unknown-key")
+
+
+@pytest.mark.postgres
+async def test_a_suspension_and_a_policy_edit_count_on_every_hub_process_from_the_next_exchange(
+    two_hubs: tuple[DemoWorld, int], session: aiohttp.ClientSession
+) -> None:
+    """The exchange path reads the directory's and the rules' versions with its one read: the other process, which
+    has the key, the agency and the rules in memory, checks them again as soon as another process wrote them."""
+    world, other = two_hubs
+    body = json.dumps(WHITE).encode()
+    family = world.keys["family-benefits"]
+    assert (await ask(world, other, family, body))[:2] == (200, None)
+    await world.hub.registry.update_agency("family-benefits", AgencyChange(status="suspended"))
+    assert (await ask(world, other, family, body))[:2] == (403, "suspended")
+    await world.hub.registry.update_agency("family-benefits", AgencyChange(status="active"))
+    assert (await ask(world, other, family, body))[:2] == (200, None)
+    [rule] = {record.rule_id for record in await world.hub.audit.records(kind="exchange") if record.status == 200}
+    status, _ = await world.client("admin-desk", session).call("DELETE", f"/v1/policies/{rule}", {"reason": "annulled"})
+    assert status == 200
+    assert (await ask(world, other, family, body))[:2] == (403, "black-zone")
 
 
 @pytest.mark.postgres
