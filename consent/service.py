@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from broker.base.store.lane import Unit
+from broker.base.store.plans import Plan
 from consent.matching import Consent, Ending, Refusal
 from consent.store import ConsentStore
 from directory.names import NAME, SUBJECT
@@ -205,7 +205,7 @@ class ConsentService:
     async def history(self, subject: str) -> tuple[list[Consent], list[Refusal]]:
         return await self._store.of_subject(subject)
 
-    def for_exchange(self, subject: str, agency: str) -> Unit[tuple[list[Consent], list[Refusal]]]:
+    def for_exchange(self, subject: str, agency: str) -> Plan[tuple[list[Consent], list[Refusal]]]:
         """What decides whether `agency` may receive the subject's data, as a read the exchange runs afresh in its
         own round trip, never cached."""
         return self._store.for_exchange(subject, agency)

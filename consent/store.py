@@ -6,17 +6,17 @@ on at its next exchange.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Row, bindparam, func, or_, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from broker.base.store import Lane
-from broker.base.store.lane import Unit
+from broker.base.store.plans import Plan, Rows
 from consent.matching import Consent, Ending, Refusal
 from consent.models import ConsentRecord, ConsentWithdrawal, EmergencyUse, RefusalLift, RefusalRecord
 
@@ -114,13 +114,13 @@ class ConsentStore:
         """Every consent and refusal of the subject, oldest first, with their withdrawals and lifts."""
         return await self._read(subject, None)
 
-    def for_exchange(self, subject: str, agency: str) -> Unit[tuple[list[Consent], list[Refusal]]]:
+    def for_exchange(self, subject: str, agency: str) -> Plan[tuple[list[Consent], list[Refusal]]]:
         """The read of the subject's consents that could name `agency` (itself or `*`) and its refusals of
-        `agency`, for the exchange to run in its own round trip (broker/exchange/pipeline.py)."""
+        `agency`, for the exchange to run with its other reads (broker/exchange/pipeline.py)."""
         return _both(subject, agency)
 
     async def _read(self, subject: str, agency: str | None) -> tuple[list[Consent], list[Refusal]]:
-        return await self._lane.read(_both(subject, agency))  # one transaction: one consistent view
+        return await self._lane.read(_both(subject, agency).on)  # one transaction: one consistent view
 
     async def use_emergency(self, agency: str, exchange: str, at: datetime, per_day: int) -> int | None:
         """Count one emergency access of `agency` on `at`'s UTC day: how many it has used that day, this one
@@ -171,15 +171,15 @@ CONSENTS_FOR_AGENCY = CONSENTS.where(or_(ConsentRecord.grantee == bindparam("age
 REFUSALS_OF_AGENCY = REFUSALS.where(RefusalRecord.agency == bindparam("agency"))
 
 
-def _withdrawal(row: Row[Any]) -> Ending | None:
+def _withdrawal(row: Any) -> Ending | None:
     return None if row.withdrawn_at is None else Ending(row.withdrawn_at, row.withdrawn_by, row.withdrawal_channel)
 
 
-def _lift(row: Row[Any]) -> Ending | None:
+def _lift(row: Any) -> Ending | None:
     return None if row.lifted_at is None else Ending(row.lifted_at, row.lifted_by, row.lift_channel)
 
 
-def _consent(record: ConsentRecord | Row[Any], withdrawal: Ending | None) -> Consent:
+def _consent(record: ConsentRecord | Any, withdrawal: Ending | None) -> Consent:
     return Consent(
         id=record.id,
         subject=record.subject,
@@ -200,7 +200,7 @@ def _consent(record: ConsentRecord | Row[Any], withdrawal: Ending | None) -> Con
     )
 
 
-def _refusal(record: RefusalRecord | Row[Any], lift: Ending | None) -> Refusal:
+def _refusal(record: RefusalRecord | Any, lift: Ending | None) -> Refusal:
     return Refusal(
         id=record.id,
         subject=record.subject,
@@ -215,15 +215,13 @@ def _refusal(record: RefusalRecord | Row[Any], lift: Ending | None) -> Refusal:
     )
 
 
-def _both(subject: str, agency: str | None) -> Unit[tuple[list[Consent], list[Refusal]]]:
+def _both(subject: str, agency: str | None) -> Plan[tuple[list[Consent], list[Refusal]]]:
     """The subject's consents and refusals (those that could concern `agency`, when one is named)."""
+    consents, refusals = (CONSENTS, REFUSALS) if agency is None else (CONSENTS_FOR_AGENCY, REFUSALS_OF_AGENCY)
+    values = {"subject": subject, "agency": agency}
+    return Plan(((consents, values), (refusals, values)), _consents_and_refusals)
 
-    def read(connection: Connection) -> tuple[list[Consent], list[Refusal]]:
-        consents, refusals = (CONSENTS, REFUSALS) if agency is None else (CONSENTS_FOR_AGENCY, REFUSALS_OF_AGENCY)
-        values = {"subject": subject, "agency": agency}
-        return (
-            [_consent(row, _withdrawal(row)) for row in connection.execute(consents, values)],
-            [_refusal(row, _lift(row)) for row in connection.execute(refusals, values)],
-        )
 
-    return read
+def _consents_and_refusals(rows: Sequence[Rows]) -> tuple[list[Consent], list[Refusal]]:
+    consents, refusals = rows
+    return [_consent(row, _withdrawal(row)) for row in consents], [_refusal(row, _lift(row)) for row in refusals]

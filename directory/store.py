@@ -21,7 +21,7 @@ from broker.base.caches import CacheSettings, ReadThrough, VersionWatch
 from broker.base.signing import load_public_key
 from broker.base.store import Lane
 from broker.base.store.batching import Batching
-from broker.base.store.lane import Unit
+from broker.base.store.plans import Plan, Rows
 from directory.declaring import REFERENCES, Declared, Unchanged, Verdict, declare
 from directory.keys import KeyRecord, KeyRegistration, retirement
 from directory.models import (
@@ -255,11 +255,13 @@ class DirectoryStore:
     async def _read_relationships(self, agency: str, subject: str) -> tuple[Period, ...]:
         return await self._lane.read(partial(_relationship_periods, agency=agency, subject=subject))
 
-    def facts(self, agency: str, subject: str, category: str) -> Unit[Facts]:
-        """The read of what an exchange checks in the directory, for it to run with its other reads in one round
-        trip (broker/exchange/pipeline.py): the directory's versions (hand them to `saw`), `agency`'s
-        relationship with `subject`, and who holds `category` for `subject`. Read afresh, never cached."""
-        return partial(_facts, agency=agency, subject=subject, category=category)
+    def facts(self, agency: str, subject: str, category: str) -> Plan[Facts]:
+        """The read of what an exchange checks in the directory, for it to run with its other reads at once
+        (broker/exchange/pipeline.py): the directory's versions (hand them to `saw`), `agency`'s relationship with
+        `subject`, and who holds `category` for `subject`. Read afresh, never cached."""
+        values = {"agency": agency, "subject": subject, "category": category}
+        queries = ((VERSIONS, values), (RELATIONSHIP_PERIODS, values), (HOLDING_PERIODS, values))
+        return Plan(queries, partial(_facts, agency=agency, subject=subject, category=category))
 
     def saw(self, versions: Versions) -> None:
         """Take the versions an exchange read (`facts`): the cached reads one moved are dropped, as `follow` drops
@@ -534,7 +536,12 @@ def _holding(row: Any, holder: str, subject: str, category: str) -> Stated:
 
 
 def _relationship_periods(connection: Connection, agency: str, subject: str) -> tuple[Period, ...]:
-    rows = connection.execute(RELATIONSHIP_PERIODS, {"agency": agency, "subject": subject})
+    return _relationship_periods_of(
+        connection.execute(RELATIONSHIP_PERIODS, {"agency": agency, "subject": subject}).all(), agency, subject
+    )
+
+
+def _relationship_periods_of(rows: Rows, agency: str, subject: str) -> tuple[Period, ...]:
     return tuple(
         Period(stated.declaration.name, stated.declaration)
         for stated in standing(_relationship(row, agency, subject) for row in rows)
@@ -542,7 +549,12 @@ def _relationship_periods(connection: Connection, agency: str, subject: str) -> 
 
 
 def _holding_periods(connection: Connection, subject: str, category: str) -> tuple[Period, ...]:
-    rows = connection.execute(HOLDING_PERIODS, {"subject": subject, "category": category}).all()
+    return _holding_periods_of(
+        connection.execute(HOLDING_PERIODS, {"subject": subject, "category": category}).all(), subject, category
+    )
+
+
+def _holding_periods_of(rows: Rows, subject: str, category: str) -> tuple[Period, ...]:
     holders = {row.id: AgencyEntry(row.id, row.name, row.adapter_url, row.status) for row in rows}
     return tuple(
         Period(holders[stated.declaration.owner], stated.declaration)
@@ -576,15 +588,20 @@ class Facts(NamedTuple):
 
 
 def _versions(connection: Connection) -> Versions:
-    moved = dict(connection.execute(VERSIONS).all())
+    return _versions_of(connection.execute(VERSIONS).all())
+
+
+def _versions_of(rows: Rows) -> Versions:
+    moved = dict(rows)
     return Versions(moved.get(PRINCIPALS, 0), moved.get(REFERENCES, 0))
 
 
-def _facts(connection: Connection, agency: str, subject: str, category: str) -> Facts:
+def _facts(rows: Sequence[Rows], agency: str, subject: str, category: str) -> Facts:
+    versions, relationship, holding = rows
     return Facts(
-        _versions(connection),
-        _relationship_periods(connection, agency, subject),
-        _holding_periods(connection, subject, category),
+        _versions_of(versions),
+        _relationship_periods_of(relationship, agency, subject),
+        _holding_periods_of(holding, subject, category),
     )
 
 

@@ -23,7 +23,7 @@ from cachetools import LRUCache
 from casbin.persist.adapter import Adapter, load_policy_line
 
 from broker.base.caches import CacheSettings, ReadThrough
-from broker.base.store.lane import Unit
+from broker.base.store.plans import Plan
 from policies.changes import STRICT, Change, Pending, Question, dry_run
 from policies.rules import (
     GROUND_NOT_RECORDED,
@@ -43,13 +43,13 @@ from policies.rules import (
     unique_groups,
 )
 from policies.store import (
+    PUBLISHED,
     Approval,
     ChangeNotPending,
     PolicyConflict,
     PolicyStore,
     Proposal,
     RuleSet,
-    published_version,
 )
 
 Exists = Callable[[str], Awaitable[bool]]
@@ -184,9 +184,9 @@ class PolicyService:
     def version(self) -> int:
         return 0 if self._policy is None else self._policy.version
 
-    def published(self) -> Unit[int]:
+    def published(self) -> Plan[int]:
         """The read of the published version, for an exchange to run with its other reads (hand it to `follow`)."""
-        return published_version
+        return PUBLISHED
 
     async def follow(self, version: int) -> bool:
         """Take the published version an exchange read with its other reads: load the rule set if it is newer than

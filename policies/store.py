@@ -6,10 +6,11 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from broker.base.store.plans import Plan
 from policies.changes import STRICT, Change
 from policies.models import PolicyApprovals, PolicyChange, PolicyGroup, PolicyRule, PolicyVersion, RuleProposal
 from policies.rules import Rule, stored_rule
@@ -59,9 +60,8 @@ class RuleSet:
 VERSION = select(func.max(PolicyVersion.version))
 
 
-def published_version(connection: Connection) -> int:
-    """The published version (0 before any), read with other reads in one transaction (an exchange's)."""
-    return connection.scalar(VERSION) or 0
+# The published version (0 before any), read with other reads (an exchange's).
+PUBLISHED: Plan[int] = Plan(((VERSION, {}),), lambda rows: rows[0][0][0] or 0)
 
 
 class PolicyStore:

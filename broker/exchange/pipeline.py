@@ -25,11 +25,10 @@ from datetime import UTC, datetime
 from time import perf_counter
 from typing import Any, NamedTuple
 
-from sqlalchemy import Connection
-
 from broker.audit.log import AuditEntry, AuditLog
 from broker.base import errors
 from broker.base.store import Lane
+from broker.base.store.plans import NOTHING
 from broker.exchange.authentication import Principal
 from broker.exchange.forwarding import HolderClient
 from broker.exchange.gates import (
@@ -147,23 +146,16 @@ class ExchangePipeline:
         Where a version moved since this process last read it (a write on any hub process), what the request was
         authenticated and decided with is checked again, so the write counts from this exchange on."""
         directory = self._directory.facts(principal.id, request.subject, request.category)
-        published = self._policies.published()
-        consents = self._consents.for_exchange(request.subject, principal.id) if decision.consent else None
-
-        def read(connection: Connection) -> Facts:
-            return Facts(
-                directory(connection), published(connection), None if consents is None else consents(connection)
-            )
-
-        facts = await self._lane.read(read)
+        consents = self._consents.for_exchange(request.subject, principal.id) if decision.consent else NOTHING
+        facts = Facts(*await self._lane.plans([directory, self._policies.published(), consents]))
         self._directory.saw(facts.directory.versions)
         if facts.directory.versions.principals != principal.as_of:
             await self._confirm(principal, at)
         if await self._policies.follow(facts.policy_version):
             decision = await self._policies.decide(principal.id, request.category, request.purpose)
             if decision.consent and facts.consents is None:
-                again = self._consents.for_exchange(request.subject, principal.id)
-                facts = facts._replace(consents=await self._lane.read(again))
+                [consents] = await self._lane.plans([self._consents.for_exchange(request.subject, principal.id)])
+                facts = facts._replace(consents=consents)
         return facts, decision
 
     async def check_purpose(self, request: ExchangeRequest) -> None:

@@ -184,7 +184,7 @@ async def test_holders_and_an_exchanges_read_follow_declarations(directory: Dire
     lane = Lane(directory.engine)
 
     async def read(at: datetime) -> tuple[str | None, list[str], int]:
-        facts = await lane.read(store.facts("employment-office", JAN, "income"))
+        [facts] = await lane.plans([store.facts("employment-office", JAN, "income")])
         holders = [holder.id for holder in holders_in_force(facts.holding, at)]
         return capacity_in_force(facts.relationship, at), holders, facts.versions.references
 

@@ -294,7 +294,7 @@ async def test_an_exchanges_read_answers_as_reading_each(directory: DirectorySto
             ("family-benefits", SUBJECT, "income", AT),
             ("population-register", "60010100123", "civil-status", AT),
         ):
-            facts = await Lane(engine).read(directory.facts(agency, subject, category))
+            [facts] = await Lane(engine).plans([directory.facts(agency, subject, category)])
             assert capacity_in_force(facts.relationship, at) == await directory.relationship(agency, subject, at)
             assert holders_in_force(facts.holding, at) == await directory.holders(subject, category, at)
     finally:

@@ -13,6 +13,12 @@ point read. A unit here is a plain function of a synchronous SQLAlchemy Core con
   round trip, with no ORM session around it.
 
 Either way the statements, column types and dialect are SQLAlchemy's, the same as the rest of the store uses.
+
+Read plans (broker/base/store/plans.py), what an exchange reads, run on the bare drivers: on SQLite `sqlite3` on the
+lane's thread, one hand-off for the whole read; on PostgreSQL asyncpg from a pool of the lane's own, on the event
+loop, one round trip a statement (each reads what was committed when it began, as a Core read does at PostgreSQL's
+read committed; nothing the exchange path reads needs one snapshot for all of them).
+
 Whoever builds an engine builds its one lane and hands it to every store built on it (broker/hub.py is that place
 for the hub); the lane closes when the engine is disposed, or earlier with `close()`.
 """
@@ -20,18 +26,22 @@ for the hub); the lane closes when the engine is disposed, or earlier with `clos
 from __future__ import annotations
 
 import asyncio
+import json
+import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from functools import partial
 from queue import SimpleQueue
 from typing import Any, TypeVar
 
+import asyncpg
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from broker.base.store.engine import sqlite_pragmas
+from broker.base.store.plans import Compiled, Plan, compiled
 
 Result = TypeVar("Result")
 Unit = Callable[[Connection], Result]
@@ -50,6 +60,9 @@ class Lane:
         self._jobs: SimpleQueue[Job | None] = SimpleQueue()
         self._thread: threading.Thread | None = None
         self._sync: Engine | None = None  # SQLite's synchronous engine, made by the lane's thread
+        self._bare: sqlite3.Connection | None = None  # SQLite's connection for plans, made by the lane's thread
+        self._pool: asyncpg.Pool | None = None  # PostgreSQL's connections for plans
+        self._pooling = asyncio.Lock()
         # Its owner disposes the engine and nothing else: the lane's thread and connections go with it.
         event.listen(engine.sync_engine, "engine_disposed", lambda _engine: self.close())
 
@@ -71,6 +84,46 @@ class Lane:
             async with self._engine.begin() as connection:
                 return await connection.run_sync(unit)
         return await self._in_thread(partial(self._write, unit))
+
+    async def plans(self, plans: Sequence[Plan[Any]]) -> list[Any]:
+        """What each plan reads, all of them read together on the bare driver."""
+        queries = [
+            (compiled(statement, self._engine.dialect), values) for plan in plans for statement, values in plan.queries
+        ]
+        if self._threaded:
+            rows = await self._in_thread(partial(self._sqlite_rows, queries))
+        else:
+            async with (await self._asyncpg()).acquire() as connection:
+                rows = [
+                    form.rows(await connection.fetch(form.sql, *form.arguments(values))) for form, values in queries
+                ]
+        answers, start = [], 0
+        for plan in plans:
+            answers.append(plan.decode(rows[start : start + len(plan.queries)]))
+            start += len(plan.queries)
+        return answers
+
+    def _sqlite_rows(self, queries: Sequence[tuple[Compiled, Mapping[str, Any]]]) -> list[list[Any]]:
+        if self._bare is None:
+            self._bare = sqlite3.connect(
+                self._url.database or "", timeout=30, isolation_level=None, check_same_thread=False
+            )
+            sqlite_pragmas(self._bare, None)
+        connection = self._bare
+        connection.execute("BEGIN")  # one consistent view
+        try:
+            return [
+                form.rows(connection.execute(form.sql, form.arguments(values)).fetchall()) for form, values in queries
+            ]
+        finally:
+            connection.execute("ROLLBACK")
+
+    async def _asyncpg(self) -> asyncpg.Pool:
+        async with self._pooling:
+            if self._pool is None:
+                url = self._url.set(drivername="postgresql").render_as_string(hide_password=False)
+                self._pool = await asyncpg.create_pool(url, min_size=1, max_size=10, init=_json_codecs)
+            return self._pool
 
     async def _in_thread(self, call: Callable[[], Result]) -> Result:
         if self._thread is None:
@@ -116,6 +169,15 @@ class Lane:
             self._thread = None
         if self._sync is not None:
             self._sync.dispose()
+        if self._pool is not None:
+            self._pool.terminate()
+            self._pool = None
+
+
+async def _json_codecs(connection: asyncpg.Connection) -> None:
+    """JSON columns read as Core reads them: decoded (SQLAlchemy sets the same codecs on its connections)."""
+    for name in ("json", "jsonb"):
+        await connection.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
 def _settle(done: asyncio.Future[Any], outcome: Any, failure: BaseException | None) -> None:
