@@ -6,11 +6,12 @@ stored."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from broker.audit.log import AuditEntry, AuditLog, AuditRecord
 from broker.audit.nonces import NonceUse, SeenNonce, first_uses
@@ -50,48 +51,51 @@ async def _recorded(audit: AuditLog, key_id: str, nonce: str) -> str:
     return "new"
 
 
-async def test_concurrent_claims_share_transactions_and_replays_are_caught(database_url: str) -> None:
+@pytest.fixture
+async def store(database_url: str) -> AsyncIterator[tuple[AuditLog, async_sessionmaker[AsyncSession]]]:
+    """An audit log on a migrated store, with its sessions to count what was written."""
     engine = create_engine(database_url)
     await upgrade(engine)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
-    audit = AuditLog(sessions, Lane(engine), batch_max=16)
     try:
-        async with audit.writing():
-            # 64 requests at once, every nonce sent twice (the copies land in the same batch or in a later one).
-            calls = [_claimed(audit, "agency-1", f"n{n % 32}") for n in range(64)]
-            outcomes = await asyncio.gather(*calls)
-            assert outcomes.count("new") == 32 and outcomes.count("replay") == 32
-            assert await _claimed(audit, "agency-1", "n0") == "replay"  # stored: a later batch sees it
-            assert await _claimed(audit, "agency-2", "n0") == "new"  # nonces are per key id
-            assert audit.batches < 34  # fewer transactions than requests: concurrent ones shared them
-        async with sessions() as session:
-            stored = await session.scalar(select(func.count()).select_from(SeenNonce))
-        assert stored == 33  # each request had its nonce stored before it was answered
-        with pytest.raises(StoreUnavailable):  # the writer is closed: nothing goes on unrecorded
-            await audit.claim(_entry("agency-1", "late"))
+        yield AuditLog(sessions, Lane(engine), batch_max=16), sessions
     finally:
         await engine.dispose()
 
 
-async def test_a_record_and_its_nonce_are_written_together(database_url: str) -> None:
+async def test_concurrent_claims_share_transactions_and_replays_are_caught(
+    store: tuple[AuditLog, async_sessionmaker[AsyncSession]],
+) -> None:
+    audit, sessions = store
+    async with audit.writing():
+        # 64 requests at once, every nonce sent twice (the copies land in the same batch or in a later one).
+        outcomes = await asyncio.gather(*(_claimed(audit, "agency-1", f"n{n % 32}") for n in range(64)))
+        assert outcomes.count("new") == 32 and outcomes.count("replay") == 32
+        assert await _claimed(audit, "agency-1", "n0") == "replay"  # stored: a later batch sees it
+        assert await _claimed(audit, "agency-2", "n0") == "new"  # nonces are per key id
+        assert audit.batches < 34  # fewer transactions than requests: concurrent ones shared them
+    async with sessions() as session:
+        stored = await session.scalar(select(func.count()).select_from(SeenNonce))
+    assert stored == 33  # each request had its nonce stored before it was answered
+    with pytest.raises(StoreUnavailable):  # the writer is closed: nothing goes on unrecorded
+        await audit.claim(_entry("agency-1", "late"))
+
+
+async def test_a_record_and_its_nonce_are_written_together(
+    store: tuple[AuditLog, async_sessionmaker[AsyncSession]],
+) -> None:
     """A record written with its request's nonce (an exchange's reservation or its refusal) claims it in the same
     transaction: of two records with one nonce, in one batch or in two, only the first is written."""
-    engine = create_engine(database_url)
-    await upgrade(engine)
-    sessions = async_sessionmaker(engine, expire_on_commit=False)
-    audit = AuditLog(sessions, Lane(engine), batch_max=16)
-    try:
-        async with audit.writing():
-            outcomes = await asyncio.gather(*(_recorded(audit, "agency-1", f"n{n % 8}") for n in range(16)))
-            assert outcomes.count("new") == 8 and outcomes.count("replay") == 8
-            assert await _recorded(audit, "agency-1", "n3") == "replay"
-            assert await _claimed(audit, "agency-1", "n5") == "replay"  # a nonce claimed with a record, alone
-            batches = audit.batches
-            assert await _recorded(audit, "agency-1", "n99") == "new"
-            assert audit.batches == batches + 1  # the nonce and the record in one transaction
-        async with sessions() as session:
-            records = await session.scalar(select(func.count()).select_from(AuditRecord))
-            stored = await session.scalar(select(func.count()).select_from(SeenNonce))
-        assert records == stored == 9  # a replayed record wrote nothing, not even its nonce
-    finally:
-        await engine.dispose()
+    audit, sessions = store
+    async with audit.writing():
+        outcomes = await asyncio.gather(*(_recorded(audit, "agency-1", f"n{n % 8}") for n in range(16)))
+        assert outcomes.count("new") == 8 and outcomes.count("replay") == 8
+        assert await _recorded(audit, "agency-1", "n3") == "replay"
+        assert await _claimed(audit, "agency-1", "n5") == "replay"  # a nonce claimed with a record, alone
+        batches = audit.batches
+        assert await _recorded(audit, "agency-1", "n99") == "new"
+        assert audit.batches == batches + 1  # the nonce and the record in one transaction
+    async with sessions() as session:
+        records = await session.scalar(select(func.count()).select_from(AuditRecord))
+        stored = await session.scalar(select(func.count()).select_from(SeenNonce))
+    assert records == stored == 9  # a replayed record wrote nothing, not even its nonce
