@@ -175,9 +175,9 @@ class DirectoryStore:
         return await self._keys.get(key_id, partial(self._read_key, key_id))
 
     async def answering_key(self, key_id: str) -> KeyEntry | None:
-        """The key a holder signed its answer with, within a request whose authentication has just followed the
-        directory version (`key`): the same view of the directory, without reading the version again."""
-        return await self._keys.get(key_id, partial(self._read_key, key_id))
+        """The key a holder signed its answer with, within a request that has just read the directory's version
+        (its authentication, or an exchange's read): the same view of the directory, without reading it again."""
+        return await self.key(key_id, follow=False)
 
     async def follow(self) -> None:
         """Drop the cached reads when the directory version moved (a write by any hub process); the version is

@@ -8,9 +8,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from sqlalchemy import JSON, Boolean, Column, Integer, MetaData, String, Table, bindparam, insert, select
 
-from broker.base.store import Lane, UTCDateTime, create_engine
+from broker.base.store import Lane, StoreUnavailable, UTCDateTime, create_engine
 from broker.base.store.plans import NOTHING, Plan, Rows
 
 METADATA = MetaData()
@@ -67,5 +68,9 @@ async def test_a_plan_reads_the_same_on_the_bare_driver_as_on_core(database_url:
         assert bare[0][0][2].tzinfo is not None  # read back timezone-aware
         assert bare[2] == [(3, ["shared"])]
         assert await lane.plans([]) == []
+        async with engine.begin() as connection:
+            await connection.run_sync(METADATA.drop_all)
+        with pytest.raises(StoreUnavailable):  # the hub answers 503, as for any store it cannot read
+            await lane.plans([things])
     finally:
         await engine.dispose()

@@ -40,7 +40,7 @@ from sqlalchemy import Connection, Engine, event
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from broker.base.store.engine import sqlite_pragmas
+from broker.base.store.engine import StoreUnavailable, sqlite_pragmas
 from broker.base.store.plans import Compiled, Plan, compiled
 
 Result = TypeVar("Result")
@@ -86,17 +86,21 @@ class Lane:
         return await self._in_thread(partial(self._write, unit))
 
     async def plans(self, plans: Sequence[Plan[Any]]) -> list[Any]:
-        """What each plan reads, all of them read together on the bare driver."""
+        """What each plan reads, all of them read together on the bare driver; StoreUnavailable when the store
+        cannot be read (the driver's error is its cause)."""
         queries = [
             (compiled(statement, self._engine.dialect), values) for plan in plans for statement, values in plan.queries
         ]
-        if self._threaded:
-            rows = await self._in_thread(partial(self._sqlite_rows, queries))
-        else:
-            async with (await self._asyncpg()).acquire() as connection:
-                rows = [
-                    form.rows(await connection.fetch(form.sql, *form.arguments(values))) for form, values in queries
-                ]
+        try:
+            if self._threaded:
+                rows = await self._in_thread(partial(self._sqlite_rows, queries))
+            else:
+                async with (await self._asyncpg()).acquire() as connection:
+                    rows = [
+                        form.rows(await connection.fetch(form.sql, *form.arguments(values))) for form, values in queries
+                    ]
+        except (sqlite3.Error, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
+            raise StoreUnavailable(f"the store cannot be read ({type(error).__name__})") from error
         answers, start = [], 0
         for plan in plans:
             answers.append(plan.decode(rows[start : start + len(plan.queries)]))
