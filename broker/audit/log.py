@@ -4,8 +4,9 @@
 Writing. A record is committed before its answer leaves the hub ("no audit, no data"). An exchange about
 to be forwarded is recorded first with outcome `forwarding` (`reserve`) and completed once the holder has
 answered (`commit`), so a log that cannot be written stops the exchange before anything reaches a holder.
-Writes go through group commit (broker/base/store/group_commit.py): the records of concurrent requests share one
-transaction, and each request waits for its own batch; a failed batch fails every request in it (503). A
+Writes go through group commit (broker/base/store/group_commit.py): the records of concurrent requests, and the
+nonces they claim (broker/audit/nonces.py), share one transaction on the bare driver (broker/base/store/bare.py),
+and each request waits for its own batch; a failed batch fails every request in it (503). A
 completion never fails for want of room: the store keeps room for the completions of the exchanges in flight,
 and an exchange is forwarded only while that room is kept (broker/audit/reserve.py).
 
@@ -60,6 +61,7 @@ from broker.audit.reserve import Reserve, store_full
 from broker.base import errors
 from broker.base.signing import SigningKey
 from broker.base.store import Base, Lane, StoreUnavailable
+from broker.base.store.bare import DRIVER_ERRORS, Bare
 from broker.base.store.group_commit import GroupCommit, WriterClosed
 from policies.changes import Pending, Question
 
@@ -125,10 +127,12 @@ COLUMNS = tuple(column.name for column in RECORDS.columns if column.name != "lea
 # What the steps after forwarding fill in: a record completed with only these changed since its reservation is
 # completed by setting only them (the other columns' eight indexes are then left alone: 150 -> 60 us on SQLite).
 COMPLETED = ("outcome", "status", "reason", "review_id", "latency_ms", "response_digest")
-# The writer's statements: new records, returning their seq; reserved records completed unless closed meanwhile
-# (wholly, or the completed columns only); which of those were closed as abandoned.
-INSERT = insert(RECORDS).returning(RECORDS.c.seq, sort_by_parameter_order=True)
+# The writer's statements, run on the bare drivers one row at a time: a new record, returning its seq; a reserved
+# record completed unless closed meanwhile (wholly, or the completed columns only); whether it was closed as abandoned.
+STORED = tuple(column.name for column in RECORDS.columns if column.name not in ("seq", "position", "prev_hash", "hash"))
+INSERT = insert(RECORDS).values({name: bindparam(name) for name in STORED}).returning(RECORDS.c.seq)
 COMPLETE = update(RECORDS).where(RECORDS.c.seq == bindparam("reserved_seq"), RECORDS.c.outcome == "forwarding")
+COMPLETE_WHOLE = COMPLETE.values({name: bindparam(name) for name in STORED})
 COMPLETE_ONLY_COMPLETED = COMPLETE.values({name: bindparam(name) for name in COMPLETED})
 CHAINED = (*chain.CHAIN_FIELDS, *chain.COVERED_WHEN_SET, "prev_hash", "hash")  # what verifying a record reads
 LINKED = {
@@ -138,9 +142,7 @@ LINKED = {
     .limit(bindparam("batch"))
     for names in (COLUMNS, CHAINED)
 }
-ABANDONED = select(RECORDS.c.seq).where(
-    RECORDS.c.seq.in_(bindparam("seqs", expanding=True)), RECORDS.c.outcome == "abandoned"
-)
+ABANDONED = select(RECORDS.c.seq).where(RECORDS.c.seq == bindparam("seq"), RECORDS.c.outcome == "abandoned")
 
 
 @dataclass
@@ -320,15 +322,14 @@ class AuditLog:
     async def _submit(self, item: AuditEntry | NonceUse) -> None:
         try:
             await self._writer.submit(item)
-        except (SQLAlchemyError, WriterClosed) as error:
+        except (SQLAlchemyError, *DRIVER_ERRORS, WriterClosed) as error:
             raise StoreUnavailable("audit log not writable") from error
 
     async def _write(self, items: Sequence[AuditEntry | NonceUse]) -> list[Exception | None]:
-        """One batch in one transaction, in at most four statements: the nonces claimed (an entry whose nonce was
-        claimed before is a replay, and writes nothing); new records inserted, returning their seq (a reserved
-        record is found again by it); reserved records completed unless they were closed as abandoned, which is
-        looked up only when fewer rows were completed than asked (or the driver does not count the rows of a
-        batch)."""
+        """One batch in one transaction on the bare driver, a statement a row: the nonces claimed (an entry whose
+        nonce was claimed before is a replay, and writes nothing); new records inserted, returning their seq (a
+        reserved record is found again by it); reserved records completed unless they were closed as abandoned,
+        which is looked up only when fewer rows were completed than asked."""
         uses = [item if isinstance(item, NonceUse) else item.claim for item in items]
         claimants = [(item, use) for item, use in zip(items, uses, strict=True) if use is not None]
         entries = [item for item in items if isinstance(item, AuditEntry)]
@@ -339,17 +340,17 @@ class AuditLog:
         inserted: list[dict[str, object]] = []
         complete = partial(_complete, [entry for entry in entries if entry.seq is not None])
 
-        def write(connection: Connection) -> tuple[list[int], set[int]]:
-            claimed = nonces.claim(connection, [use for _, use in claimants]) if claimants else []
+        async def write(bare: Bare) -> tuple[list[int], set[int]]:
+            claimed = await nonces.claim(bare, [use for _, use in claimants]) if claimants else []
             replays.update(id(item) for (item, _), first in zip(claimants, claimed, strict=True) if not first)
             new[:] = [entry for entry in entries if entry.seq is None and id(entry) not in replays]
             inserted[:] = [entry.values() for entry in new]
-            seqs = list(connection.execute(INSERT, inserted).scalars()) if new else []
-            return seqs, complete(connection)
+            seqs = [(await bare.rows(INSERT, values))[0].seq for values in inserted]
+            return seqs, await complete(bare)
 
         try:
-            seqs, abandoned = await self._lane.write(write)
-        except SQLAlchemyError as error:
+            seqs, abandoned = await self._lane.transact(write)
+        except DRIVER_ERRORS as error:
             if all(isinstance(item, NonceUse) or item.seq is None for item in items) or not store_full(error):
                 raise
             # The store is full: the new records and claims fail (none was forwarded) and the completions of
@@ -561,21 +562,17 @@ class AuditLog:
         return await asyncio.to_thread(verifier.finish)
 
 
-def _complete(entries: Sequence[AuditEntry], connection: Connection) -> set[int]:
+async def _complete(entries: Sequence[AuditEntry], bare: Bare) -> set[int]:
     """Complete the reserved records of `entries` (wholly, or their completed columns only); the seqs of those
     found closed as abandoned."""
-    narrow: list[dict[str, object]] = []
-    whole: list[dict[str, object]] = []
+    completed = 0
     for entry in entries:
         only_completed, values = entry.completion()
-        (narrow if only_completed else whole).append({"reserved_seq": entry.seq, **values})
-    completed = 0
-    for statement, rows in ((COMPLETE_ONLY_COMPLETED, narrow), (COMPLETE, whole)):
-        if rows:
-            completed += connection.execute(statement, rows).rowcount
-    if completed == len(entries) and connection.dialect.supports_sane_multi_rowcount:
+        statement = COMPLETE_ONLY_COMPLETED if only_completed else COMPLETE_WHOLE
+        completed += await bare.count(statement, {"reserved_seq": entry.seq, **values})
+    if completed == len(entries):
         return set()
-    return set(connection.scalars(ABANDONED, {"seqs": [entry.seq for entry in entries]}))
+    return {entry.seq for entry in entries if entry.seq is not None and await bare.rows(ABANDONED, {"seq": entry.seq})}
 
 
 def _verdict(

@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, String, delete
+from sqlalchemy import String, bindparam, delete
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Mapped, mapped_column
 
 from broker.base.signing import CREATED_WINDOW_S
 from broker.base.store import Base, Lane
+from broker.base.store.bare import Bare
 
 
 class SeenNonce(Base):
@@ -58,12 +59,12 @@ def first_uses(batch: Sequence[NonceUse]) -> tuple[list[NonceUse], list[bool]]:
     return distinct, first
 
 
-def claim(connection: Connection, uses: Sequence[NonceUse]) -> list[bool]:
-    """Insert the nonces in one statement that skips pairs already stored and returns those it inserted; per use,
-    whether it was claimed (any other was stored before, or is repeated within `uses`: a replay)."""
+async def claim(bare: Bare, uses: Sequence[NonceUse]) -> list[bool]:
+    """Insert the nonces, skipping pairs already stored; per use, whether it was claimed (any other was stored
+    before, or is repeated within `uses`: a replay)."""
     distinct, first = first_uses(uses)
-    inserting = INSERT_NEW[connection.dialect.name]
-    inserted = {(row.key_id, row.nonce) for row in connection.execute(inserting, [vars(use) for use in distinct])}
+    statement = CLAIM[bare.dialect]
+    inserted = {(use.key_id, use.nonce) for use in distinct if await bare.rows(statement, vars(use))}
     return [is_first and (use.key_id, use.nonce) in inserted for use, is_first in zip(uses, first, strict=True)]
 
 
@@ -74,9 +75,12 @@ async def prune(lane: Lane, now: datetime) -> int:
     return int(deleted.rowcount or 0)
 
 
-# INSERT ... ON CONFLICT DO NOTHING RETURNING the pairs inserted (SQLite and PostgreSQL both have it), built once
-# per dialect; a batch's rows go in as one multi-row statement (SQLAlchemy's "insertmanyvalues").
-INSERT_NEW = {
-    name: insert(NONCES).on_conflict_do_nothing().returning(NONCES.c.key_id, NONCES.c.nonce)
+# INSERT ... ON CONFLICT DO NOTHING RETURNING the pair when it was inserted (SQLite and PostgreSQL both have it),
+# built once per dialect.
+CLAIM = {
+    name: insert(NONCES)
+    .values({column: bindparam(column) for column in ("key_id", "nonce", "seen_at")})
+    .on_conflict_do_nothing()
+    .returning(NONCES.c.key_id)
     for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
 }

@@ -39,16 +39,15 @@ import asyncio
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable
 from functools import partial
 from typing import TypeVar
 
 import structlog
-from sqlalchemy import Connection, LargeBinary, delete, func, insert, select, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import Connection, LargeBinary, bindparam, delete, func, insert, select, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from broker.base.store import Base, Lane
+from broker.base.store.bare import DRIVER_ERRORS, Bare, BareUnit
 
 log = structlog.get_logger("crossroads.audit")
 
@@ -112,17 +111,18 @@ class Reserve:
         connection.execute(delete(BALLAST).where(BALLAST.c.id.in_(oldest.scalar_subquery())))
         return self.rows
 
-    async def spend(self, unit: Callable[[Connection], Result]) -> Result:
-        """What `unit` (completions the full store refused) returns, written on room the reserve gives back."""
+    async def spend(self, unit: BareUnit[Result]) -> Result:
+        """What `unit` (completions the full store refused, on the bare driver) returns, written on room the reserve
+        gives back."""
         if self._lane.dialect == "postgresql":
             await self._lane.write(lambda connection: connection.execute(text("TRUNCATE audit_reserve")))
             self.held = 0
-            return await self._lane.write(unit)
+            return await self._lane.transact(unit)
         rows = 1
         while True:
             try:
-                result = await self._lane.write(partial(_released, rows, unit))
-            except SQLAlchemyError as error:
+                result = await self._lane.transact(partial(_released, rows, unit))
+            except DRIVER_ERRORS as error:
                 if not store_full(error) or rows >= self.rows:
                     raise
                 rows *= 2
@@ -132,8 +132,13 @@ class Reserve:
             return result
 
 
-def _released(rows: int, unit: Callable[[Connection], Result], connection: Connection) -> Result:
+# The `rows` oldest ballast rows given back
+RELEASE = delete(BALLAST).where(
+    BALLAST.c.id.in_(select(BALLAST.c.id).order_by(BALLAST.c.id).limit(bindparam("rows")).scalar_subquery())
+)
+
+
+async def _released(rows: int, unit: BareUnit[Result], bare: Bare) -> Result:
     """`unit` run after giving back the `rows` oldest ballast rows, in the same transaction."""
-    oldest = select(BALLAST.c.id).order_by(BALLAST.c.id).limit(rows)
-    connection.execute(delete(BALLAST).where(BALLAST.c.id.in_(oldest.scalar_subquery())))
-    return unit(connection)
+    await bare.count(RELEASE, {"rows": rows})
+    return await unit(bare)

@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from sqlalchemy import Connection, func, select
+from sqlalchemy import func, select
 
 from adapters.client import NO_RETRY, HubClient, HubProblem
 from adapters.examples.demo_agencies import PIETER
@@ -21,6 +21,7 @@ from adapters.server import RecordRequest
 from broker.audit.log import AuditEntry, AuditLog
 from broker.audit.reserve import BALLAST, ROW_BYTES, Reserve
 from broker.base.store import Lane, StoreUnavailable, create_engine
+from broker.base.store.bare import Bare
 from broker.cli.demo import HUB_KEY_ID, DemoWorld
 from broker.schema.migrations import upgrade
 from tests.agencies import add_holder
@@ -106,8 +107,9 @@ async def test_the_reserve_gives_its_room_back_within_the_completions_transactio
         reserve = Reserve(Lane(engine), 4 * ROW_BYTES)
         assert await reserve.refill() and reserve.held == 4
 
-        def completions(connection: Connection) -> int:
-            return int(connection.scalar(select(func.count()).select_from(BALLAST)) or 0)
+        async def completions(bare: Bare) -> int:
+            [(held,)] = await bare.rows(select(func.count()).select_from(BALLAST), {})
+            return int(held)
 
         left = await reserve.spend(completions)
         assert left == reserve.held == (0 if engine.dialect.name == "postgresql" else 3)

@@ -14,10 +14,10 @@ point read. A unit here is a plain function of a synchronous SQLAlchemy Core con
 
 Either way the statements, column types and dialect are SQLAlchemy's, the same as the rest of the store uses.
 
-Read plans (broker/base/store/plans.py), what an exchange reads, run on the bare drivers: on SQLite `sqlite3` on the
-lane's thread, one hand-off for the whole read; on PostgreSQL asyncpg from a pool of the lane's own, on the event
-loop, one round trip a statement (each reads what was committed when it began, as a Core read does at PostgreSQL's
-read committed; nothing the exchange path reads needs one snapshot for all of them).
+The exchange path's read plans (broker/base/store/plans.py) and the audit writer's transactions run on the bare
+drivers (broker/base/store/bare.py): on SQLite `sqlite3` on the lane's thread, one hand-off a unit; on PostgreSQL
+asyncpg on the event loop, one round trip a statement (a read's statements each see what was committed when it
+began, as Core's do at PostgreSQL's read committed: nothing the exchange path reads needs one snapshot).
 
 Whoever builds an engine builds its one lane and hands it to every store built on it (broker/hub.py is that place
 for the hub); the lane closes when the engine is disposed, or earlier with `close()`.
@@ -26,22 +26,22 @@ for the hub); the lane closes when the engine is disposed, or earlier with `clos
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from functools import partial
 from queue import SimpleQueue
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import asyncpg
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from broker.base.store.bare import DRIVER_ERRORS, AsyncpgBare, Bare, BareUnit, SQLiteBare, finished
 from broker.base.store.engine import StoreUnavailable, sqlite_pragmas
-from broker.base.store.plans import Compiled, Plan, compiled
+from broker.base.store.plans import Plan
 
 Result = TypeVar("Result")
 Unit = Callable[[Connection], Result]
@@ -60,9 +60,6 @@ class Lane:
         self._jobs: SimpleQueue[Job | None] = SimpleQueue()
         self._thread: threading.Thread | None = None
         self._sync: Engine | None = None  # SQLite's synchronous engine, made by the lane's thread
-        self._bare: sqlite3.Connection | None = None  # SQLite's connection for plans, made by the lane's thread
-        self._pool: asyncpg.Pool | None = None  # PostgreSQL's connections for plans
-        self._pooling = asyncio.Lock()
         # Its owner disposes the engine and nothing else: the lane's thread and connections go with it.
         event.listen(engine.sync_engine, "engine_disposed", lambda _engine: self.close())
 
@@ -88,18 +85,9 @@ class Lane:
     async def plans(self, plans: Sequence[Plan[Any]]) -> list[Any]:
         """What each plan reads, all of them read together on the bare driver; StoreUnavailable when the store
         cannot be read (the driver's error is its cause)."""
-        queries = [
-            (compiled(statement, self._engine.dialect), values) for plan in plans for statement, values in plan.queries
-        ]
         try:
-            if self._threaded:
-                rows = await self._in_thread(partial(self._sqlite_rows, queries))
-            else:
-                async with (await self._asyncpg()).acquire() as connection:
-                    rows = [
-                        form.rows(await connection.fetch(form.sql, *form.arguments(values))) for form, values in queries
-                    ]
-        except (sqlite3.Error, asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
+            rows = await self._bare(partial(_plan_rows, plans), write=False)
+        except DRIVER_ERRORS as error:
             raise StoreUnavailable(f"the store cannot be read ({type(error).__name__})") from error
         answers, start = [], 0
         for plan in plans:
@@ -107,27 +95,36 @@ class Lane:
             start += len(plan.queries)
         return answers
 
-    def _sqlite_rows(self, queries: Sequence[tuple[Compiled, Mapping[str, Any]]]) -> list[list[Any]]:
-        if self._bare is None:
-            self._bare = sqlite3.connect(
-                self._url.database or "", timeout=30, isolation_level=None, check_same_thread=False
-            )
-            sqlite_pragmas(self._bare, None)
-        connection = self._bare
-        connection.execute("BEGIN")  # one consistent view
-        try:
-            return [
-                form.rows(connection.execute(form.sql, form.arguments(values)).fetchall()) for form, values in queries
-            ]
-        finally:
-            connection.execute("ROLLBACK")
+    async def transact(self, work: BareUnit[Result]) -> Result:
+        """Run `work` on the bare driver in one transaction, committed when it returns, rolled back when it raises
+        (with the driver's own error: DRIVER_ERRORS)."""
+        return await self._bare(work, write=True)
 
-    async def _asyncpg(self) -> asyncpg.Pool:
-        async with self._pooling:
-            if self._pool is None:
-                url = self._url.set(drivername="postgresql").render_as_string(hide_password=False)
-                self._pool = await asyncpg.create_pool(url, min_size=1, max_size=10, init=_json_codecs)
-            return self._pool
+    async def _bare(self, work: BareUnit[Result], write: bool) -> Result:
+        if self._threaded:
+            return await self._in_thread(partial(self._sqlite_bare, work, "BEGIN IMMEDIATE" if write else "BEGIN"))
+        async with self._engine.connect() as connection:  # the pool's connection, as the pool prepared it
+            driver = cast(asyncpg.Connection, (await connection.get_raw_connection()).driver_connection)
+            if not write:  # read committed, statement by statement: no BEGIN and COMMIT round trips
+                return await work(AsyncpgBare(driver, self._engine.dialect))
+            async with driver.transaction():
+                return await work(AsyncpgBare(driver, self._engine.dialect))
+
+    def _sqlite_bare(self, work: BareUnit[Result], begin: str) -> Result:
+        checked_out = self._sqlite().raw_connection()
+        try:
+            driver = cast(sqlite3.Connection, checked_out.driver_connection)
+            driver.execute(begin)  # a read too: one consistent view
+            try:
+                result = finished(work(SQLiteBare(driver, self._engine.dialect)))
+            except BaseException:
+                if driver.in_transaction:  # SQLite rolls back by itself on some errors (a full store)
+                    driver.execute("ROLLBACK")
+                raise
+            driver.execute("COMMIT")
+            return result
+        finally:
+            checked_out.close()
 
     async def _in_thread(self, call: Callable[[], Result]) -> Result:
         if self._thread is None:
@@ -173,15 +170,10 @@ class Lane:
             self._thread = None
         if self._sync is not None:
             self._sync.dispose()
-        if self._pool is not None:
-            self._pool.terminate()
-            self._pool = None
 
 
-async def _json_codecs(connection: asyncpg.Connection) -> None:
-    """JSON columns read as Core reads them: decoded (SQLAlchemy sets the same codecs on its connections)."""
-    for name in ("json", "jsonb"):
-        await connection.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+async def _plan_rows(plans: Sequence[Plan[Any]], bare: Bare) -> list[list[Any]]:
+    return [await bare.rows(statement, values) for plan in plans for statement, values in plan.queries]
 
 
 def _settle(done: asyncio.Future[Any], outcome: Any, failure: BaseException | None) -> None:

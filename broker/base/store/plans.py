@@ -15,12 +15,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Connection, Select
+from sqlalchemy import Connection, Delete, Insert, Select, Update
 from sqlalchemy.engine import Dialect
 
 Result = TypeVar("Result")
 Rows = Sequence[Any]  # rows with the selected columns as attributes (a Core Row, or a namedtuple)
 Query = Select[*tuple[Any, ...]]
+Statement = Query | Insert | Update | Delete  # what the bare drivers run
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ def _processed(process: Callable[[Any], Any] | None, value: Any) -> Any:
 _COMPILED: dict[tuple[int, str], Compiled] = {}
 
 
-def compiled(statement: Query, dialect: Dialect) -> Compiled:
+def compiled(statement: Statement, dialect: Dialect) -> Compiled:
     """`statement` compiled for `dialect`, once (statements are module constants: kept for the process's life)."""
     key = (id(statement), dialect.name)
     found = _COMPILED.get(key)

@@ -1,0 +1,82 @@
+"""The bare drivers under the exchange path: `sqlite3` and asyncpg, as the engine's pool hands them out.
+
+Statements stay SQLAlchemy's, compiled once per dialect (broker/base/store/plans.py); what is skipped is
+SQLAlchemy's execution machinery around each of them. Connections are checked out of the engine's own pool, so
+everything the pool does to a connection (SQLite's pragmas, a test's fault) holds for them too.
+
+A unit of work on the bare drivers is an async function of a `Bare` connection. On PostgreSQL it awaits asyncpg
+on the event loop; on SQLite the lane's thread runs it to the end at once (`finished`): `SQLiteBare` never waits,
+its statements run when called.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, Protocol, TypeVar
+
+import asyncpg
+from sqlalchemy.engine import Dialect
+
+from broker.base.store.plans import Statement, compiled
+
+Result = TypeVar("Result")
+
+# What the drivers raise when the store cannot be read or written (store_full and the like read their codes).
+DRIVER_ERRORS = (sqlite3.Error, asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
+
+class Bare(Protocol):
+    dialect: str  # the dialect's name: "sqlite" or "postgresql"
+
+    async def rows(self, statement: Statement, values: Mapping[str, Any]) -> list[Any]:
+        """The rows a SELECT, or a statement with RETURNING, gives."""
+        ...
+
+    async def count(self, statement: Statement, values: Mapping[str, Any]) -> int:
+        """How many rows a statement changed."""
+        ...
+
+
+BareUnit = Callable[[Bare], Coroutine[Any, Any, Result]]
+
+
+class SQLiteBare:
+    def __init__(self, driver: sqlite3.Connection, dialect: Dialect) -> None:
+        self._driver = driver
+        self._dialect = dialect
+        self.dialect = dialect.name
+
+    async def rows(self, statement: Statement, values: Mapping[str, Any]) -> list[Any]:
+        form = compiled(statement, self._dialect)
+        return form.rows(self._driver.execute(form.sql, form.arguments(values)).fetchall())
+
+    async def count(self, statement: Statement, values: Mapping[str, Any]) -> int:
+        form = compiled(statement, self._dialect)
+        return self._driver.execute(form.sql, form.arguments(values)).rowcount
+
+
+class AsyncpgBare:
+    def __init__(self, driver: asyncpg.Connection, dialect: Dialect) -> None:
+        self._driver = driver
+        self._dialect = dialect
+        self.dialect = dialect.name
+
+    async def rows(self, statement: Statement, values: Mapping[str, Any]) -> list[Any]:
+        form = compiled(statement, self._dialect)
+        return form.rows(await self._driver.fetch(form.sql, *form.arguments(values)))
+
+    async def count(self, statement: Statement, values: Mapping[str, Any]) -> int:
+        form = compiled(statement, self._dialect)
+        status: str = await self._driver.execute(form.sql, *form.arguments(values))  # e.g. "UPDATE 1"
+        return int(status.rsplit(" ", 1)[-1])
+
+
+def finished(work: Coroutine[Any, Any, Result]) -> Result:
+    """What a unit of work on `SQLiteBare` returns: run to its end at once, as it never waits."""
+    try:
+        work.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    work.close()
+    raise RuntimeError("a unit of work on SQLite waited for something other than its statements")
