@@ -61,7 +61,7 @@ from broker.audit.reserve import Reserve, store_full
 from broker.base import errors
 from broker.base.signing import SigningKey
 from broker.base.store import Base, Lane, StoreUnavailable
-from broker.base.store.bare import DRIVER_ERRORS, Bare
+from broker.base.store.bare import DRIVER_ERRORS, Bare, BareUnit
 from broker.base.store.group_commit import GroupCommit, WriterClosed
 from policies.changes import Pending, Question
 
@@ -127,13 +127,14 @@ COLUMNS = tuple(column.name for column in RECORDS.columns if column.name != "lea
 # What the steps after forwarding fill in: a record completed with only these changed since its reservation is
 # completed by setting only them (the other columns' eight indexes are then left alone: 150 -> 60 us on SQLite).
 COMPLETED = ("outcome", "status", "reason", "review_id", "latency_ms", "response_digest")
-# The writer's statements, run on the bare drivers one row at a time: a new record, returning its seq; a reserved
-# record completed unless closed meanwhile (wholly, or the completed columns only); whether it was closed as abandoned.
+# The writer's statements, each run on the bare driver for all the rows of a batch: a new record, returning its seq;
+# a reserved record completed unless closed meanwhile (wholly, or the completed columns only), returning its seq;
+# whether it was closed as abandoned.
 STORED = tuple(column.name for column in RECORDS.columns if column.name not in ("seq", "position", "prev_hash", "hash"))
 INSERT = insert(RECORDS).values({name: bindparam(name) for name in STORED}).returning(RECORDS.c.seq)
 COMPLETE = update(RECORDS).where(RECORDS.c.seq == bindparam("reserved_seq"), RECORDS.c.outcome == "forwarding")
-COMPLETE_WHOLE = COMPLETE.values({name: bindparam(name) for name in STORED})
-COMPLETE_ONLY_COMPLETED = COMPLETE.values({name: bindparam(name) for name in COMPLETED})
+COMPLETE_WHOLE = COMPLETE.values({name: bindparam(name) for name in STORED}).returning(RECORDS.c.seq)
+COMPLETE_ONLY_COMPLETED = COMPLETE.values({name: bindparam(name) for name in COMPLETED}).returning(RECORDS.c.seq)
 CHAINED = (*chain.CHAIN_FIELDS, *chain.COVERED_WHEN_SET, "prev_hash", "hash")  # what verifying a record reads
 LINKED = {
     names: select(*(RECORDS.c[name] for name in names))
@@ -326,30 +327,14 @@ class AuditLog:
             raise StoreUnavailable("audit log not writable") from error
 
     async def _write(self, items: Sequence[AuditEntry | NonceUse]) -> list[Exception | None]:
-        """One batch in one transaction on the bare driver, a statement a row: the nonces claimed (an entry whose
-        nonce was claimed before is a replay, and writes nothing); new records inserted, returning their seq (a
-        reserved record is found again by it); reserved records completed unless they were closed as abandoned,
-        which is looked up only when fewer rows were completed than asked."""
+        """One batch in one transaction on the bare driver (_batch); what it says of each item."""
         uses = [item if isinstance(item, NonceUse) else item.claim for item in items]
-        claimants = [(item, use) for item, use in zip(items, uses, strict=True) if use is not None]
-        entries = [item for item in items if isinstance(item, AuditEntry)]
-        for entry in entries:
-            entry.claim = None  # claimed by this batch, or refused: never claimed twice
-        replays: set[int] = set()  # the items (by id) whose nonce was claimed before
-        new: list[AuditEntry] = []
-        inserted: list[dict[str, object]] = []
-        complete = partial(_complete, [entry for entry in entries if entry.seq is not None])
-
-        async def write(bare: Bare) -> tuple[list[int], set[int]]:
-            claimed = await nonces.claim(bare, [use for _, use in claimants]) if claimants else []
-            replays.update(id(item) for (item, _), first in zip(claimants, claimed, strict=True) if not first)
-            new[:] = [entry for entry in entries if entry.seq is None and id(entry) not in replays]
-            inserted[:] = [entry.values() for entry in new]
-            seqs = [(await bare.rows(INSERT, values))[0].seq for values in inserted]
-            return seqs, await complete(bare)
-
+        for item in items:
+            if isinstance(item, AuditEntry):
+                item.claim = None  # claimed by this batch, or refused: never claimed twice
+        complete = partial(_complete, [item for item in items if isinstance(item, AuditEntry) and item.seq is not None])
         try:
-            seqs, abandoned = await self._lane.transact(write)
+            batch = await self._lane.transact(partial(_batch, items, uses, complete))
         except DRIVER_ERRORS as error:
             if all(isinstance(item, NonceUse) or item.seq is None for item in items) or not store_full(error):
                 raise
@@ -360,10 +345,10 @@ class AuditLog:
                 _closed(item, abandoned) if isinstance(item, AuditEntry) and item.seq is not None else error
                 for item in items
             ]
-        for entry, seq, values in zip(new, seqs, inserted, strict=True):
+        for entry, seq, values in batch.inserted:
             if entry.outcome == "forwarding":
                 entry.seq, entry.reserved = seq, values
-        return [_verdict(item, use, replays, abandoned) for item, use in zip(items, uses, strict=True)]
+        return [_verdict(item, use, batch.replays, batch.abandoned) for item, use in zip(items, uses, strict=True)]
 
     async def records(self, **filters: str | None) -> list[AuditRecord]:
         query = select(AuditRecord).order_by(AuditRecord.seq)
@@ -562,17 +547,46 @@ class AuditLog:
         return await asyncio.to_thread(verifier.finish)
 
 
+@dataclass(frozen=True)
+class Batch:
+    """What a batch's transaction wrote: the items (by id) whose nonce was claimed before, the new records with the
+    seq and values stored, the reserved records found closed as abandoned (by seq)."""
+
+    replays: set[int]
+    inserted: list[tuple[AuditEntry, int, dict[str, object]]]
+    abandoned: set[int]
+
+
+async def _batch(
+    items: Sequence[AuditEntry | NonceUse],
+    uses: Sequence[NonceUse | None],
+    complete: BareUnit[set[int]],
+    bare: Bare,
+) -> Batch:
+    """A batch's writes, each a statement for all its rows (one round trip on asyncpg): the nonces claimed (an
+    entry whose nonce was claimed before is a replay, and writes nothing); the new records inserted, returning
+    their seq (a reserved record is found again by it); the reserved records completed (`complete`)."""
+    claimants = [(item, use) for item, use in zip(items, uses, strict=True) if use is not None]
+    claimed = await nonces.claim(bare, [use for _, use in claimants])
+    replays = {id(item) for (item, _), first in zip(claimants, claimed, strict=True) if not first}
+    new = [item for item in items if isinstance(item, AuditEntry) and item.seq is None and id(item) not in replays]
+    values = [entry.values() for entry in new]
+    seqs = [row.seq for row in await bare.each(INSERT, values)]
+    return Batch(replays, list(zip(new, seqs, values, strict=True)), await complete(bare))
+
+
 async def _complete(entries: Sequence[AuditEntry], bare: Bare) -> set[int]:
-    """Complete the reserved records of `entries` (wholly, or their completed columns only); the seqs of those
-    found closed as abandoned."""
-    completed = 0
+    """Complete the reserved records of `entries` unless they were closed meanwhile (wholly, or their completed
+    columns only); the seqs of those found closed as abandoned, looked up only for the records not completed."""
+    wholly: list[dict[str, object]] = []
+    partly: list[dict[str, object]] = []
     for entry in entries:
         only_completed, values = entry.completion()
-        statement = COMPLETE_ONLY_COMPLETED if only_completed else COMPLETE_WHOLE
-        completed += await bare.count(statement, {"reserved_seq": entry.seq, **values})
-    if completed == len(entries):
-        return set()
-    return {entry.seq for entry in entries if entry.seq is not None and await bare.rows(ABANDONED, {"seq": entry.seq})}
+        (partly if only_completed else wholly).append({"reserved_seq": entry.seq, **values})
+    completed = {row.seq for row in await bare.each(COMPLETE_ONLY_COMPLETED, partly)}
+    completed |= {row.seq for row in await bare.each(COMPLETE_WHOLE, wholly)}
+    closed = [{"seq": entry.seq} for entry in entries if entry.seq not in completed]
+    return {row.seq for row in await bare.each(ABANDONED, closed)}
 
 
 def _verdict(

@@ -63,8 +63,8 @@ async def claim(bare: Bare, uses: Sequence[NonceUse]) -> list[bool]:
     """Insert the nonces, skipping pairs already stored; per use, whether it was claimed (any other was stored
     before, or is repeated within `uses`: a replay)."""
     distinct, first = first_uses(uses)
-    statement = CLAIM[bare.dialect]
-    inserted = {(use.key_id, use.nonce) for use in distinct if await bare.rows(statement, vars(use))}
+    rows = await bare.each(CLAIM[bare.dialect], [vars(use) for use in distinct])
+    inserted = {(row.key_id, row.nonce) for row in rows}
     return [is_first and (use.key_id, use.nonce) in inserted for use, is_first in zip(uses, first, strict=True)]
 
 
@@ -81,6 +81,6 @@ CLAIM = {
     name: insert(NONCES)
     .values({column: bindparam(column) for column in ("key_id", "nonce", "seen_at")})
     .on_conflict_do_nothing()
-    .returning(NONCES.c.key_id)
+    .returning(NONCES.c.key_id, NONCES.c.nonce)
     for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))
 }
