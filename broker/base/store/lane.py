@@ -17,7 +17,11 @@ Either way the statements, column types and dialect are SQLAlchemy's, the same a
 The exchange path's read plans (broker/base/store/plans.py) and the audit writer's transactions run on the bare
 drivers (broker/base/store/bare.py): on SQLite `sqlite3` on the lane's thread, one hand-off a unit; on PostgreSQL
 asyncpg on the event loop, one round trip a statement (a read's statements each see what was committed when it
-began, as Core's do at PostgreSQL's read committed: nothing the exchange path reads needs one snapshot).
+began, as Core's do at PostgreSQL's read committed: nothing the exchange path reads needs one snapshot). At most
+BARE_CONNECTIONS such units hold one of the engine pool's connections at once, the others wait for one: fewer than
+the pool keeps open, so the exchange path never makes the pool open connections beyond it (each a new server
+process, its prepared statements lost when the pool closes it again: that tripled the server's CPU an exchange at
+64 requests at once) and leaves the pool's other connections to the rest of the hub.
 
 Whoever builds an engine builds its one lane and hands it to every store built on it (broker/hub.py is that place
 for the hub); the lane closes when the engine is disposed, or earlier with `close()`.
@@ -46,6 +50,7 @@ from broker.base.store.plans import Plan
 Result = TypeVar("Result")
 Unit = Callable[[Connection], Result]
 Job = tuple[Callable[[], Any], asyncio.Future[Any]]
+BARE_CONNECTIONS = 8  # PostgreSQL connections the bare units hold at most at once (the engine's pool keeps 10)
 
 
 class Lane:
@@ -60,6 +65,7 @@ class Lane:
         self._jobs: SimpleQueue[Job | None] = SimpleQueue()
         self._thread: threading.Thread | None = None
         self._sync: Engine | None = None  # SQLite's synchronous engine, made by the lane's thread
+        self._connections = asyncio.Semaphore(BARE_CONNECTIONS)  # on PostgreSQL: the bare units' share of the pool
         # Its owner disposes the engine and nothing else: the lane's thread and connections go with it.
         event.listen(engine.sync_engine, "engine_disposed", lambda _engine: self.close())
 
@@ -103,7 +109,7 @@ class Lane:
     async def _bare(self, work: BareUnit[Result], write: bool) -> Result:
         if self._threaded:
             return await self._in_thread(partial(self._sqlite_bare, work, "BEGIN IMMEDIATE" if write else "BEGIN"))
-        async with self._engine.connect() as connection:  # the pool's connection, as the pool prepared it
+        async with self._connections, self._engine.connect() as connection:  # the pool's, as the pool prepared it
             driver = cast(asyncpg.Connection, (await connection.get_raw_connection()).driver_connection)
             if not write:  # read committed, statement by statement: no BEGIN and COMMIT round trips
                 return await work(AsyncpgBare(driver, self._engine.dialect))
