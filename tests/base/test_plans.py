@@ -1,6 +1,7 @@
 """Read plans on SQLite and PostgreSQL: run on the bare driver (Lane.plans) they answer exactly as on a Core
 connection, with the columns' own conversions (UTC timestamps, JSON, NULLs, booleans), IN lists and literals bound
-in the statement, several plans at once, each decoding its own rows."""
+in the statement, several plans at once (on PostgreSQL one statement: their parameters kept apart), each decoding
+its own rows."""
 
 from __future__ import annotations
 
@@ -59,14 +60,19 @@ async def test_a_plan_reads_the_same_on_the_bare_driver_as_on_core(database_url:
         lane = Lane(engine)
         things = Plan(((OF_OWNER, {"owner": "a"}),), _things)
         shared = Plan(((MINE_OR_SHARED, {"owner": "b"}),), _ids_and_tags)
-        bare = await lane.plans([things, NOTHING, shared])
-        assert bare == [await lane.read(things.on), None, await lane.read(shared.on)]
+        mine = Plan(((MINE_OR_SHARED, {"owner": "a"}),), _ids_and_tags)  # the same query and parameter, another value
+        nobody = Plan(((OF_OWNER, {"owner": "nobody"}),), _things)
+        plans = [things, NOTHING, shared, mine, nobody]
+        bare = await lane.plans(plans)
+        assert bare == [None if plan is NOTHING else await lane.read(plan.on) for plan in plans]
         assert bare[0] == [
             (1, "a", AT, ["x", "é"], True, 7),
             (2, "a", AT, [], False, None),
         ]
         assert bare[0][0][2].tzinfo is not None  # read back timezone-aware
         assert bare[2] == [(3, ["shared"])]
+        assert bare[3] == [(1, ["x", "é"]), (2, []), (3, ["shared"]), (4, None)]
+        assert bare[4] == []
         assert await lane.plans([]) == []
         async with engine.begin() as connection:
             await connection.run_sync(METADATA.drop_all)

@@ -1,6 +1,6 @@
 """The hub's store: one SQLAlchemy schema for SQLite (embedded) and PostgreSQL (production).
 
-Each package owns its tables (directory/, consent/, policies/, broker/audit/log.py, broker/exchange/replay.py, ...);
+Each package owns its tables (directory/, consent/, policies/, broker/audit/log.py, broker/audit/nonces.py, ...);
 this package holds only what they share: the declarative base and column types, the engine, the store's thread
 (`Lane`) and group commit. broker/schema/ gathers the tables and migrates them.
 """

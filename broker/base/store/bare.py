@@ -19,7 +19,7 @@ from typing import Any, Protocol, TypeVar
 import asyncpg
 from sqlalchemy.engine import Dialect
 
-from broker.base.store.plans import Statement, compiled
+from broker.base.store.plans import Query, Statement, compiled, together, values_apart
 
 Result = TypeVar("Result")
 
@@ -40,6 +40,10 @@ class Bare(Protocol):
 
     async def each(self, statement: Statement, values: Sequence[Mapping[str, Any]]) -> list[Any]:
         """The rows a statement with RETURNING gives, run once for each of `values`, in their order."""
+        ...
+
+    async def together(self, queries: Sequence[tuple[Query, Mapping[str, Any]]]) -> list[list[Any]]:
+        """The rows of each query (with its values)."""
         ...
 
 
@@ -64,6 +68,9 @@ class SQLiteBare:
         form = compiled(statement, self._dialect)
         return form.rows([row for one in values for row in self._driver.execute(form.sql, form.arguments(one))])
 
+    async def together(self, queries: Sequence[tuple[Query, Mapping[str, Any]]]) -> list[list[Any]]:
+        return [await self.rows(query, values) for query, values in queries]
+
 
 class AsyncpgBare:
     def __init__(self, driver: asyncpg.Connection, dialect: Dialect) -> None:
@@ -85,6 +92,14 @@ class AsyncpgBare:
             return []
         form = compiled(statement, self._dialect)
         return form.rows(await self._driver.fetchmany(form.sql, [form.arguments(one) for one in values]))
+
+    async def together(self, queries: Sequence[tuple[Query, Mapping[str, Any]]]) -> list[list[Any]]:
+        """One round trip: the queries as one (plans.together), each query's rows read from its column."""
+        if not queries:
+            return []
+        form = compiled(together([query for query, _ in queries]), self._dialect)
+        row = await self._driver.fetchrow(form.sql, *form.arguments(values_apart([values for _, values in queries])))
+        return [compiled(query, self._dialect).rows(rows) for (query, _), rows in zip(queries, row, strict=True)]
 
 
 def finished(work: Coroutine[Any, Any, Result]) -> Result:

@@ -16,12 +16,12 @@ Either way the statements, column types and dialect are SQLAlchemy's, the same a
 
 The exchange path's read plans (broker/base/store/plans.py) and the audit writer's transactions run on the bare
 drivers (broker/base/store/bare.py): on SQLite `sqlite3` on the lane's thread, one hand-off a unit; on PostgreSQL
-asyncpg on the event loop, one round trip a statement (a read's statements each see what was committed when it
-began, as Core's do at PostgreSQL's read committed: nothing the exchange path reads needs one snapshot). At most
-BARE_CONNECTIONS such units hold one of the engine pool's connections at once, the others wait for one: fewer than
-the pool keeps open, so the exchange path never makes the pool open connections beyond it (each a new server
-process, its prepared statements lost when the pool closes it again: that tripled the server's CPU an exchange at
-64 requests at once) and leaves the pool's other connections to the rest of the hub.
+asyncpg on the event loop, one round trip a read (its queries made one statement: plans.together) and one for each
+statement of a write (run for all its rows at once: Bare.each). At most BARE_CONNECTIONS such units hold one of the
+engine pool's connections at once, the others wait for one: fewer than the pool keeps open, so the exchange path
+never makes the pool open connections beyond it (each a new server process, its prepared statements lost when the
+pool closes it again: that tripled the server's CPU an exchange at 64 requests at once) and leaves the pool's
+other connections to the rest of the hub.
 
 Whoever builds an engine builds its one lane and hands it to every store built on it (broker/hub.py is that place
 for the hub); the lane closes when the engine is disposed, or earlier with `close()`.
@@ -111,7 +111,7 @@ class Lane:
             return await self._in_thread(partial(self._sqlite_bare, work, "BEGIN IMMEDIATE" if write else "BEGIN"))
         async with self._connections, self._engine.connect() as connection:  # the pool's, as the pool prepared it
             driver = cast(asyncpg.Connection, (await connection.get_raw_connection()).driver_connection)
-            if not write:  # read committed, statement by statement: no BEGIN and COMMIT round trips
+            if not write:  # one statement, one snapshot: no BEGIN and COMMIT round trips
                 return await work(AsyncpgBare(driver, self._engine.dialect))
             async with driver.transaction():
                 return await work(AsyncpgBare(driver, self._engine.dialect))
@@ -179,7 +179,7 @@ class Lane:
 
 
 async def _plan_rows(plans: Sequence[Plan[Any]], bare: Bare) -> list[list[Any]]:
-    return [await bare.rows(statement, values) for plan in plans for statement, values in plan.queries]
+    return await bare.together([query for plan in plans for query in plan.queries])
 
 
 def _settle(done: asyncio.Future[Any], outcome: Any, failure: BaseException | None) -> None:

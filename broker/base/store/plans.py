@@ -5,7 +5,8 @@ its own tables; any other caller runs one on a Core connection (`Plan.on`), and 
 The statements stay SQLAlchemy's, built once by the package that owns the tables and compiled once per dialect;
 on the bare driver their rows come back through the statements' own result processors (the column types'
 conversions: UTC timestamps, JSON), as namedtuples with the columns' names. What is skipped is SQLAlchemy's
-execution machinery around each statement (bench/README.md measures it).
+execution machinery around each statement (bench/README.md measures it). On PostgreSQL the queries read together
+are one statement (`together`): one round trip, not one a query.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from __future__ import annotations
 from collections import namedtuple
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
-from sqlalchemy import Connection, Delete, Insert, Select, Update
+from sqlalchemy import BindParameter, Connection, Delete, Insert, Select, Update, bindparam, func, select
 from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.visitors import replacement_traverse
 
 Result = TypeVar("Result")
 Rows = Sequence[Any]  # rows with the selected columns as attributes (a Core Row, or a namedtuple)
@@ -84,3 +86,37 @@ def compiled(statement: Statement, dialect: Dialect) -> Compiled:
         )
         _COMPILED[key] = found
     return found
+
+
+_TOGETHER: dict[tuple[int, ...], Query] = {}
+
+
+def together(queries: Sequence[Query]) -> Query:
+    """The queries as one PostgreSQL query of one row, a column each: the array of its rows, each row a record
+    (`ARRAY(SELECT q FROM (query) AS q)`, in the query's order). Query i's parameter `name` becomes `q{i}_name`
+    (`apart`). Built once per sequence of queries (module constants, as for `compiled`)."""
+    key = tuple(map(id, queries))
+    found = _TOGETHER.get(key)
+    if found is None:
+        columns = []
+        for index, query in enumerate(queries):
+            rows = apart(query, index).subquery(f"q{index}")
+            columns.append(func.array(select(rows.table_valued()).scalar_subquery()))
+        found = _TOGETHER[key] = select(*columns)
+    return found
+
+
+def apart(query: Query, index: int) -> Query:
+    """`query` with its named parameters renamed `q{index}_name` (its literals are anonymous: left alone)."""
+
+    def renamed(element: Any, **_: Any) -> Any:
+        if isinstance(element, BindParameter) and not element.unique:
+            return bindparam(f"q{index}_{element.key}", type_=element.type, expanding=element.expanding)
+        return None
+
+    return cast(Query, replacement_traverse(query, {}, renamed))
+
+
+def values_apart(values: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The values of queries read `together`, by their renamed parameters."""
+    return {f"q{index}_{name}": value for index, given in enumerate(values) for name, value in given.items()}
