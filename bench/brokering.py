@@ -555,8 +555,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             warnings = log_warnings(state)
         finally:
             adapters.stop()
-            if isinstance(server, postgres.Server) and server.stop is not None:
-                subprocess.run(server.stop, capture_output=True)
+            if isinstance(server, postgres.Server):
+                server.close()
     return {"results": with_floor(results), "builds": builds, "notes": notes, "hub_log_warnings": warnings}
 
 
@@ -565,6 +565,8 @@ def log_warnings(state: Path) -> dict[str, int]:
     counts: Counter[str] = Counter()
     for log in state.glob("hub-*.log"):
         for line in log.read_text().splitlines():
+            if line.startswith("listening on "):  # what `crossroads serve` prints once it listens
+                continue
             try:
                 event = json.loads(line)
             except ValueError:
@@ -609,7 +611,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         metavar="NAME=VALUE",
         help="a CROSSROADS_* setting for the hub processes (repeatable), e.g. CROSSROADS_CACHE_FOLLOW_S=0.1",
     )
-    parser.add_argument("--keep", type=Path, help="keep the store, keys and processes' logs in this directory")
+    parser.add_argument("--keep", type=Path, help="keep the SQLite store, keys and logs here (not PostgreSQL's data)")
     parser.add_argument("--profile", type=Path, help="py-spy flame graph (SVG) of the hub: sqlite, 10,000 rules, c=16")
     args = parser.parse_args(argv)
     args.seconds = args.seconds or (2.0 if args.quick else 5.0)

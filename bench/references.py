@@ -647,8 +647,8 @@ def run_directory(args: argparse.Namespace, notes: list[str]) -> tuple[list[Load
             warnings = log_warnings(state)
         finally:
             adapters.stop()
-            if server is not None and server.stop is not None:
-                subprocess.run(server.stop, capture_output=True, timeout=60)
+            if server is not None:
+                server.close()
     written = {
         name: {"lines": f.lines, "bad": f.bad, "bytes": f.size, "written_s": f.written_s} for name, f in files.items()
     }

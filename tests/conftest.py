@@ -4,7 +4,6 @@ ports, and signed requests. Tests build the real hub through its composition roo
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -22,8 +21,7 @@ def postgres_server() -> Iterator[postgres.Server]:
     if isinstance(server, str):
         pytest.skip(server)
     yield server
-    if server.stop is not None:
-        subprocess.run(server.stop, capture_output=True)
+    server.close()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -30,6 +30,14 @@ NOT_INSTALLED = (
 class Server:
     url: str  # postgresql+asyncpg://user@host:port/db
     stop: list[str] | None = None  # command that stops a server the tests started
+    base: Path | None = None  # the directory of a server the tests started: its data, socket and log
+
+    def close(self) -> None:
+        """Stop a server the tests started and remove its directory (a benchmark's data runs to gigabytes)."""
+        if self.stop is not None:
+            subprocess.run(self.stop, capture_output=True, timeout=60)
+        if self.base is not None:
+            shutil.rmtree(self.base, ignore_errors=True)
 
     def dsn(self, database: str) -> str:
         base = self.url.replace("postgresql+asyncpg://", "postgresql://").rsplit("/", 1)[0]
@@ -100,4 +108,4 @@ def start() -> Server | str:
     if started.returncode != 0:
         return f"PostgreSQL did not start: {(base / 'server.log').read_text()[-300:]}"
     stop = [*run_as, str(bindir / "pg_ctl"), "-D", str(base / "data"), "-m", "immediate", "stop"]
-    return Server(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres", stop)
+    return Server(f"postgresql+asyncpg://postgres@127.0.0.1:{port}/postgres", stop, base)
