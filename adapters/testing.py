@@ -51,6 +51,13 @@ class StandInHub:
         }
         return await self.post("/v1/records", document)
 
+    async def chunk(self, lines: list[dict[str, Any] | bytes]) -> tuple[int, list[dict[str, Any]]]:
+        """Ask the adapter for a chunk of a batch as the hub forwards one (`POST /v1/records/batch`, NDJSON): the
+        verified status and answer lines (a refused chunk: its problem, as the only line)."""
+        body = b"".join((line if isinstance(line, bytes) else json.dumps(line).encode()) + b"\n" for line in lines)
+        status, raw = await self.signed_post("/v1/records/batch", body, "application/x-ndjson")
+        return status, [json.loads(line) for line in raw.splitlines()]
+
     async def notify(self, notification: str, subject: str, category: str, event: str = "updated") -> int:
         """Deliver a change notification as the hub does; the adapter's status."""
         notice = ChangeNotification(notification, "test-holder", subject, category, event)
@@ -62,6 +69,12 @@ class StandInHub:
         self, path: str, document: dict[str, Any] | bytes, content_type: str = "application/json"
     ) -> tuple[int, dict[str, Any]]:
         body = document if isinstance(document, bytes) else json.dumps(document).encode()
+        status, raw = await self.signed_post(path, body, content_type)
+        answer_document: dict[str, Any] = json.loads(raw)
+        return status, answer_document
+
+    async def signed_post(self, path: str, body: bytes, content_type: str) -> tuple[int, bytes]:
+        """POST `body` signed as the hub signs, the answer checked as the hub checks it: its status and body."""
         signed_url = self.public_url + path
         headers = sign_request("POST", signed_url, body, self.key, content_type)
         async with self.session.post(self.server.make_url(path), data=body, headers=headers) as answer:
@@ -71,8 +84,7 @@ class StandInHub:
             Response(status, answer_headers, bound), raw, self.agency_key_id, self.adapter.public_key
         )
         require_binding(covered, sent_body=True)
-        answer_document: dict[str, Any] = json.loads(raw)
-        return status, answer_document
+        return status, raw
 
 
 @asynccontextmanager

@@ -1,6 +1,7 @@
 """The flat-file store: answers a category from an export file (CSV) that the agency's own system writes.
 The file is read in a worker thread and read again whenever its modification time or size changes; if a
-new version cannot be read, the last good one keeps answering.
+new version cannot be read, the last good one keeps answering. A chunk of a batch (`fetch_many`) is answered
+from one version of the file, a dictionary look-up a request.
 """
 
 from __future__ import annotations
@@ -62,7 +63,20 @@ class CsvStore:
         self._snapshot = None
 
     async def fetch(self, request: RecordRequest) -> dict[str, Any]:
+        return self._record(await self._current(), request)
+
+    async def fetch_many(self, requests: Sequence[RecordRequest]) -> list[dict[str, Any] | Exception]:
+        """Each request's record, or the exception `fetch` would raise for it."""
         snapshot = await self._current()
+        outcomes: list[dict[str, Any] | Exception] = []
+        for request in requests:
+            try:
+                outcomes.append(self._record(snapshot, request))
+            except (UnknownSubject, InvalidParams) as error:
+                outcomes.append(error)
+        return outcomes
+
+    def _record(self, snapshot: Snapshot, request: RecordRequest) -> dict[str, Any]:
         rows = [
             row
             for row in snapshot.rows.get(request.subject, [])

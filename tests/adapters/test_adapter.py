@@ -4,7 +4,7 @@ per category, never leaks a failing handler's error, and handles each notificati
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +15,7 @@ import pytest
 from adapters.examples.demo_agencies import ANNA
 from adapters.examples.legacy_rest import serving
 from adapters.recent import RecentIds
-from adapters.server import Adapter, Notification, RecordRequest, StoreUnavailable
+from adapters.server import Adapter, Notification, RecordRequest, StoreUnavailable, UnknownSubject
 from adapters.validation import InvalidParams
 from broker.base.change_events import EVENT_TYPE, ChangeNotification, to_event
 from broker.base.signing import Request, Response, SigningKey, generate_key, sign_request, verify_response
@@ -91,6 +91,18 @@ class Running:
         verify_response(Response(status, headers, bound), raw, "pf-1", self.adapter.public_key)
         return status, answer
 
+    async def chunk(self, lines: list[dict[str, object]]) -> list[dict[str, Any]]:
+        """A chunk of a batch's lines, as the hub sends one: the adapter's verified answer lines."""
+        url = self.url + "/v1/records/batch"
+        body = b"".join(json.dumps(line).encode() + b"\n" for line in lines)
+        sent = sign_request("POST", url, body, self.hub, "application/x-ndjson")
+        async with self.session.post(url, data=body, headers=sent) as answer:
+            raw, status, headers = await answer.read(), answer.status, dict(answer.headers)
+        bound = Request("POST", url, {"Content-Digest": sent["Content-Digest"]})
+        verify_response(Response(status, headers, bound), raw, "pf-1", self.adapter.public_key)
+        assert (status, headers["Content-Type"]) == (200, "application/x-ndjson")
+        return [json.loads(line) for line in raw.splitlines()]
+
 
 @pytest.fixture
 async def pension_fund(session: aiohttp.ClientSession) -> AsyncIterator[Running]:
@@ -144,6 +156,49 @@ async def test_failing_handlers_answer_signed_problems_without_their_error(pensi
     assert "secret" not in json.dumps(problem)
     status, problem = await pension_fund.post("/v1/records", {**RECORD, "category": "career"})
     assert (status, problem["type"]) == (503, "https://crossroads.example/problems/unavailable")
+
+
+async def test_a_chunk_answers_each_line_from_many_at_once_or_one_by_one_and_failures_stay_on_their_lines(
+    pension_fund: Running,
+) -> None:
+    asked: list[list[str]] = []
+
+    async def one(request: RecordRequest) -> dict[str, Any]:
+        if request.subject == "broken":
+            raise RuntimeError("connection string postgres://secret")
+        return {"subject": request.subject}
+
+    async def many(requests: Sequence[RecordRequest]) -> list[dict[str, Any] | Exception]:
+        asked.append([request.subject for request in requests])
+        if any(request.subject == "down" for request in requests):
+            raise StoreUnavailable
+        return [{"many": request.subject} if request.subject != "nobody" else UnknownSubject() for request in requests]
+
+    schema = {"type": "object", "properties": {"year": {"type": "integer"}}}
+    pension_fund.adapter.category("pension", params=schema, many=many)(one)
+    pension_fund.adapter.category("career")(one)
+    line = {**RECORD, "category": "pension"}
+    answers = await pension_fund.chunk(
+        [
+            {**line, "exchange": "a", "subject": "s1"},
+            {**line, "exchange": "b", "subject": "nobody"},
+            {**line, "exchange": "c", "subject": "s2", "params": {"year": "x"}},  # refused before `many` is asked
+            {**line, "exchange": "d", "category": "career", "subject": "s3"},
+            {**line, "exchange": "e", "category": "career", "subject": "broken"},
+        ]
+    )
+    assert asked == [["s1", "nobody"]]
+    assert [(answer["exchange"], answer["status"]) for answer in answers] == [
+        ("a", 200),
+        ("b", 404),
+        ("c", 422),
+        ("d", 200),
+        ("e", 500),
+    ]
+    assert answers[0]["data"] == {"many": "s1"} and answers[3]["data"] == {"subject": "s3"}
+    assert "secret" not in json.dumps(answers)
+    failed = await pension_fund.chunk([{**line, "subject": "down"}, {**line, "subject": "s1"}])
+    assert [answer["problem"]["type"].rsplit("/", 1)[1] for answer in failed] == ["unavailable"] * 2
 
 
 async def test_notifications_are_handled_once_and_remembered_within_a_bound(pension_fund: Running) -> None:

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from aiohttp import web
 
-from adapters.config import read_config
+from adapters.config import AdapterConfig, read_config
 from adapters.examples.legacy_rest import legacy_app, serving
 from adapters.mapping import parse_fields
 from adapters.server import RecordRequest, StoreUnavailable, UnknownSubject
@@ -207,7 +207,7 @@ def test_store_entries_are_checked_when_read(tmp_path: Path) -> None:
             build_store("income", spec, tmp_path)
 
 
-async def test_adapters_run_from_a_config_over_all_three_stores(tmp_path: Path, register: Path, legacy: str) -> None:
+async def _three_stores_config(tmp_path: Path, legacy: str) -> AdapterConfig:
     """One agency answering three categories from three systems, configured in one YAML file."""
     await asyncio.to_thread(write_export, tmp_path / "income.csv", [[ANNA, "2025", "41250", "joint"]])
     await asyncio.to_thread(write_private_key, tmp_path / "agency.pem")
@@ -243,7 +243,12 @@ async def test_adapters_run_from_a_config_over_all_three_stores(tmp_path: Path, 
     }
     path = tmp_path / "adapter.yaml"
     await asyncio.to_thread(path.write_text, yaml.safe_dump(config))
-    async with stand_in_hub(await asyncio.to_thread(read_config, path)) as hub:
+    return await asyncio.to_thread(read_config, path)
+
+
+async def test_adapters_run_from_a_config_over_all_three_stores(tmp_path: Path, register: Path, legacy: str) -> None:
+    """One agency answering three categories from three systems, configured in one YAML file."""
+    async with stand_in_hub(await _three_stores_config(tmp_path, legacy)) as hub:
         assert await hub.records(ANNA, "tax-history", {"year": 2024}) == (
             200,
             {"data": {"year": 2024, "taxable_income": 39800}},
@@ -257,3 +262,91 @@ async def test_adapters_run_from_a_config_over_all_three_stores(tmp_path: Path, 
         assert (status, problem["type"]) == (404, "https://crossroads.example/problems/unknown-subject")
         status, problem = await hub.records(ANNA, "pension")
         assert (status, problem["type"]) == (404, "https://crossroads.example/problems/unknown-category")
+
+
+async def _each_and_many(store: Any, requests: list[RecordRequest]) -> tuple[list[Any], list[Any]]:
+    """What `fetch` answers each request (its record, or its exception's type) and what `fetch_many` answers."""
+    each: list[Any] = []
+    for request in requests:
+        try:
+            each.append(await store.fetch(request))
+        except Exception as error:
+            each.append(type(error))
+    many = [answer if isinstance(answer, dict) else type(answer) for answer in await store.fetch_many(requests)]
+    return each, many
+
+
+@pytest.mark.parametrize("driver", ["sqlite+aiosqlite", "sqlite"])
+async def test_sql_and_csv_stores_answer_a_chunk_as_they_answer_each_request(
+    tmp_path: Path, register: Path, driver: str
+) -> None:
+    """Set-based look-ups (the subjects by the thousand, the requests grouped by the filters they ask) give each
+    request exactly what a request alone gets: its record, unknown subject, or several records to narrow."""
+    with closing(sqlite3.connect(register)) as connection, connection:  # past one query's share of subjects
+        connection.executemany(
+            "INSERT INTO taxes VALUES (?, 2025, ?, 'single', NULL, 'x')", [(f"7{n:010d}", n) for n in range(1200)]
+        )
+    questions = [(ANNA, {"year": 2025}), (JAN, {}), (ANNA, {}), ("00000000000", {}), (JAN, {"year": 1999})]
+    questions += [(f"7{n:010d}", {"year": 2025} if n % 2 else {}) for n in range(0, 1200, 7)]
+    requests = [ask(subject, params) for subject, params in questions]
+    table = SqlStore(f"{driver}:///{register}", FIELDS, table_name="taxes", key="niss", filters={"year": "tax_year"})
+    query = "SELECT income AS income, tax_year, class, filed FROM taxes WHERE niss = :subject AND tax_year = :year"
+    own_query = SqlStore(f"{driver}:///{register}", FIELDS, query=query)
+    export = tmp_path / "income.csv"
+    await asyncio.to_thread(write_export, export, [[ANNA, "2025", "41250", "joint"], [ANNA, "2024", "1", "joint"]])
+    csv_fields = parse_fields({"taxable_income": {"source": "taxable_income", "type": "integer"}})
+    export_store = CsvStore(export, "niss", csv_fields, delimiter=";", filters={"year": "tax_year"})
+    for store in (table, own_query, export_store):
+        await store.open()
+        try:
+            each, many = await _each_and_many(store, requests)
+            assert many == each
+        finally:
+            await store.close()
+    assert each[:3] == [{"taxable_income": 41250}, UnknownSubject, InvalidParams]  # the CSV export's answers
+    unreachable = SqlStore(f"sqlite:///{tmp_path / 'absent' / 'x.db'}", FIELDS, table_name="taxes", key="niss")
+    await unreachable.open()
+    try:
+        assert [type(answer) for answer in await unreachable.fetch_many(requests[:3])] == [StoreUnavailable] * 3
+    finally:
+        await unreachable.close()
+
+
+async def test_a_chunk_is_answered_line_by_line_as_single_requests_are(
+    tmp_path: Path, register: Path, legacy: str
+) -> None:
+    """Through the adapter (`POST /v1/records/batch`, signed NDJSON both ways): a line for each line, in order,
+    each answered as the same request alone is; a bad line fails alone."""
+    config = await _three_stores_config(tmp_path, legacy)
+    questions: list[tuple[str, str, dict[str, Any]]] = [
+        (ANNA, "tax-history", {"year": 2024}),
+        (JAN, "tax-history", {"year": 2025}),
+        (ANNA, "tax-history", {"year": "2024"}),
+        (ANNA, "tax-history", {}),
+        ("00000000000", "tax-history", {"year": 2025}),
+        (ANNA, "income", {}),
+        (JAN, "employment-status", {}),
+        (ANNA, "employment-status", {}),
+        (ANNA, "pension", {}),
+    ]
+    async with stand_in_hub(config) as hub:
+        alone = [await hub.records(subject, category, params) for subject, category, params in questions]
+        lines: list[dict[str, Any] | bytes] = [
+            {"exchange": f"x-{n}", "requester": "r", "subject": s, "category": c, "purpose": "p", "params": p}
+            for n, (s, c, p) in enumerate(questions)
+        ]
+        lines += [b"not json", b'{"exchange": "x-missing"}', b"[1]"]
+        status, answers = await hub.chunk(lines)
+        assert status == 200 and len(answers) == len(lines)
+        for n, ((single_status, single), answer) in enumerate(zip(alone, answers, strict=False)):
+            assert (answer["exchange"], answer["status"]) == (f"x-{n}", single_status)
+            assert answer.get("data", answer.get("problem")) == single.get("data", single)
+        assert [(answer["exchange"], answer["status"]) for answer in answers[-3:]] == [
+            (None, 400),
+            (None, 422),
+            (None, 422),
+        ]
+        problems = [answer["problem"]["type"].rsplit("/", 1)[1] for answer in answers[-3:]]
+        assert problems == ["malformed", "invalid", "invalid"]
+        status, refused = await hub.chunk([b"{}"] * 10_001)
+        assert (status, refused[0]["type"]) == (413, "https://crossroads.example/problems/too-large")
