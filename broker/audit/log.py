@@ -327,14 +327,19 @@ class AuditLog:
             raise StoreUnavailable("audit log not writable") from error
 
     async def _write(self, items: Sequence[AuditEntry | NonceUse]) -> list[Exception | None]:
-        """One batch in one transaction on the bare driver (_batch); what it says of each item."""
+        """One batch in one transaction on the bare driver (_batch: a batch of one write statement needs none on
+        PostgreSQL, where a statement is atomic by itself); what it says of each item."""
         uses = [item if isinstance(item, NonceUse) else item.claim for item in items]
         for item in items:
             if isinstance(item, AuditEntry):
                 item.claim = None  # claimed by this batch, or refused: never claimed twice
-        complete = partial(_complete, [item for item in items if isinstance(item, AuditEntry) and item.seq is not None])
+        reserved = [item for item in items if isinstance(item, AuditEntry) and item.seq is not None]
+        complete = partial(_complete, reserved)
+        new = any(isinstance(item, AuditEntry) and item.seq is None for item in items)
+        kinds = {entry.completion()[0] for entry in reserved}  # completing wholly, or the completed columns only
+        single = any(uses) + new + len(kinds) <= 1  # one write statement: a completion batch at low load
         try:
-            batch = await self._lane.transact(partial(_batch, items, uses, complete))
+            batch = await self._lane.transact(partial(_batch, items, uses, complete), single)
         except DRIVER_ERRORS as error:
             if all(isinstance(item, NonceUse) or item.seq is None for item in items) or not store_full(error):
                 raise

@@ -101,17 +101,18 @@ class Lane:
             start += len(plan.queries)
         return answers
 
-    async def transact(self, work: BareUnit[Result]) -> Result:
+    async def transact(self, work: BareUnit[Result], single: bool = False) -> Result:
         """Run `work` on the bare driver in one transaction, committed when it returns, rolled back when it raises
-        (with the driver's own error: DRIVER_ERRORS)."""
-        return await self._bare(work, write=True)
+        (with the driver's own error: DRIVER_ERRORS). `single`: `work` writes with one statement at most, atomic by
+        itself, so on PostgreSQL it runs without the BEGIN and COMMIT round trips."""
+        return await self._bare(work, write=True, transaction=not single)
 
-    async def _bare(self, work: BareUnit[Result], write: bool) -> Result:
+    async def _bare(self, work: BareUnit[Result], write: bool, transaction: bool = True) -> Result:
         if self._threaded:
             return await self._in_thread(partial(self._sqlite_bare, work, "BEGIN IMMEDIATE" if write else "BEGIN"))
         async with self._connections, self._engine.connect() as connection:  # the pool's, as the pool prepared it
             driver = cast(asyncpg.Connection, (await connection.get_raw_connection()).driver_connection)
-            if not write:  # one statement, one snapshot: no BEGIN and COMMIT round trips
+            if not (write and transaction):  # one statement: atomic, one snapshot, no BEGIN and COMMIT round trips
                 return await work(AsyncpgBare(driver, self._engine.dialect))
             async with driver.transaction():
                 return await work(AsyncpgBare(driver, self._engine.dialect))
