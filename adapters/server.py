@@ -189,8 +189,6 @@ class Adapter:
         body = await request.read()
         exchange = None
         try:
-            if len(body) > MAX_BODY_BYTES:
-                raise _Refusal(413, "too-large", f"a request is at most {MAX_BODY_BYTES} bytes")
             record = _record_request(self._verified(request, body))
             exchange = record.exchange
             category = self._categories.get(record.category)
@@ -241,6 +239,7 @@ class Adapter:
     async def _notification(self, request: web.Request) -> web.Response:
         body = await request.read()
         try:
+            _check_size(body)
             self._check_signed(request, body)
             notice = from_event(request.headers.get("Content-Type", ""), body)
         except _Refusal as refusal:
@@ -263,6 +262,7 @@ class Adapter:
 
     def _verified(self, request: web.Request, body: bytes) -> dict[str, Any]:
         """The JSON body of a request the hub signed, or the refusal that says why it is not one."""
+        _check_size(body)
         self._check_signed(request, body)
         try:
             document = json.loads(body)
@@ -375,6 +375,12 @@ async def _at_once(
                 _refusal(record, answer) if isinstance(answer, Exception) else _data_or_refusal(record, answer)
             )
     return outcomes
+
+
+def _check_size(body: bytes) -> None:
+    """Refuse a single request or notification over MAX_BODY_BYTES (the application takes chunks' sizes)."""
+    if len(body) > MAX_BODY_BYTES:
+        raise _Refusal(413, "too-large", f"a request is at most {MAX_BODY_BYTES} bytes")
 
 
 def _refusal(record: RecordRequest, error: Exception) -> _Refusal:

@@ -199,6 +199,10 @@ async def test_a_chunk_answers_each_line_from_many_at_once_or_one_by_one_and_fai
     assert "secret" not in json.dumps(answers)
     failed = await pension_fund.chunk([{**line, "subject": "down"}, {**line, "subject": "s1"}])
     assert [answer["problem"]["type"].rsplit("/", 1)[1] for answer in failed] == ["unavailable"] * 2
+    # A chunk's room is not a single request's: those stay at 64 KiB.
+    for path in ("/v1/records", "/v1/notifications"):
+        status, problem = await pension_fund.post(path, {**line, "padding": "x" * 70_000})
+        assert (status, problem["type"]) == (413, "https://crossroads.example/problems/too-large")
 
 
 async def test_notifications_are_handled_once_and_remembered_within_a_bound(pension_fund: Running) -> None:
