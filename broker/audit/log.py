@@ -334,10 +334,10 @@ class AuditLog:
             if isinstance(item, AuditEntry):
                 item.claim = None  # claimed by this batch, or refused: never claimed twice
         reserved = [item for item in items if isinstance(item, AuditEntry) and item.seq is not None]
-        complete = partial(_complete, reserved)
+        partly, wholly = _completions(reserved)
+        complete = partial(_complete, reserved, partly, wholly)
         new = any(isinstance(item, AuditEntry) and item.seq is None for item in items)
-        kinds = {entry.completion()[0] for entry in reserved}  # completing wholly, or the completed columns only
-        single = any(uses) + new + len(kinds) <= 1  # one write statement: a completion batch at low load
+        single = any(uses) + new + bool(partly) + bool(wholly) <= 1  # one write statement: a completion at low load
         try:
             batch = await self._lane.transact(partial(_batch, items, uses, complete), single)
         except DRIVER_ERRORS as error:
@@ -580,14 +580,22 @@ async def _batch(
     return Batch(replays, list(zip(new, seqs, values, strict=True)), await complete(bare))
 
 
-async def _complete(entries: Sequence[AuditEntry], bare: Bare) -> set[int]:
-    """Complete the reserved records of `entries` unless they were closed meanwhile (wholly, or their completed
-    columns only); the seqs of those found closed as abandoned, looked up only for the records not completed."""
-    wholly: list[dict[str, object]] = []
+def _completions(entries: Sequence[AuditEntry]) -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+    """The rows completing the reserved records of `entries`: those setting the completed columns only, and those
+    setting every column."""
     partly: list[dict[str, object]] = []
+    wholly: list[dict[str, object]] = []
     for entry in entries:
         only_completed, values = entry.completion()
         (partly if only_completed else wholly).append({"reserved_seq": entry.seq, **values})
+    return partly, wholly
+
+
+async def _complete(
+    entries: Sequence[AuditEntry], partly: list[dict[str, object]], wholly: list[dict[str, object]], bare: Bare
+) -> set[int]:
+    """Complete the reserved records of `entries` (`_completions`) unless they were closed meanwhile; the seqs of
+    those found closed as abandoned, looked up only for the records not completed."""
     completed = {row.seq for row in await bare.each(COMPLETE_ONLY_COMPLETED, partly)}
     completed |= {row.seq for row in await bare.each(COMPLETE_WHOLE, wholly)}
     closed = [{"seq": entry.seq} for entry in entries if entry.seq not in completed]

@@ -140,5 +140,5 @@ RELEASE = delete(BALLAST).where(
 
 async def _released(rows: int, unit: BareUnit[Result], bare: Bare) -> Result:
     """`unit` run after giving back the `rows` oldest ballast rows, in the same transaction."""
-    await bare.count(RELEASE, {"rows": rows})
+    await bare.each(RELEASE, [{"rows": rows}])
     return await unit(bare)

@@ -108,7 +108,7 @@ async def test_the_reserve_gives_its_room_back_within_the_completions_transactio
         assert await reserve.refill() and reserve.held == 4
 
         async def completions(bare: Bare) -> int:
-            [(held,)] = await bare.rows(select(func.count()).select_from(BALLAST), {})
+            [(held,)] = await bare.each(select(func.count()).select_from(BALLAST), [{}])
             return int(held)
 
         left = await reserve.spend(completions)

@@ -30,16 +30,8 @@ DRIVER_ERRORS = (sqlite3.Error, asyncpg.PostgresError, asyncpg.InterfaceError, O
 class Bare(Protocol):
     dialect: str  # the dialect's name: "sqlite" or "postgresql"
 
-    async def rows(self, statement: Statement, values: Mapping[str, Any]) -> list[Any]:
-        """The rows a SELECT, or a statement with RETURNING, gives."""
-        ...
-
-    async def count(self, statement: Statement, values: Mapping[str, Any]) -> int:
-        """How many rows a statement changed."""
-        ...
-
     async def each(self, statement: Statement, values: Sequence[Mapping[str, Any]]) -> list[Any]:
-        """The rows a statement with RETURNING gives, run once for each of `values`, in their order."""
+        """The rows a statement gives (a SELECT, or RETURNING; none else), run once for each of `values`, in order."""
         ...
 
     async def together(self, queries: Sequence[tuple[Query, Mapping[str, Any]]]) -> list[list[Any]]:
@@ -56,20 +48,12 @@ class SQLiteBare:
         self._dialect = dialect
         self.dialect = dialect.name
 
-    async def rows(self, statement: Statement, values: Mapping[str, Any]) -> list[Any]:
-        form = compiled(statement, self._dialect)
-        return form.rows(self._driver.execute(form.sql, form.arguments(values)).fetchall())
-
-    async def count(self, statement: Statement, values: Mapping[str, Any]) -> int:
-        form = compiled(statement, self._dialect)
-        return self._driver.execute(form.sql, form.arguments(values)).rowcount
-
     async def each(self, statement: Statement, values: Sequence[Mapping[str, Any]]) -> list[Any]:
         form = compiled(statement, self._dialect)
         return form.rows([row for one in values for row in self._driver.execute(form.sql, form.arguments(one))])
 
     async def together(self, queries: Sequence[tuple[Query, Mapping[str, Any]]]) -> list[list[Any]]:
-        return [await self.rows(query, values) for query, values in queries]
+        return [await self.each(query, [values]) for query, values in queries]
 
 
 class AsyncpgBare:
@@ -77,15 +61,6 @@ class AsyncpgBare:
         self._driver = driver
         self._dialect = dialect
         self.dialect = dialect.name
-
-    async def rows(self, statement: Statement, values: Mapping[str, Any]) -> list[Any]:
-        form = compiled(statement, self._dialect)
-        return form.rows(await self._driver.fetch(form.sql, *form.arguments(values)))
-
-    async def count(self, statement: Statement, values: Mapping[str, Any]) -> int:
-        form = compiled(statement, self._dialect)
-        status: str = await self._driver.execute(form.sql, *form.arguments(values))  # e.g. "UPDATE 1"
-        return int(status.rsplit(" ", 1)[-1])
 
     async def each(self, statement: Statement, values: Sequence[Mapping[str, Any]]) -> list[Any]:
         if not values:
