@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -212,10 +212,65 @@ class HubClient:
         """Send a file of this agency's references (NDJSON: one `{"kind": "relationship" | "holding", ...}` a
         line) as one bulk import, streamed; the import as accepted (`{"import": id, "status"}`). Follow it with
         `call("GET", f"/v1/directory/imports/{id}")`. Not retried: sending the file again changes nothing, though."""
-        digested = await asyncio.to_thread(digest_file, path)
-        url = self._hub_url + "/v1/directory/imports"
+        return await self._upload("/v1/directory/imports", path)
+
+    async def batch(
+        self, path: Path, results: Path, progress: Callable[[dict[str, Any]], object] | None = None, poll_s: float = 0.5
+    ) -> dict[str, Any]:
+        """Send a file of exchange requests (NDJSON: one `{"ref", "subject", "category", "purpose", ...}` a line) as
+        one batch, streamed, and follow it (`follow_batch`) until it has ended and every answer is in `results`;
+        the batch's last progress. Not retried: sending the file again would ask every line again."""
+        accepted = await self.submit_batch(path)
+        return await self.follow_batch(accepted["batch"], results, progress, poll_s)
+
+    async def submit_batch(self, path: Path) -> dict[str, Any]:
+        """Send a file of exchange requests as one batch, streamed; the batch as accepted (`{"batch": id}`)."""
+        return await self._upload("/v1/batches", path)
+
+    async def follow_batch(
+        self,
+        batch: str,
+        results: Path,
+        progress: Callable[[dict[str, Any]], object] | None = None,
+        poll_s: float = 0.5,
+        after: int = 0,
+    ) -> dict[str, Any]:
+        """Append a batch's answers after line `after` to `results` (NDJSON, one `{"line", "ref", "exchange",
+        "status", ...}` a line, in line order) as they are ready, calling `progress` with each progress answer
+        (`{"status", "lines", "done", "by_outcome", ...}`), until it has ended; its last progress. Each page asked
+        tells the hub the answers before it were kept, and the hub forgets them: to resume after a stop, pass the
+        last line written as `after`."""
+        file = await asyncio.to_thread(results.open, "ab")
+        try:
+            while True:
+                _, state = await self.call("GET", f"/v1/batches/{batch}")
+                if progress is not None:
+                    progress(state)
+                page = await self.batch_results(batch, after)
+                if page:
+                    await asyncio.to_thread(file.write, b"".join(page))
+                    after = json.loads(page[-1])["line"]
+                elif state["status"] not in ("queued", "running"):
+                    return state  # every answer written, and (asked past) forgotten by the hub
+                else:
+                    await asyncio.sleep(poll_s)
+        finally:
+            await asyncio.to_thread(file.close)
+
+    async def batch_results(self, batch: str, after: int = 0) -> list[bytes]:
+        """A page of a batch's answers after line `after` (the hub forgets those up to it), each an NDJSON line."""
+        url = f"{self._hub_url}/v1/batches/{batch}/results?after={after}"
+        status, body, headers = await self._verified("GET", url, sign_request("GET", url, None, self._key), None)
+        if status >= 400:
+            raise problem_for(status, _json_object(body, status, "GET", url), headers)
+        return body.splitlines(keepends=True)
+
+    async def _upload(self, path: str, file_path: Path) -> dict[str, Any]:
+        """POST a file as a signed NDJSON body, streamed; the verified JSON answer, or its HubProblem."""
+        digested = await asyncio.to_thread(digest_file, file_path)
+        url = self._hub_url + path
         headers = sign_request("POST", url, digested, self._key, "application/x-ndjson")
-        file = await asyncio.to_thread(path.open, "rb")
+        file = await asyncio.to_thread(file_path.open, "rb")
         try:
             status, answer, answer_headers = await self._signed("POST", url, headers, file)
         finally:
@@ -232,7 +287,14 @@ class HubClient:
     async def _signed(
         self, method: str, url: str, headers: dict[str, str], body: bytes | BinaryIO | None
     ) -> tuple[int, dict[str, Any], Mapping[str, str]]:
-        """A request already signed, sent, and its verified, bound answer."""
+        """A request already signed, sent, and its verified, bound JSON answer."""
+        status, answer_body, answer_headers = await self._verified(method, url, headers, body)
+        return status, _json_object(answer_body, status, method, url.removeprefix(self._hub_url)), answer_headers
+
+    async def _verified(
+        self, method: str, url: str, headers: dict[str, str], body: bytes | BinaryIO | None
+    ) -> tuple[int, bytes, Mapping[str, str]]:
+        """A request already signed, sent, and its answer once its signature verifies, bound to the request."""
         path = url.removeprefix(self._hub_url)
         # Sent exactly as signed: the hub rebuilds @target-uri from the raw path and query it receives.
         async with self._session.request(method, URL(url, encoded=True), data=body, headers=headers) as answer:
@@ -249,10 +311,14 @@ class HubClient:
         except SignatureProblem as problem:
             raise UnverifiedAnswer(problem.kind, f"{status} answer to {method} {path}: {problem.detail}") from problem
         require_binding(covered, body is not None, status)
-        try:
-            result = json.loads(answer_body)
-        except ValueError as error:
-            raise UnverifiedAnswer("bad-answer", f"{status} answer to {method} {path} is not JSON") from error
-        if not isinstance(result, dict):
-            raise UnverifiedAnswer("bad-answer", f"{status} answer to {method} {path} is not a JSON object")
-        return status, result, answer_headers
+        return status, answer_body, answer_headers
+
+
+def _json_object(body: bytes, status: int, method: str, path: str) -> dict[str, Any]:
+    try:
+        result = json.loads(body)
+    except ValueError as error:
+        raise UnverifiedAnswer("bad-answer", f"{status} answer to {method} {path} is not JSON") from error
+    if not isinstance(result, dict):
+        raise UnverifiedAnswer("bad-answer", f"{status} answer to {method} {path} is not a JSON object")
+    return result

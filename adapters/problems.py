@@ -219,6 +219,12 @@ class HolderTimeout(HubProblem):
     problem = "holder-timeout"
 
 
+class Interrupted(HubProblem):
+    """A batch's line whose holder was asked before the hub stopped, its answer not kept: ask for it again."""
+
+    problem = "interrupted"
+
+
 class Internal(HubProblem):
     problem = "internal"
 

@@ -68,6 +68,18 @@ class Config:
     notification_max_attempts: int = 10  # then the delivery is dead-lettered
     notification_max_age_s: float = 86_400.0  # a delivery older than this is dead-lettered too
     notification_lease_s: float = 60.0  # a claimed delivery whose worker stopped is tried again after this
+    # Batches (broker/batches/runner.py): files of exchange requests, streamed to STATE_DIR/batches as they come.
+    max_batch_bytes: int = 1024**3
+    max_batch_lines: int = 1_000_000
+    batch_lines_per_day: int = 5_000_000  # lines of batches each agency may submit per UTC day, on all hub processes
+    batch_window: int = 2_000  # lines decided together: one read of each table for all of them
+    batch_chunk: int = 250  # lines of one chunk to a holder
+    batch_chunks_at_once: int = 2  # chunks in flight to holders, in a hub process (apart from single exchanges)
+    batch_at_once: int = 2  # batches running at once in a hub process; the others wait their turn
+    batch_attempts: int = 3  # tries of a chunk whose holder fails or times out, with doubling waits
+    batch_backoff_s: float = 0.5
+    batch_lease_s: float = 60.0  # a running batch whose process stopped is taken up after this
+    batch_keep_s: float = 7 * 86_400.0  # an ended batch's answers are forgotten this long after, read or not
     shutdown_timeout_s: float = 30.0  # on SIGTERM, how long in-flight requests may take to finish
     emergency_per_day: int = 3  # break-the-glass accesses each agency may make per UTC day, on all hub processes
     # Administrators an edit of the sharing rules needs: 1, or 2 (four eyes: another administrator approves it).

@@ -23,6 +23,8 @@ from broker.base.keyfiles import load_signing_key
 from broker.base.metrics import Metrics
 from broker.base.signing import SigningKey
 from broker.base.store import Lane, create_engine
+from broker.batches.runner import BatchRunner, BatchSettings
+from broker.batches.store import BatchStore
 from broker.config import Config
 from broker.exchange.authentication import Authenticator
 from broker.exchange.forwarding import HolderClient
@@ -73,6 +75,7 @@ class Hub:
     imports: Importer  # bulk imports of references, applied in the background
     peers: PeerLimiter  # requests refused before authentication, per peer address
     alerts: AlertRound  # what privacy officers must hear about, sent to the channels configured
+    batches: BatchRunner  # agencies' mass exchanges, run in the background
 
 
 @asynccontextmanager
@@ -137,6 +140,17 @@ async def open_hub(config: Config, clock: Clock = time.monotonic, *, serving: bo
             holders = HolderClient(session, key, directory.answering_key, config.holder_timeout_s)
             authenticator = Authenticator(directory, OperatorGate(), config.url)
             channels = _alert_channels(config, session, key)
+            pipeline = ExchangePipeline(
+                lane,
+                authenticator.confirm,
+                directory,
+                policies,
+                consents,
+                reviews,
+                holders,
+                audit,
+                config.emergency_per_day,
+            )
             hub = Hub(
                 config,
                 key,
@@ -148,17 +162,7 @@ async def open_hub(config: Config, clock: Clock = time.monotonic, *, serving: bo
                 audit,
                 authenticator,
                 RateLimiter(config.rate_per_s, config.rate_burst),
-                ExchangePipeline(
-                    lane,
-                    authenticator.confirm,
-                    directory,
-                    policies,
-                    consents,
-                    reviews,
-                    holders,
-                    audit,
-                    config.emergency_per_day,
-                ),
+                pipeline,
                 metrics=metrics,
                 notifications=notifications,
                 sequencer=sequencer,
@@ -183,6 +187,14 @@ async def open_hub(config: Config, clock: Clock = time.monotonic, *, serving: bo
                     channels,
                     AlertSettings(config.alert_interval_s, config.alert_max_attempts, ALERT_SEND_S),
                 ),
+                batches=BatchRunner(
+                    BatchStore(sessions),
+                    pipeline,
+                    holders,
+                    audit,
+                    config.state_dir / "batches",
+                    _batch_settings(config),
+                ),
             )
             worker = DeliveryWorker(
                 notifications.outbox,
@@ -199,10 +211,12 @@ async def open_hub(config: Config, clock: Clock = time.monotonic, *, serving: bo
                 await policies.declare_approvals(datetime.now(UTC))
                 rounds = (_refresh_policies(hub), _follow_directory(hub), _prune_nonces(hub), worker.run())
                 alerting = (hub.alerts.run(),) if channels else ()
-                tasks = [asyncio.create_task(work) for work in (*rounds, _resume_imports(hub), *alerting)]
+                resuming = (_resume_imports(hub), _resume_batches(hub))
+                tasks = [asyncio.create_task(work) for work in (*rounds, *resuming, *alerting)]
             try:
                 yield hub
             finally:
+                await hub.batches.close()
                 await hub.imports.close()
                 for task in tasks:
                     task.cancel()
@@ -223,6 +237,18 @@ async def _resume_imports(hub: Hub) -> None:
         await asyncio.sleep(30)
 
 
+async def _resume_batches(hub: Hub) -> None:
+    """Take up the batches this process holds the files of, at start and whenever one's lease ran out; forget the
+    answers of batches ended long ago."""
+    while True:
+        try:
+            await hub.batches.resume()
+            await hub.batches.expire()
+        except Exception as error:  # the store may be briefly unreachable; the next round tries again
+            log.warning("batches.resume_failed", error=type(error).__name__)
+        await asyncio.sleep(min(30.0, hub.config.batch_lease_s))
+
+
 async def _import_finished(audit: AuditLog, job: ImportJob) -> None:
     """An import's end is a record of its own: the agency's, naming the import, once every line is applied."""
     entry = AuditEntry(at=datetime.now(UTC), kind="directory", requester=job.agency, exchange=job.id)
@@ -241,6 +267,19 @@ def _sequencer_settings(config: Config) -> SequencerSettings:
         interval_s=config.audit_link_interval_s,
         checkpoint_every=config.audit_checkpoint_every,
         checkpoint_interval_s=config.audit_checkpoint_interval_s,
+    )
+
+
+def _batch_settings(config: Config) -> BatchSettings:
+    return BatchSettings(
+        window=config.batch_window,
+        chunk=config.batch_chunk,
+        chunks_at_once=config.batch_chunks_at_once,
+        at_once=config.batch_at_once,
+        attempts=config.batch_attempts,
+        backoff_s=config.batch_backoff_s,
+        lease=timedelta(seconds=config.batch_lease_s),
+        keep=timedelta(seconds=config.batch_keep_s),
     )
 
 

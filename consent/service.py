@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -209,6 +209,12 @@ class ConsentService:
         """What decides whether `agency` may receive the subject's data, as a read the exchange runs afresh in its
         own round trip, never cached."""
         return self._store.for_exchange(subject, agency)
+
+    def for_exchanges(
+        self, subjects: Sequence[str], agency: str
+    ) -> Plan[dict[str, tuple[list[Consent], list[Refusal]]]]:
+        """`for_exchange` for many subjects at once (a window of a batch), by subject."""
+        return self._store.for_exchanges(subjects, agency)
 
     async def use_emergency(self, agency: str, exchange: str, at: datetime, per_day: int) -> int | None:
         """Count an emergency access: the agency's uses today, this one included; None over `per_day`."""

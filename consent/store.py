@@ -11,7 +11,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, func, or_, select
+from sqlalchemy import BindParameter, bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -119,6 +119,15 @@ class ConsentStore:
         `agency`, for the exchange to run with its other reads (broker/exchange/pipeline.py)."""
         return _both(subject, agency)
 
+    def for_exchanges(
+        self, subjects: Sequence[str], agency: str
+    ) -> Plan[dict[str, tuple[list[Consent], list[Refusal]]]]:
+        """`for_exchange` for many subjects at once (a window of a batch), in one read of each table: each
+        subject's consents and refusals, as `for_exchange` would give them."""
+        values = {"subjects": sorted(set(subjects)), "agency": agency}
+        queries = ((CONSENTS_FOR_AGENCY_OF_MANY, values), (REFUSALS_OF_AGENCY_OF_MANY, values))
+        return Plan(queries, partial(_by_subject, subjects=subjects))
+
     async def _read(self, subject: str, agency: str | None) -> tuple[list[Consent], list[Refusal]]:
         return await self._lane.read(_both(subject, agency).on)  # one transaction: one consistent view
 
@@ -148,7 +157,7 @@ class ConsentStore:
 
 # A subject's consents and refusals, each with its withdrawal or lift if it has one; for an exchange, only
 # those that could name the agency (itself, or `*` for consents). Built once: each read only binds its values.
-CONSENTS = (
+ALL_CONSENTS = (
     select(
         ConsentRecord.__table__,
         ConsentWithdrawal.withdrawn_at,
@@ -156,19 +165,26 @@ CONSENTS = (
         ConsentWithdrawal.channel.label("withdrawal_channel"),
     )
     .outerjoin(ConsentWithdrawal, ConsentWithdrawal.consent_id == ConsentRecord.id)
-    .where(ConsentRecord.subject == bindparam("subject"))
     .order_by(ConsentRecord.created_at, ConsentRecord.id)
 )
-REFUSALS = (
+ALL_REFUSALS = (
     select(
         RefusalRecord.__table__, RefusalLift.lifted_at, RefusalLift.lifted_by, RefusalLift.channel.label("lift_channel")
     )
     .outerjoin(RefusalLift, RefusalLift.refusal_id == RefusalRecord.id)
-    .where(RefusalRecord.subject == bindparam("subject"))
     .order_by(RefusalRecord.created_at, RefusalRecord.id)
 )
-CONSENTS_FOR_AGENCY = CONSENTS.where(or_(ConsentRecord.grantee == bindparam("agency"), ConsentRecord.grantee == "*"))
+CONSENTS = ALL_CONSENTS.where(ConsentRecord.subject == bindparam("subject"))
+REFUSALS = ALL_REFUSALS.where(RefusalRecord.subject == bindparam("subject"))
+NAMING_AGENCY = or_(ConsentRecord.grantee == bindparam("agency"), ConsentRecord.grantee == "*")
+CONSENTS_FOR_AGENCY = CONSENTS.where(NAMING_AGENCY)
 REFUSALS_OF_AGENCY = REFUSALS.where(RefusalRecord.agency == bindparam("agency"))
+# The same for many subjects at once (a window of a batch).
+SUBJECTS: BindParameter[list[str]] = bindparam("subjects", expanding=True)
+CONSENTS_FOR_AGENCY_OF_MANY = ALL_CONSENTS.where(ConsentRecord.subject.in_(SUBJECTS), NAMING_AGENCY)
+REFUSALS_OF_AGENCY_OF_MANY = ALL_REFUSALS.where(
+    RefusalRecord.subject.in_(SUBJECTS), RefusalRecord.agency == bindparam("agency")
+)
 
 
 def _withdrawal(row: Any) -> Ending | None:
@@ -220,6 +236,16 @@ def _both(subject: str, agency: str | None) -> Plan[tuple[list[Consent], list[Re
     consents, refusals = (CONSENTS, REFUSALS) if agency is None else (CONSENTS_FOR_AGENCY, REFUSALS_OF_AGENCY)
     values = {"subject": subject, "agency": agency}
     return Plan(((consents, values), (refusals, values)), _consents_and_refusals)
+
+
+def _by_subject(rows: Sequence[Rows], subjects: Sequence[str]) -> dict[str, tuple[list[Consent], list[Refusal]]]:
+    consents, refusals = rows
+    found: dict[str, tuple[list[Consent], list[Refusal]]] = {subject: ([], []) for subject in subjects}
+    for row in consents:
+        found[row.subject][0].append(_consent(row, _withdrawal(row)))
+    for row in refusals:
+        found[row.subject][1].append(_refusal(row, _lift(row)))
+    return found
 
 
 def _consents_and_refusals(rows: Sequence[Rows]) -> tuple[list[Consent], list[Refusal]]:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -12,10 +13,16 @@ import aiohttp
 
 
 @asynccontextmanager
-async def crossroads(*args: str, answers: str, log: Path) -> AsyncIterator[asyncio.subprocess.Process]:
-    """`python -m broker ARGS` with its output in `log`, once `answers` (a URL) answers 200."""
-    output = await asyncio.to_thread(open, log, "wb")
-    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "broker", *args, stdout=output, stderr=output)
+async def crossroads(
+    *args: str, answers: str, log: Path, env: Mapping[str, str] | None = None
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`python -m broker ARGS` with its output in `log` (and `env` added to its environment), once `answers` (a
+    URL) answers 200."""
+    output = await asyncio.to_thread(open, log, "ab")
+    environment = {**os.environ, **(env or {})}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "broker", *args, stdout=output, stderr=output, env=environment
+    )
     try:
         await until_answering(answers, process, log)
         yield process

@@ -143,6 +143,10 @@ LINKED = {
     .limit(bindparam("batch"))
     for names in (COLUMNS, CHAINED)
 }
+# What the records of some exchanges ended with (a batch's lines, looked for again after a restart).
+ENDED = select(
+    RECORDS.c.exchange, RECORDS.c.outcome, RECORDS.c.status, RECORDS.c.reason, RECORDS.c.zone, RECORDS.c.review_id
+).where(RECORDS.c.kind == "exchange", RECORDS.c.exchange.in_(bindparam("exchanges", expanding=True)))
 ABANDONED = select(RECORDS.c.seq).where(RECORDS.c.seq == bindparam("seq"), RECORDS.c.outcome == "abandoned")
 
 
@@ -362,6 +366,12 @@ class AuditLog:
                 query = query.where(getattr(AuditRecord, name) == value)
         async with self._sessions() as session:
             return list((await session.scalars(query)).all())
+
+    async def ended(self, exchanges: Sequence[str]) -> dict[str, Any]:
+        """The records of those of `exchanges` that have one, by exchange id: each row's exchange, outcome, status,
+        reason, zone and review id."""
+        rows = await self._lane.read(lambda connection: connection.execute(ENDED, {"exchanges": list(exchanges)}).all())
+        return {row.exchange: row for row in rows}
 
     async def count(self) -> int:
         async with self._sessions() as session:

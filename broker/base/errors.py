@@ -84,6 +84,9 @@ EmergencyLimit = _problem(429, "emergency-limit", "The agency has used all its e
 BadHolderAnswer = _problem(502, "bad-holder-answer", "The holder's adapter answered badly")
 HolderUnreachable = _problem(502, "holder-unreachable", "The holder's adapter could not be reached")
 Unavailable = _problem(503, "unavailable", "The hub cannot reach its store or write its audit log; it fails closed")
+Interrupted = _problem(
+    503, "interrupted", "The hub stopped after asking the holder; the answer was not kept: ask again"
+)
 HolderTimeout = _problem(504, "holder-timeout", "The holder's adapter did not answer in time")
 
 SIGNATURE_PROBLEMS: dict[str, type[Problem]] = {

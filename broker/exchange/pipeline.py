@@ -19,11 +19,13 @@ A step that stops the exchange raises its problem (broker.base.errors): refusals
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from time import perf_counter
 from typing import Any, NamedTuple
+
+from sqlalchemy import Connection
 
 from broker.audit.log import AuditEntry, AuditLog
 from broker.base import errors
@@ -48,6 +50,8 @@ from policies.reviews import Review, ReviewStore
 from policies.rules import Decision, minimise
 from policies.service import PolicyService
 
+REVIEW_IDS = uuid.UUID("6b1c2a53-1d0e-4f57-9a44-52b1c0a4a1e7")  # the namespace of a grey review's id, from its exchange
+
 
 @dataclass(frozen=True)
 class Delivered:
@@ -64,6 +68,16 @@ class PendingReview:
 
 
 Outcome = Delivered | PendingReview
+
+
+class Cleared(NamedTuple):
+    """An exchange past every check: the holder to forward it to, and the emergency access it is, if one."""
+
+    holder: AgencyEntry
+    glass: BrokenGlass | None
+
+
+ConsentsOf = dict[str, tuple[list[Consent], list[Refusal]]]  # a subject's consents and refusals, by subject
 
 
 class Facts(NamedTuple):
@@ -102,12 +116,47 @@ class ExchangePipeline:
         at = datetime.now(UTC)
         requester = principal.id
         entry.exchange = str(uuid.uuid4())
+        request = await self.question(document, entry)
+        decision = await self.rule(requester, request)
+        facts, decision = await self.read(principal, request, decision, at)
+        cleared = await self.decide(requester, request, decision, facts, entry, at)
+        if isinstance(cleared, PendingReview):
+            return cleared
+        data = await self.forward(requester, request, cleared.holder, entry)
+        answer = {
+            "exchange": entry.exchange,
+            "zone": decision.zone,
+            "holder": cleared.holder.id,
+            "data": minimise(data, decision.fields),
+        }
+        if cleared.glass is not None:
+            answer["emergency"] = await self.emergency_review(requester, request, decision, entry, cleared.glass, at)
+        return Delivered(answer)
+
+    async def rule(self, requester: str, request: ExchangeRequest) -> Decision:
+        """The sharing rule's decision for the request, kept in memory until the rules change."""
+        return await self._policies.decide(requester, request.category, request.purpose)
+
+    async def question(self, document: dict[str, Any], entry: AuditEntry) -> ExchangeRequest:
+        """The request `document` asks, validated, its purpose registered; recorded on `entry`."""
         request = validate(document)
         entry.subject, entry.category, entry.purpose = request.subject, request.category, request.purpose
         entry.emergency = request.emergency is not None
         await self.check_purpose(request)
-        decision = await self._policies.decide(requester, request.category, request.purpose)  # kept in memory
-        facts, decision = await self.read(principal, request, decision, at)
+        return request
+
+    async def decide(
+        self,
+        requester: str,
+        request: ExchangeRequest,
+        decision: Decision,
+        facts: Facts,
+        entry: AuditEntry,
+        at: datetime,
+    ) -> Cleared | PendingReview:
+        """Steps 3 to 6 on what was read (`facts`): the holder to forward to, or the review the exchange waits for;
+        a refusal raises its problem. Recorded on `entry`, which carries its exchange id."""
+        assert entry.exchange is not None  # noqa: S101 -- the caller allocated it; for the type checker
         self.check_relationship(requester, facts, at)
         holder = await self.find_holder(request, facts, at)
         entry.holder = holder.id
@@ -127,16 +176,7 @@ class ExchangePipeline:
                     {"exchange": entry.exchange, "zone": "grey", "review": review.id, "status": "pending"}
                 )
         glass = await self.check_consent(requester, request, decision, entry, at, facts.consents or ([], []))
-        data = await self.forward(requester, request, holder, entry)
-        answer = {
-            "exchange": entry.exchange,
-            "zone": decision.zone,
-            "holder": holder.id,
-            "data": minimise(data, decision.fields),
-        }
-        if glass is not None:
-            answer["emergency"] = await self.emergency_review(requester, request, decision, entry, glass, at)
-        return Delivered(answer)
+        return Cleared(holder, glass)
 
     async def read(
         self, principal: Principal, request: ExchangeRequest, decision: Decision, at: datetime
@@ -152,11 +192,33 @@ class ExchangePipeline:
         if facts.directory.versions.principals != principal.as_of:
             await self._confirm(principal, at)
         if await self._policies.follow(facts.policy_version):
-            decision = await self._policies.decide(principal.id, request.category, request.purpose)
+            decision = await self.rule(principal.id, request)
             if decision.consent and facts.consents is None:
                 [consents] = await self._lane.plans([self._consents.for_exchange(request.subject, principal.id)])
                 facts = facts._replace(consents=consents)
         return facts, decision
+
+    async def read_many(self, principal: Principal, requests: Sequence[ExchangeRequest], at: datetime) -> list[Facts]:
+        """`read` for many requests of one principal at once (a window of a batch): each table read once for all
+        of them, in one transaction, whatever their number; each request's Facts, its subject's consents and
+        refusals always read. The principal is checked again where the directory moved since it was, and the rules
+        followed where they moved: decide each request after this read."""
+        questions = [(request.subject, request.category) for request in requests]
+        held = self._directory.facts_of_many(principal.id, questions)
+        published = self._policies.published()
+        consenting = self._consents.for_exchanges([request.subject for request in requests], principal.id)
+
+        def together(connection: Connection) -> tuple[dict[tuple[str, str], DirectoryFacts], int, ConsentsOf]:
+            return held.on(connection), published.on(connection), consenting.on(connection)
+
+        directory, version, consents = await self._lane.read(together)
+        if directory:
+            versions = next(iter(directory.values())).versions
+            self._directory.saw(versions)
+            if versions.principals != principal.as_of:
+                await self._confirm(principal, at)
+        await self._policies.follow(version)
+        return [Facts(directory[question], version, consents[question[0]]) for question in questions]
 
     async def check_purpose(self, request: ExchangeRequest) -> None:
         """Names are kept until the directory's version moves: a purpose not known here is looked for again after
@@ -205,8 +267,12 @@ class ExchangePipeline:
         self, requester: str, request: ExchangeRequest, decision: Decision, exchange: str, at: datetime
     ) -> Review:
         assert decision.rule is not None  # noqa: S101 -- a grey zone is always a rule's
+        review_id = str(uuid.uuid5(REVIEW_IDS, exchange))  # one review an exchange, should its decision be repeated
+        opened = await self._reviews.get(review_id)
+        if opened is not None:  # a batch's line decided again after a restart (broker/batches/runner.py)
+            return opened
         review = Review(
-            str(uuid.uuid4()),
+            review_id,
             exchange,
             requester,
             request.subject,

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from broker.http import (
     audit,
+    batches,
     consents,
     directory,
     exchanges,
@@ -18,7 +19,20 @@ from broker.http import (
     reviews,
 )
 
-MODULES = (exchanges, consents, reviews, policies, audit, notifications, keys, registry, directory, imports, operations)
+MODULES = (
+    exchanges,
+    consents,
+    reviews,
+    policies,
+    audit,
+    notifications,
+    keys,
+    registry,
+    directory,
+    imports,
+    batches,
+    operations,
+)
 
 
 def add_routes(app: web.Application) -> None:

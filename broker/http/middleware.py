@@ -63,6 +63,7 @@ def kind_of(path: str) -> str:
             "purposes": "registry",
             "capacities": "registry",
             "directory": "directory",
+            "batches": "batch",
         }.get(parts[1], "http")
     return "http"
 
@@ -184,12 +185,16 @@ def settle(entry: AuditEntry, response: web.Response) -> None:
 
 @asynccontextmanager
 async def body_of(request: web.Request, hub: Hub) -> AsyncIterator[bytes | Digested]:
-    """The request's body: read within the body limit, or for a bulk import streamed to the spool folder (the
-    handler finds the file as `request[UPLOAD]`)."""
+    """The request's body: read within the body limit, or for a bulk import or a batch streamed to its spool folder
+    (the handler finds the file as `request[UPLOAD]`)."""
     if not takes_upload(request):
         yield await read_body(request)
         return
-    async with receiving(request, hub.imports.spool_dir, hub.config.max_import_bytes) as upload:
+    if request.path == "/v1/batches":
+        folder, limit = hub.batches.spool_dir, hub.config.max_batch_bytes
+    else:
+        folder, limit = hub.imports.spool_dir, hub.config.max_import_bytes
+    async with receiving(request, folder, limit) as upload:
         request[UPLOAD] = upload
         yield upload.digested
 

@@ -1,6 +1,7 @@
-"""Bodies too large to hold in memory (a bulk import of references): streamed to a file in the hub's spool folder
-as they arrive, their digests taken on the way, so that the signature and Content-Digest are checked against the
-whole body without ever holding it. A file nobody kept is deleted once the call is answered."""
+"""Bodies too large to hold in memory (a bulk import of references, a batch of exchange requests): streamed to a
+file in the hub's spool folder as they arrive, their digests taken on the way, so that the signature and
+Content-Digest are checked against the whole body without ever holding it. A file nobody kept is deleted once the
+call is answered."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from aiohttp import web
 from broker.base import errors
 from broker.base.signing import Digested, Digesting
 
-UPLOAD_ROUTES = frozenset({("POST", "/v1/directory/imports")})
+UPLOAD_ROUTES = frozenset({("POST", "/v1/directory/imports"), ("POST", "/v1/batches")})
 CHUNK = 1 << 16
 
 

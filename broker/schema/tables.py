@@ -4,6 +4,7 @@ the check that migrations and models agree)."""
 import broker.accounts.models
 import broker.audit.log
 import broker.audit.nonces
+import broker.batches.models
 import broker.notifications.alerts
 import broker.notifications.outbox
 import consent.models
@@ -16,6 +17,7 @@ PACKAGES = (
     broker.notifications.outbox,
     broker.notifications.alerts,
     broker.audit.nonces,
+    broker.batches.models,
     consent.models,
     directory.models,
     policies.models,

@@ -170,6 +170,10 @@ ROUTES = (
     Route("GET", f"/v1/subjects/{ANNA}/relationships", "privacy-office"),
     Route("POST", "/v1/directory/imports", "family-benefits", {"kind": "relationship", "subject": ANNA}),
     Route("GET", f"/v1/directory/imports/{NOBODY}", "family-benefits"),
+    Route("POST", "/v1/batches", "family-benefits", {"ref": 1, **WHITE}),
+    Route("GET", f"/v1/batches/{NOBODY}", "family-benefits"),
+    Route("GET", f"/v1/batches/{NOBODY}/results", "family-benefits"),
+    Route("POST", f"/v1/batches/{NOBODY}/cancel", "family-benefits"),
 )
 # One route per role gets every signature attack; the others get the core battery.
 FULL_BATTERY = {
