@@ -10,7 +10,9 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -25,13 +27,18 @@ async def record(request: RecordRequest) -> dict[str, object]:
     return {"subject": request.subject, "category": request.category, "status": "known", "since": "2020-01-01"}
 
 
+async def records(requests: Sequence[RecordRequest]) -> list[dict[str, Any] | Exception]:
+    """A chunk of a batch answered at once, as a store answers it set-based (bench/batches.py)."""
+    return [await record(request) for request in requests]
+
+
 def build(layout: Layout, holder: str) -> Adapter:
     hub_key = load_private_key(Path(layout.hub_key_path).read_bytes())
     key = SigningKey(f"{holder}-1", load_private_key(layout.key_path(holder).read_bytes()))
     adapter = Adapter(holder, key, HUB_KEY_ID, hub_key.public_key(), layout.adapter_url(holder))
     for category in CATEGORIES:
         if holder_of(category) == holder:
-            adapter.category(category)(record)
+            adapter.category(category, many=records)(record)
     return adapter
 
 

@@ -115,6 +115,16 @@ def layout(state_dir: Path, adapter_ports: dict[str, int], rows: int, asked: int
     return Layout(str(state_dir), str(state_dir / "keys" / "hub.pem"), adapter_ports, exchanges)
 
 
+def questions_of(requester: str, rows: int, count: int, purpose: str) -> Iterator[Exchange]:
+    """`count` questions `requester` asks about its own clients (the directory's subjects it has a relationship
+    with, in order, over again once all are asked): each about the first category the directory holds for them."""
+    clients = [index for index in range(max(1, rows // 4)) if requester in _subject_rows(index)[0]]
+    for number in range(count):
+        index = clients[number % len(clients)]
+        category = _subject_rows(index)[1][0]
+        yield Exchange(requester, subject_id(index), category, purpose, holder_of(category))
+
+
 def _subject_rows(index: int) -> tuple[list[str], list[str]]:
     """The subject's two requesters (relationships) and two categories (holdings), fixed by its index."""
     digest = hashlib.blake2b(index.to_bytes(8, "big"), digest_size=4).digest()

@@ -367,8 +367,30 @@ async def run_scenario(world: DemoWorld) -> list[str]:
             if case.then == "new-client":
                 lines += await _new_client(world, session, case)
         lines += await _change_notification(world, session)
+        lines += await _batch(world, session)
         _, audit = await world.client("privacy-office", session).call("GET", "/v1/audit")
     return lines + _audit_summary(audit["records"])
+
+
+async def _batch(world: DemoWorld, session: aiohttp.ClientSession) -> list[str]:
+    """Family benefits re-checks its clients' civil status and income in one batch, one signed call: each line is
+    decided as the same request alone would be, and has its own audit record."""
+    asked = [
+        {"ref": f"{subject}/{category}", "subject": subject, "category": category, "purpose": "benefit-eligibility"}
+        for subject in (demo.ANNA, demo.JAN, demo.SOFIE)
+        for category in ("civil-status", "income")
+    ]
+    path, results = world.state_dir / "monthly-check.ndjson", world.state_dir / "monthly-check.results.ndjson"
+    await asyncio.to_thread(path.write_text, "".join(json.dumps(line) + "\n" for line in asked))
+    await asyncio.to_thread(results.unlink, missing_ok=True)
+    last = await world.client("family-benefits", session).batch(path, results, poll_s=0.05)
+    answers = [json.loads(line) for line in (await asyncio.to_thread(results.read_text)).splitlines()]
+    outcomes = ", ".join(f"{count} {outcome}" for outcome, count in sorted(last["by_outcome"].items()))
+    lines = [f"batch: family-benefits re-checks {last['lines']} facts about its clients in one call: {outcomes}"]
+    for answer in answers:
+        said = answer["problem"]["type"].rsplit("/", 1)[-1] if "problem" in answer else answer.get("zone", "")
+        lines.append(f"  {answer['ref']}: {answer['status']} {said}")
+    return lines
 
 
 async def _change_notification(world: DemoWorld, session: aiohttp.ClientSession) -> list[str]:

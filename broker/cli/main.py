@@ -18,6 +18,7 @@ from broker.base.signing import public_key_pem
 from broker.base.store import create_engine
 from broker.cli.adapter import adapter
 from broker.cli.audit import audit
+from broker.cli.batch import batch
 from broker.cli.consent import consent
 from broker.cli.demo import run_demo, serve_demo
 from broker.cli.directory import directory
@@ -180,6 +181,7 @@ main.add_command(notifications)
 main.add_command(operator)
 main.add_command(consent)
 main.add_command(audit)
+main.add_command(batch)
 main.add_command(adapter)
 main.add_command(keys)
 main.add_command(world)
