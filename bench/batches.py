@@ -12,17 +12,22 @@ process (bench/holders.py, answering a chunk at once) and, for each store, the h
            on every line; single exchanges asked one at a time all along, their latency measured beside.
 
 Figures: lines a second end to end (submission to the last answer written) and as a ratio to the direct phase's;
-the hub's and the holders' CPU time per line (from /proc); single-exchange latency during the batch as a ratio to
-alone; the hub's peak resident memory (VmHWM). It prints a table and writes a JSON result (--out).
+the hub's CPU time per line (the serving process and the batch's own process, from /proc), the holders' (less what
+the single exchanges asked meanwhile cost them, measured alone); single-exchange latency during the batch beside
+its latency alone; the peak resident memory of the serving hub and of the batch's process (VmHWM). It prints a
+table and writes a JSON result (--out).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -72,11 +77,43 @@ class Keys:
         return cls(hub, key(REQUESTERS[0]), key(prober))
 
 
-def peak_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return round(int(line.split()[1]) / 1024, 1)
+def memory_mb(pid: int, field: str) -> float:
+    """VmRSS (resident now) or VmHWM (the peak) of a process, in MB; 0 once it has gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
     return 0.0
+
+
+def family_cpu_seconds(pid: int) -> float:
+    """CPU time of a process and of its children that have ended (a hub and its batches' processes)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+class ChildMemory(threading.Thread):
+    """The largest resident memory any child of `pid` (a batch's process) reached, sampled until stopped."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.stopping = pid, 0.0, threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.wait(0.25):
+            for child in children(self.pid):
+                self.peak = max(self.peak, memory_mb(child, "VmHWM"))
 
 
 def percentile(values: list[float], rank: float) -> float | None:
@@ -167,21 +204,32 @@ def run_store(
     print(f"{store}: building the world ({args.rows:,} directory rows)", file=sys.stderr, flush=True)
     eventloop.run(build(database_url, world, args.rows))
     eventloop.run(publish_rules(database_url, world, 10))
-    [(hub, url)] = start_hubs(1, database_url, world, state, store, {**HUB_SETTINGS, **BATCH_SETTINGS})
+    window = {"CROSSROADS_BATCH_WINDOW": str(args.window)} if args.window else {}
+    [(hub, url)] = start_hubs(1, database_url, world, state, store, {**HUB_SETTINGS, **BATCH_SETTINGS, **window})
     try:
         warm = state / f"warm-{store}.ndjson"
         write_lines(warm, lines[: min(len(lines), 2_000)])
         eventloop.run(batch_phase(url, keys, warm, state / f"warm-{store}.results.ndjson", probes))
+        before = process_cpu_seconds(adapters.pid)
         alone = eventloop.run(alone_phase(url, keys, probes, args.probe_seconds))
+        per_single = (process_cpu_seconds(adapters.pid) - before) / max(1, len(alone))
         path = state / f"batch-{store}.ndjson"
         write_lines(path, lines)
-        hub_cpu, adapters_cpu = process_cpu_seconds(hub.pid), process_cpu_seconds(adapters.pid)
+        hub_cpu, adapters_cpu = family_cpu_seconds(hub.pid), process_cpu_seconds(adapters.pid)
+        sampler = ChildMemory(hub.pid)
+        sampler.start()
         measured = eventloop.run(batch_phase(url, keys, path, state / f"batch-{store}.results.ndjson", probes))
-        hub_cpu, adapters_cpu = process_cpu_seconds(hub.pid) - hub_cpu, process_cpu_seconds(adapters.pid) - adapters_cpu
+        sampler.stopping.set()
+        sampler.join()
+        for _ in range(600):  # the batch's process ends once its last answers are in (and its CPU counts then)
+            if not children(hub.pid):
+                break
+            time.sleep(0.05)
+        hub_cpu, adapters_cpu = family_cpu_seconds(hub.pid) - hub_cpu, process_cpu_seconds(adapters.pid) - adapters_cpu
         statuses = Counter(
             json.loads(raw)["status"] for raw in (state / f"batch-{store}.results.ndjson").read_bytes().splitlines()
         )
-        peak = peak_mb(hub.pid)
+        peak = memory_mb(hub.pid, "VmHWM")
     finally:
         hub.stop()
     count = len(lines)
@@ -192,10 +240,12 @@ def run_store(
         "seconds": round(measured["seconds"], 2),
         "lines_per_s": round(count / measured["seconds"]),
         "hub_us_per_line": round(hub_cpu / count * 1e6, 1),
-        "holders_us_per_line": round(adapters_cpu / count * 1e6, 1),
+        # the holders' CPU less what the single exchanges asked meanwhile cost them (measured alone)
+        "holders_us_per_line": round((adapters_cpu - per_single * len(during)) / count * 1e6, 1),
         "statuses": dict(statuses),
         "by_outcome": measured["last"]["by_outcome"],
         "hub_peak_mb": peak,
+        "batch_process_peak_mb": sampler.peak,
         "single_alone_ms": {"p50": percentile(alone, 0.5), "p99": percentile(alone, 0.99), "n": len(alone)},
         "single_during_ms": {"p50": percentile(during, 0.5), "p99": percentile(during, 0.99), "n": len(during)},
     }
@@ -258,13 +308,15 @@ def table(result: dict[str, Any]) -> str:
     direct = result["direct"]
     rows = [
         f"direct to the holders: {direct['lines_per_s']:,} lines/s, holders {direct['holders_us_per_line']} us/line",
-        "store     lines  lines/s  x direct  hub us/line  holders us/line  peak MB  single p50/p99 alone  during",
+        "store     lines  lines/s  x direct  hub us/line  holders us/line  peak MB hub/batch  single p50/p99 alone"
+        "  during",
     ]
     for figures in result["stores"]:
         alone, during = figures["single_alone_ms"], figures["single_during_ms"]
         rows.append(
             f"{figures['store']:<8} {figures['lines']:>6} {figures['lines_per_s']:>8,} {figures['x_direct']:>9} "
-            f"{figures['hub_us_per_line']:>12} {figures['holders_us_per_line']:>16} {figures['hub_peak_mb']:>8} "
+            f"{figures['hub_us_per_line']:>12} {figures['holders_us_per_line']:>16} "
+            f"{figures['hub_peak_mb']:>8}/{figures['batch_process_peak_mb']:<8} "
             f"{alone['p50']}/{alone['p99']} ms  {during['p50']}/{during['p99']} ms"
         )
     return "\n".join(rows + result["notes"])
@@ -276,6 +328,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--lines", type=int, default=100_000, help="lines of the measured batch")
     parser.add_argument("--stores", type=lambda text: text.split(","), default=["sqlite", "postgres"])
     parser.add_argument("--probe-seconds", type=float, default=5.0, help="single exchanges alone, before the batch")
+    parser.add_argument("--window", type=int, default=0, help="the hub's batch window (default: the hub's own)")
     parser.add_argument("--keep", type=Path, default=None, help="keep the world, logs and files in this folder")
     parser.add_argument("--out", type=Path, default=None, help="write the result as JSON here")
     args = parser.parse_args(argv)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager, suppress
@@ -18,6 +20,7 @@ from broker.accounts.store import ConsoleStore
 from broker.audit.call import audited
 from broker.audit.log import AuditEntry, AuditLog
 from broker.audit.sequencer import Sequencer, SequencerSettings
+from broker.base import eventloop, logs
 from broker.base.caches import CacheSettings, Clock
 from broker.base.keyfiles import load_signing_key
 from broker.base.metrics import Metrics
@@ -51,6 +54,7 @@ log = structlog.get_logger("crossroads.hub")
 # batches make fewer round trips.
 IMPORT_BATCH = {"sqlite": 500, "postgresql": 10_000}
 ALERT_SEND_S = 30.0  # how long sending a round's alerts may take; past it, any process may try them again
+BATCH_NICENESS = 10  # a batch's process yields the CPU to the serving hub's (os.nice: 0 to 19, higher yields more)
 
 
 @dataclass
@@ -140,16 +144,21 @@ async def open_hub(config: Config, clock: Clock = time.monotonic, *, serving: bo
             holders = HolderClient(session, key, directory.answering_key, config.holder_timeout_s)
             authenticator = Authenticator(directory, OperatorGate(), config.url)
             channels = _alert_channels(config, session, key)
-            pipeline = ExchangePipeline(
-                lane,
-                authenticator.confirm,
-                directory,
-                policies,
-                consents,
-                reviews,
-                holders,
-                audit,
-                config.emergency_per_day,
+            pipeline, batch_pipeline = (
+                ExchangePipeline(
+                    reading,
+                    authenticator.confirm,
+                    directory,
+                    policies,
+                    consents,
+                    reviews,
+                    holders,
+                    audit,
+                    config.emergency_per_day,
+                )
+                # Batches read on a lane of their own (a thread and connection of their own on SQLite): a window's
+                # read never queues an exchange's behind it.
+                for reading in (lane, Lane(engine))
             )
             hub = Hub(
                 config,
@@ -189,11 +198,12 @@ async def open_hub(config: Config, clock: Clock = time.monotonic, *, serving: bo
                 ),
                 batches=BatchRunner(
                     BatchStore(sessions),
-                    pipeline,
+                    batch_pipeline,
                     holders,
                     audit,
                     config.state_dir / "batches",
                     _batch_settings(config),
+                    apart=partial(run_batch_apart, config) if serving else None,
                 ),
             )
             worker = DeliveryWorker(
@@ -247,6 +257,24 @@ async def _resume_batches(hub: Hub) -> None:
         except Exception as error:  # the store may be briefly unreachable; the next round tries again
             log.warning("batches.resume_failed", error=type(error).__name__)
         await asyncio.sleep(min(30.0, hub.config.batch_lease_s))
+
+
+def run_batch_apart(config: Config, batch_id: str) -> None:
+    """The life of a batch's own process (broker/batches/runner.py): a hub of its own on the same store, at a lower
+    scheduling priority than the serving hub's (BATCH_NICENESS), runs the batch until its end, or until SIGTERM
+    stops it at its last committed window (its hub takes it up again)."""
+    os.nice(BATCH_NICENESS)
+    logs.configure(logs.StandardError())
+    eventloop.run(_run_batch_apart(config, batch_id))
+
+
+async def _run_batch_apart(config: Config, batch_id: str) -> None:
+    running = asyncio.current_task()
+    assert running is not None  # noqa: S101 -- for the type checker: eventloop.run runs this as a task
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, running.cancel)
+    async with open_hub(config, serving=False) as hub:
+        with suppress(asyncio.CancelledError):
+            await hub.batches.run(batch_id)
 
 
 async def _import_finished(audit: AuditLog, job: ImportJob) -> None:

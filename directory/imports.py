@@ -12,7 +12,6 @@ process stopped `interrupted`, with exactly what it applied, and the first takes
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import signal
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine, Sequence
@@ -20,7 +19,6 @@ from contextlib import aclosing, suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from broker.base import eventloop, logs
+from broker.base.processes import SPAWN, ended
 from broker.base.store import Lane, create_engine
 from directory.models import DirectoryImport, DirectoryImportRejection
 from directory.references import Declaration, DeclarationInvalid, parse_declaration
@@ -336,10 +335,10 @@ class Importer:
             )
             await asyncio.to_thread(process.start)
             try:
-                await _ended(process)
+                await ended(process)
             except asyncio.CancelledError:
                 process.terminate()
-                await asyncio.shield(_ended(process))
+                await asyncio.shield(ended(process))
                 raise
         job = await self.imports.get(import_id)
         if job is not None and job.status == "done" and self._finished is not None:
@@ -391,20 +390,6 @@ class Importer:
         for task in list(self._running.values()):
             with suppress(asyncio.CancelledError):
                 await task
-
-
-async def _ended(process: BaseProcess) -> None:
-    """Wait, holding no thread, until `process` has ended (its sentinel reads as closed), and reap it."""
-    loop, ended = asyncio.get_running_loop(), asyncio.Event()
-    loop.add_reader(process.sentinel, ended.set)
-    try:
-        await ended.wait()
-    finally:
-        loop.remove_reader(process.sentinel)
-    process.join()  # it has ended: this only reaps it
-
-
-SPAWN = multiprocessing.get_context("spawn")  # a new interpreter: the hub's threads and event loop stay behind
 
 
 def apply_apart(database_url: str, import_id: str, spool_dir: Path, batch: int, lease: timedelta) -> None:

@@ -265,7 +265,7 @@ class AuditLog:
         self._writer: GroupCommit[AuditEntry | NonceUse] = GroupCommit(self._write, batch_max, batch_wait_s, on_commit)
         self._reserve = Reserve(lane, reserve_bytes)
         self._lease = lease  # from an exchange's arrival, how long its reservation may be completed
-        self._forwarding: set[int] = set()  # the entries (by id) reserved and not yet completed
+        self._forwarding: set[int] = set()  # the entries (by id) in flight: reserved or held, not yet committed
 
     @property
     def batches(self) -> int:
@@ -305,6 +305,19 @@ class AuditLog:
             self._forwarding.discard(id(entry))  # not written: there is nothing to complete
             raise
 
+    async def hold(self, entries: Sequence[AuditEntry]) -> None:
+        """Count `entries` as exchanges in flight whose records are committed whole once their holder has answered
+        (a batch's lines: their window's marker, not a reserved record, says they were forwarded), so that nothing
+        is forwarded that the log could not then hold; StoreUnavailable unless the reserve keeps room for them
+        beside the exchanges already in flight. `commit` or `release` ends the count of each."""
+        if len(self._forwarding) + len(entries) > self._reserve.capacity or not await self._reserve.whole():
+            raise StoreUnavailable("the store keeps no room to record these exchanges: nothing is forwarded")
+        self._forwarding.update(id(entry) for entry in entries)
+
+    def release(self, entries: Sequence[AuditEntry]) -> None:
+        """No longer count `entries` as in flight (those `hold` counted and no `commit` ended)."""
+        self._forwarding.difference_update(id(entry) for entry in entries)
+
     async def commit(self, entry: AuditEntry) -> None:
         """Commit the final record of the attempt, claiming its nonce if not claimed yet; raises StoreUnavailable
         when the log cannot be written, errors.Replay (and writes nothing) when the nonce was claimed before."""
@@ -312,6 +325,17 @@ class AuditLog:
             await self._submit(entry)
         finally:
             self._forwarding.discard(id(entry))
+
+    async def commit_all(self, entries: Sequence[AuditEntry]) -> None:
+        """`commit` for many entries at once (a window of a batch's lines), behind the single requests' records in
+        the writer's shared transactions (broker/base/store/group_commit.py); raises StoreUnavailable when any could
+        not be written (the others stand). Entries claim no nonce."""
+        try:
+            await self._writer.submit_all(entries, background=True)
+        except (SQLAlchemyError, *DRIVER_ERRORS, WriterClosed) as error:
+            raise StoreUnavailable("audit log not writable") from error
+        finally:
+            self.release(entries)
 
     async def claim(self, entry: AuditEntry) -> None:
         """Claim the request's nonce now, alone (before the call changes any state); errors.Replay when it was

@@ -29,6 +29,9 @@ class Batch(Base):
     position: Mapped[int] = mapped_column(BigInteger, default=0)
     last_line: Mapped[int] = mapped_column(BigInteger, default=0)  # the number of the line before `position`
     done: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The last line of the window whose lines cleared for a holder are being forwarded: a line of it without a
+    # record after a restart may have been asked, and is not asked again.
+    asked: Mapped[int] = mapped_column(BigInteger, default=0)
     by_outcome: Mapped[dict[str, int]] = mapped_column(JSON)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]

@@ -13,14 +13,15 @@ Fair. Batches have a budget of their own, apart from the exchanges': `at_once` b
 exchange does, within the audit reserve's room (broker/audit/reserve.py). A holder that fails or times out has its
 chunk asked again, `attempts` times in all with doubling waits, then fails its lines, never the batch.
 
-A batch belongs to the process whose spool folder holds its file (as an import does, directory/imports.py); its
-lease lets that process take it up again after a restart.
+A batch belongs to the hub whose spool folder holds its file (as an import does, directory/imports.py); its lease
+lets that hub take it up again after a restart. A serving hub runs each batch in a process of its own, at a lower
+scheduling priority (`apart`: broker/hub.py): the exchanges the hub answers meanwhile have the CPU first.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -34,16 +35,18 @@ import structlog
 from broker import problems
 from broker.audit.log import AuditEntry, AuditLog, digest, outcome_for
 from broker.base import errors
+from broker.base.processes import SPAWN, ended
 from broker.batches.lines import Line, Window, exchange_id, read_window, result
 from broker.batches.store import Answered, BatchJob, BatchStore
 from broker.exchange.authentication import Principal
 from broker.exchange.forwarding import HolderClient
 from broker.exchange.gates import ExchangeRequest
-from broker.exchange.pipeline import ExchangePipeline, PendingReview
+from broker.exchange.pipeline import ExchangePipeline, Facts, PendingReview
 from directory.store import AgencyEntry
 from policies.rules import Decision, minimise
 
 log = structlog.get_logger("crossroads.batches")
+YIELD_EVERY = 50  # lines decided between two turns of the event loop
 
 
 @dataclass(frozen=True)
@@ -65,11 +68,21 @@ class Asked:
     line: Line
     entry: AuditEntry
     request: ExchangeRequest | None = None
+    facts: Facts | None = None  # what the store said for it, read with its window
     decision: Decision | None = None
     holder: AgencyEntry | None = None  # where it is forwarded, once cleared
     answer: tuple[int, dict[str, Any]] | None = None
     recorded: bool = field(default=False)  # its record was committed before a restart: nothing to commit
     answered: Answered | None = None  # its answer as its requester reads it, once its record is committed
+
+
+@dataclass(frozen=True)
+class Read:
+    """A window of lines, asked and read from the store, ready to be decided."""
+
+    window: Window
+    asked: list[Asked]
+    at: datetime
 
 
 class BatchRunner:
@@ -81,6 +94,7 @@ class BatchRunner:
         audit: AuditLog,
         spool_dir: Path,
         settings: BatchSettings,
+        apart: Callable[[str], None] | None = None,
     ) -> None:
         self.batches = batches
         self.spool_dir = spool_dir
@@ -88,6 +102,7 @@ class BatchRunner:
         self._holders = holders
         self._audit = audit
         self._settings = settings
+        self._apart = apart  # runs a batch, by its id, in a process of its own
         self._turn = asyncio.Semaphore(settings.at_once)
         self._chunks = asyncio.Semaphore(settings.chunks_at_once)
         self._running: dict[str, asyncio.Task[BatchJob | None]] = {}
@@ -95,7 +110,7 @@ class BatchRunner:
     def start(self, job: BatchJob) -> None:
         """Run `job` in the background, when its turn comes."""
         if job.id not in self._running:
-            task = asyncio.create_task(self.run(job.id))
+            task = asyncio.create_task(self._run_apart(job.id) if self._apart else self.run(job.id))
             self._running[job.id] = task
             task.add_done_callback(partial(self._ended, job.id))
 
@@ -104,28 +119,44 @@ class BatchRunner:
         if not task.cancelled() and task.exception() is not None:  # the store went away: taken up again later
             log.warning("batch.stopped", batch=batch_id, error=type(task.exception()).__name__)
 
+    async def _run_apart(self, batch_id: str) -> BatchJob | None:
+        """Run the batch in a process of its own (`apart`), within this runner's budget of batches at once; once
+        that process has ended, the batch as it stands. Cancelled, the process is asked to stop (SIGTERM): the
+        batch stands at its last committed window."""
+        async with self._turn:
+            process = SPAWN.Process(target=self._apart, args=(batch_id,), name=f"crossroads-batch-{batch_id}")
+            await asyncio.to_thread(process.start)
+            try:
+                await ended(process)
+            except asyncio.CancelledError:
+                process.terminate()
+                await asyncio.shield(ended(process))
+                raise
+        return await self.batches.get(batch_id)
+
     async def run(self, batch_id: str) -> BatchJob | None:
         """Run the batch from where it stands to its end, or until it is cancelled; None when it is not to be run
-        here (finished, or held by another process)."""
+        here (finished, or held by another process). Each window is read (its file lines, then the store) while
+        the one before it is forwarded."""
         async with self._turn:
             job = await self.batches.claim(batch_id, datetime.now(UTC), self._settings.lease)
             if job is None:
                 return None
             principal = Principal("agency", job.requester, "agency", job.key_id)
-            resumed = True  # the first window after taking a batch up looks for its lines' records
+            ahead: asyncio.Future[Read | None] = asyncio.ensure_future(
+                self._read(job, principal, job.position, job.last_line, resumed=True)
+            )
             try:
-                while job.status == "running" and job.position < job.size:
-                    window = await asyncio.to_thread(
-                        read_window, Path(job.spool), job.position, job.last_line, self._settings.window
-                    )
-                    if window.end == job.position:
-                        break  # the file is shorter than it was: nothing more to read
-                    answered = await self._window(job, principal, window, resumed)
-                    resumed = False
+                while (read := await ahead) is not None and job.status == "running":
+                    window = read.window
+                    ahead = asyncio.ensure_future(self._read(job, principal, window.end, window.last, resumed=False))
+                    answered = await self._finish(job, principal, read)
                     job = await self.batches.advance(job, window.end, window.last, answered, self._settings.lease)
             except asyncio.CancelledError:
                 await asyncio.shield(self.batches.release(job))  # this process is closing: taken up at its start
                 raise
+            finally:
+                _drop(ahead)
             job = await self.batches.finish(job, "done")
         log.info("batch.ended", batch=job.id, requester=job.requester, status=job.status, done=job.done)
         spool = Path(job.spool)
@@ -133,32 +164,63 @@ class BatchRunner:
             await asyncio.to_thread(spool.unlink, missing_ok=True)
         return job
 
-    async def _window(self, job: BatchJob, principal: Principal, window: Window, resumed: bool) -> list[Answered]:
-        """Decide, forward and record a window's lines; their answers, in order."""
-        at, started = datetime.now(UTC), perf_counter()
+    async def _read(self, job: BatchJob, principal: Principal, start: int, before: int, resumed: bool) -> Read | None:
+        """The window of lines from byte offset `start`, each asked (`question`) and the store read for all of them
+        at once (`read_many`); None past the file's end. A window a restart cut short (`resumed`) first finds its
+        lines' records."""
+        if start >= job.size:
+            return None
+        window = await asyncio.to_thread(read_window, Path(job.spool), start, before, self._settings.window)
+        if window.end == start:
+            return None  # the file is shorter than it was: nothing more to read
+        at = datetime.now(UTC)
         asked = [Asked(line, self._entry(job, line, at)) for line in window.lines]
         if resumed:
-            earlier = await self._audit.ended([item.entry.exchange or "" for item in asked])
-            for item in asked:
-                row = earlier.get(item.entry.exchange or "")
-                if row is not None:
-                    item.answer, item.recorded = recalled(row), True
-        for item in asked:
+            await self._recall(job, asked)
+        for number, item in enumerate(asked):
+            await _turn(number)
             if item.answer is None:
                 await self._question(item)
-        questions = [item for item in asked if item.request is not None]
-        if questions:
-            try:
-                facts = await self._pipeline.read_many(principal, [item.request for item in questions], at)  # type: ignore[misc]
-            except errors.Problem as stopped:  # the key revoked or the agency suspended meanwhile
-                for item in questions:
-                    item.answer = refused(item.entry, stopped)
-                facts = []
-            for item, fact in zip(questions, facts, strict=False):
-                await self._decide(principal.id, item, fact, at)
-        await self._recorded([item for item in asked if item.answer is not None], started)
-        await self._forward_all(principal.id, [item for item in asked if item.holder is not None], started)
-        return [item.answered for item in asked if item.answered is not None]
+        await self._read_store(principal, [item for item in asked if item.request is not None], at)
+        return Read(window, asked, at)
+
+    async def _read_store(self, principal: Principal, questions: Sequence[Asked], at: datetime) -> None:
+        if not questions:
+            return
+        try:
+            facts = await self._pipeline.read_many(principal, [item.request for item in questions], at)  # type: ignore[misc]
+        except errors.Problem as stopped:  # the key revoked or the agency suspended meanwhile
+            for item in questions:
+                item.request, item.answer = None, refused(item.entry, stopped)
+            return
+        for item, fact in zip(questions, facts, strict=True):
+            item.facts = fact
+
+    async def _finish(self, job: BatchJob, principal: Principal, read: Read) -> list[Answered]:
+        """Decide the lines read, record those refused or waiting for a review, forward the others and record
+        them with their holders' answers; the window's answers, in order."""
+        started = perf_counter()
+        for number, item in enumerate(read.asked):
+            await _turn(number)
+            if item.request is not None:
+                await self._decide(principal.id, item, read.at)
+        await self._recorded([item for item in read.asked if item.answer is not None], started)
+        cleared = [item for item in read.asked if item.holder is not None]
+        if cleared:
+            await self.batches.asking(job, read.window.last)  # from here a line without a record may have been asked
+            await self._forward_all(principal.id, cleared, started)
+        return [item.answered for item in read.asked if item.answered is not None]
+
+    async def _recall(self, job: BatchJob, asked: Sequence[Asked]) -> None:
+        """The lines of the window a restart cut short that were decided before it: each answered from its record,
+        or, cleared for its holder and maybe asked, `interrupted` (never asked twice)."""
+        earlier = await self._audit.ended([item.entry.exchange or "" for item in asked])
+        for item in asked:
+            row = earlier.get(item.entry.exchange or "")
+            if row is not None:
+                item.answer, item.recorded = recalled(row), True
+            elif item.line.number <= job.asked:
+                item.answer = refused(item.entry, INTERRUPTED)
 
     async def _question(self, item: Asked) -> None:
         try:
@@ -172,11 +234,11 @@ class BatchRunner:
         except Exception as error:
             item.answer = refused(item.entry, error)
 
-    async def _decide(self, requester: str, item: Asked, facts: Any, at: datetime) -> None:
-        assert item.request is not None  # noqa: S101 -- only questions are decided
+    async def _decide(self, requester: str, item: Asked, at: datetime) -> None:
+        assert item.request is not None and item.facts is not None  # noqa: S101 -- only questions read are decided
         try:
             decision = await self._pipeline.rule(requester, item.request)
-            outcome = await self._pipeline.decide(requester, item.request, decision, facts, item.entry, at)
+            outcome = await self._pipeline.decide(requester, item.request, decision, item.facts, item.entry, at)
         except Exception as error:
             item.answer = refused(item.entry, error)
             return
@@ -195,27 +257,25 @@ class BatchRunner:
         await asyncio.gather(*(self._forward(requester, chunk, started) for chunk in chunks))
 
     async def _forward(self, requester: str, chunk: Sequence[Asked], started: float) -> None:
-        """Reserve the chunk's records (nothing is forwarded that the log could not complete), ask its holder,
-        complete the records with its answers."""
+        """Ask the chunk's holder, once the log keeps room for the chunk's records (nothing is forwarded that it
+        could not then hold), and commit each line's record with its answer."""
+        holder = chunk[0].holder
+        assert holder is not None  # noqa: S101 -- a chunk is one holder's cleared lines
+        entries = [item.entry for item in chunk]
         async with self._chunks:
-            holder = chunk[0].holder
-            assert holder is not None  # noqa: S101 -- a chunk is one holder's cleared lines
-            for item in chunk:
-                item.entry.at = datetime.now(UTC)  # its lease runs from now, not from the window's start
-            await asyncio.gather(*(self._audit.reserve(item.entry) for item in chunk))
-            payloads = [_payload(requester, item) for item in chunk]
-            asking = perf_counter()
-            answers = await self._ask(holder, payloads)
-            holder_ms = (perf_counter() - asking) * 1000
-        for item, answer in zip(chunk, answers, strict=True):
-            item.entry.holder_ms = holder_ms
-            if isinstance(answer, Exception):
-                item.answer = refused(item.entry, answer)
-            else:
-                assert item.decision is not None  # noqa: S101 -- a cleared line was decided
-                fields = {"zone": item.decision.zone, "holder": holder.id}
-                item.answer = (200, {**fields, "data": minimise(answer, item.decision.fields)})
-        await self._recorded(chunk, started)
+            await self._audit.hold(entries)
+            try:
+                answers = await self._ask(holder, [_payload(requester, item) for item in chunk])
+                for item, answer in zip(chunk, answers, strict=True):
+                    if isinstance(answer, Exception):
+                        item.answer = refused(item.entry, answer)
+                    else:
+                        assert item.decision is not None  # noqa: S101 -- a cleared line was decided
+                        fields = {"zone": item.decision.zone, "holder": holder.id}
+                        item.answer = (200, {**fields, "data": minimise(answer, item.decision.fields)})
+                await self._recorded(chunk, started)
+            finally:
+                self._audit.release(entries)  # those whose record was not committed (the store failed)
 
     async def _ask(self, holder: AgencyEntry, payloads: list[dict[str, Any]]) -> list[dict[str, Any] | Exception]:
         """The holder's answers to a chunk, asked again after a failure of the whole chunk, `attempts` times in all;
@@ -232,7 +292,8 @@ class BatchRunner:
 
     async def _recorded(self, items: Sequence[Asked], started: float) -> None:
         """Commit the records of answered lines (those not recorded before a restart) with their answers."""
-        for item in items:
+        for number, item in enumerate(items):
+            await _turn(number)
             assert item.answer is not None  # noqa: S101 -- only answered lines are recorded
             status, fields = item.answer
             body = result(item.line, item.entry.exchange, status, fields)
@@ -241,7 +302,7 @@ class BatchRunner:
                 item.entry.status, item.entry.outcome = status, outcome_for(status)
                 item.entry.response_digest = digest(body)
                 item.entry.latency_ms = round((perf_counter() - started) * 1000, 3)
-        await asyncio.gather(*(self._audit.commit(item.entry) for item in items if not item.recorded))
+        await self._audit.commit_all([item.entry for item in items if not item.recorded])
 
     def _entry(self, job: BatchJob, line: Line, at: datetime) -> AuditEntry:
         return AuditEntry(
@@ -273,6 +334,20 @@ class BatchRunner:
                 await task
 
 
+def _drop(ahead: asyncio.Future[Any]) -> None:
+    """Cancel a window read ahead that is no longer wanted; a failure it already met is the next run's to meet."""
+    if ahead.done() and not ahead.cancelled():
+        ahead.exception()  # retrieved: not reported as never retrieved
+    ahead.cancel()
+
+
+async def _turn(number: int) -> None:
+    """Let the event loop run the exchanges waiting every YIELD_EVERY lines: a window's decisions are many short
+    steps that rarely wait, which would otherwise hold the loop for the whole window."""
+    if number % YIELD_EVERY == YIELD_EVERY - 1:
+        await asyncio.sleep(0)
+
+
 def _payload(requester: str, item: Asked) -> dict[str, Any]:
     request = item.request
     assert request is not None  # noqa: S101 -- a forwarded line was asked
@@ -294,6 +369,7 @@ def refused(entry: AuditEntry, error: Exception) -> tuple[int, dict[str, Any]]:
 
 
 TITLES = {problem.name: problem.title for problem in errors.ALL}
+INTERRUPTED = errors.Interrupted("the hub stopped after asking the holder for this line; ask for it again")
 
 
 def recalled(row: Any) -> tuple[int, dict[str, Any]]:
@@ -305,5 +381,4 @@ def recalled(row: Any) -> tuple[int, dict[str, Any]]:
         detail = "decided before the hub restarted: its record keeps the reason, not the detail"
         document = {"type": errors.PROBLEM_BASE + row.reason, "title": TITLES[row.reason], "status": row.status}
         return row.status, {"problem": {**document, "detail": detail}}
-    interrupted = errors.Interrupted("the hub stopped after asking the holder for this line; ask for it again")
-    return interrupted.status, {"problem": interrupted.document()}
+    return INTERRUPTED.status, {"problem": INTERRUPTED.document()}

@@ -13,9 +13,11 @@ from typing import Any
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from broker.base.store import Base
 from broker.batches.models import Batch, BatchResult
 
 UNFINISHED = ("queued", "running")
+RESULTS = Base.metadata.tables[BatchResult.__tablename__]  # the table itself, for Core's executemany
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class BatchJob:
     position: int
     done: int
     last_line: int  # the number of the last line of the file read (blank lines counted)
+    asked: int  # the last line of the window being forwarded (models.Batch.asked)
     by_outcome: dict[str, int]
     created_at: datetime
     updated_at: datetime
@@ -76,6 +79,7 @@ class BatchStore:
             position=0,
             done=0,
             last_line=0,
+            asked=0,
             by_outcome={},
             created_at=at,
             updated_at=at,
@@ -135,10 +139,16 @@ class BatchStore:
         async with self._sessions() as session, session.begin():
             if answered:
                 rows = [{"batch_id": job.id, "line": answer.line, "body": answer.body} for answer in answered]
-                await session.execute(insert(BatchResult), rows)
+                await session.execute(insert(RESULTS), rows)  # Core's executemany: no ORM bookkeeping a row
             await session.execute(update(Batch).where(Batch.id == job.id).values(**values, lease_until=now + lease))
             status = await session.scalar(select(Batch.status).where(Batch.id == job.id))
         return replace(advanced, status=status or job.status)
+
+    async def asking(self, job: BatchJob, last_line: int) -> BatchJob:
+        """Say that the lines of the window up to `last_line` cleared for a holder are about to be forwarded."""
+        async with self._sessions() as session, session.begin():
+            await session.execute(update(Batch).where(Batch.id == job.id).values(asked=last_line))
+        return replace(job, asked=last_line)
 
     async def finish(self, job: BatchJob, status: str) -> BatchJob:
         """End the batch `status` (done), unless it was cancelled meanwhile; the batch as it now stands."""
@@ -218,6 +228,7 @@ def _job(row: Batch) -> BatchJob:
         row.position,
         row.done,
         row.last_line,
+        row.asked,
         dict(row.by_outcome),
         row.created_at,
         row.updated_at,

@@ -19,8 +19,10 @@ class Store:
         self.failing = False
         self.release = asyncio.Event()
         self.release.set()
+        self.entered = asyncio.Event()  # a flush has begun
 
     async def flush(self, items: Sequence[int]) -> list[Exception | None]:
+        self.entered.set()
         await self.release.wait()
         if self.failing:
             raise OSError("disk full")
@@ -100,3 +102,33 @@ async def test_a_cancelled_request_does_not_disturb_its_batch() -> None:
         gone.cancel()
         await stays
     assert store.batches == [[1, 2]]
+
+
+async def test_many_writes_submitted_at_once_fill_batches_and_fail_alone() -> None:
+    """`submit_all` waits for every batch holding one of its writes; a write refused alone fails the call with
+    its error, and the others stand."""
+    store = Store()
+    writer = GroupCommit(store.flush, max_batch=8, max_wait_s=0)
+    async with writer.running():
+        await writer.submit_all(list(range(20)))
+        with pytest.raises(ValueError, match="item -1 refused"):
+            await writer.submit_all([30, -1, 31])
+    assert store.batches == [list(range(8)), list(range(8, 16)), [16, 17, 18, 19], [30, -1, 31]]
+    with pytest.raises(WriterClosed):
+        await writer.submit_all([1])
+
+
+async def test_background_writes_wait_behind_the_others_a_few_at_a_time() -> None:
+    """A mass of background writes is committed a few a batch, after the requests' writes that arrive meanwhile."""
+    store = Store()
+    writer = GroupCommit(store.flush, max_batch=8, max_wait_s=0, background_max=3)
+    async with writer.running():
+        store.release.clear()  # the first batch holds the store while the rest arrive
+        first = asyncio.ensure_future(writer.submit(100))
+        await store.entered.wait()  # the writer has taken the first batch and waits on the store
+        mass = asyncio.ensure_future(writer.submit_all(list(range(7)), background=True))
+        requests = asyncio.ensure_future(asyncio.gather(*(writer.submit(item) for item in (200, 201))))
+        await asyncio.sleep(0)
+        store.release.set()
+        await asyncio.gather(first, mass, requests)
+    assert store.batches == [[100], [200, 201, 0, 1, 2], [3, 4, 5], [6]]

@@ -3,6 +3,10 @@ waits for the commit of the batch that holds its write. One batch commits at a t
 once it holds `max_batch` writes or its first write has waited `max_wait_s` (with 0, as soon as the last
 commit is done: writes arriving during a commit form the next batch, so batches grow with the load). A
 batch that fails fails every write in it.
+
+Background writes (`submit_all(..., background=True)`: a mass exchange's thousands of records) wait behind the
+others: a batch takes every other write first, and at most `background_max` background ones, so a request's
+write never queues behind thousands, only behind the batch being committed.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ class GroupCommit(Generic[Item]):
         max_batch: int,
         max_wait_s: float,
         on_commit: Callable[[int, float], None] | None = None,
+        background_max: int = 64,
     ) -> None:
         if max_batch < 1:
             raise ValueError("a batch holds at least one write")
@@ -39,6 +44,8 @@ class GroupCommit(Generic[Item]):
         self._max_batch = max_batch
         self._max_wait_s = max_wait_s
         self._pending: list[tuple[Item, asyncio.Future[None]]] = []
+        self._background: list[tuple[Item, asyncio.Future[None]]] = []
+        self._background_max = background_max
         self._wake = asyncio.Event()
         self._full = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -61,6 +68,21 @@ class GroupCommit(Generic[Item]):
             self._full.set()
         await future
 
+    async def submit_all(self, items: Sequence[Item], *, background: bool = False) -> None:
+        """`submit` for many items at once (behind every other write with `background`): wait until every batch
+        holding one is committed; raise the first error of those that failed (the others stand)."""
+        if self._task is None or self._stopping:
+            raise WriterClosed("the audit writer is not running")
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in items]
+        (self._background if background else self._pending).extend(zip(items, futures, strict=True))
+        self._wake.set()
+        if len(self._pending) >= self._max_batch:
+            self._full.set()
+        failures = [failure for failure in await asyncio.gather(*futures, return_exceptions=True) if failure]
+        if failures:
+            raise failures[0]
+
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         """Write while the context is open; on exit, commit everything submitted before it closed."""
@@ -78,16 +100,18 @@ class GroupCommit(Generic[Item]):
     async def _run(self) -> None:
         while True:
             await self._wake.wait()
-            if not self._pending:
+            if not self._pending and not self._background:
                 if self._stopping:
                     return
                 self._wake.clear()
                 continue
-            if len(self._pending) < self._max_batch and not self._stopping:
+            if self._pending and len(self._pending) < self._max_batch and not self._stopping:
                 with suppress(TimeoutError):
                     async with asyncio.timeout(self._max_wait_s):
                         await self._full.wait()
             batch, self._pending = self._pending[: self._max_batch], self._pending[self._max_batch :]
+            room = min(self._max_batch - len(batch), self._background_max)
+            batch, self._background = batch + self._background[:room], self._background[room:]
             if len(self._pending) < self._max_batch and not self._stopping:
                 self._full.clear()
             await self._commit(batch)

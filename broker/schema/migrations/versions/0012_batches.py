@@ -31,6 +31,7 @@ def upgrade() -> None:
         sa.Column("position", sa.BigInteger(), nullable=False),
         sa.Column("last_line", sa.BigInteger(), nullable=False),
         sa.Column("done", sa.BigInteger(), nullable=False),
+        sa.Column("asked", sa.BigInteger(), nullable=False),
         sa.Column("by_outcome", sa.JSON(), nullable=False),
         sa.Column("created_at", UTC_TIME, nullable=False),
         sa.Column("updated_at", UTC_TIME, nullable=False),
