@@ -335,7 +335,7 @@ def main(argv: list[str]) -> None:
     result = run(args)
     print(table(result))
     if args.out:
-        args.out.write_text(json.dumps(result, indent=2))
+        args.out.write_text(json.dumps(result, indent=2, default=str))
 
 
 if __name__ == "__main__":

@@ -28,8 +28,9 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from broker.base import eventloop, logs
-from broker.base.processes import SPAWN, ended
+from broker.base.processes import Background, run_apart
 from broker.base.store import Lane, create_engine
+from broker.base.wire import bounded_line
 from directory.models import DirectoryImport, DirectoryImportRejection
 from directory.references import Declaration, DeclarationInvalid, parse_declaration
 from directory.store import DirectoryStore
@@ -91,13 +92,11 @@ def read_batch(path: Path, start: int, first_line: int, most: int, owner: str) -
     with path.open("rb") as file:
         file.seek(start)
         while read < most:
-            raw = file.readline(MAX_LINE + 1)
+            raw, too_long = bounded_line(file, MAX_LINE)
             if not raw:
                 break
             number += 1
-            if len(raw) > MAX_LINE and not raw.endswith(b"\n"):
-                while (rest := file.readline(1 << 16)) and not rest.endswith(b"\n"):
-                    pass  # the rest of the over-long line, skipped
+            if too_long:
                 rejected.append((number, f"the line is longer than {MAX_LINE} bytes"))
                 read += 1
                 continue
@@ -285,19 +284,11 @@ class Importer:
         self._finished = finished
         self._apart = apart
         self._apart_turn = asyncio.Semaphore(1)
-        self._running: dict[str, asyncio.Task[ImportJob | None]] = {}
+        self._running = Background(_failed)
 
     def start(self, job: ImportJob) -> None:
         """Apply `job` in the background: in a process of its own with `apart`, else in this one."""
-        if job.id not in self._running:
-            task = asyncio.create_task(self._run_apart(job.id) if self._apart else self.run(job.id))
-            self._running[job.id] = task
-            task.add_done_callback(partial(self._ended, job.id))
-
-    def _ended(self, import_id: str, task: asyncio.Task[ImportJob | None]) -> None:
-        self._running.pop(import_id, None)
-        if not task.cancelled() and task.exception() is not None:  # the store went away: taken up again later
-            log.warning("directory.import_failed", id=import_id, error=type(task.exception()).__name__)
+        self._running.start(job.id, partial(self._run_apart if self._apart else self.run, job.id))
 
     async def run(self, import_id: str, progress: Progress | None = None) -> ImportJob | None:
         """Apply the import from where it stands to its end; None when another process holds it."""
@@ -327,19 +318,8 @@ class Importer:
         others stay queued), and once it has ended read where the import stands. Cancelled, the process is asked to
         stop (SIGTERM), and stands at its last committed batch."""
         async with self._apart_turn:
-            process = SPAWN.Process(
-                target=apply_apart,
-                args=(self._apart, import_id, self.spool_dir, self._batch, self._lease),
-                name=f"crossroads-import-{import_id}",
-                daemon=True,
-            )
-            await asyncio.to_thread(process.start)
-            try:
-                await ended(process)
-            except asyncio.CancelledError:
-                process.terminate()
-                await asyncio.shield(ended(process))
-                raise
+            arguments = (self._apart, import_id, self.spool_dir, self._batch, self._lease)
+            await run_apart(apply_apart, arguments, f"crossroads-import-{import_id}")
         job = await self.imports.get(import_id)
         if job is not None and job.status == "done" and self._finished is not None:
             await self._finished(job)
@@ -385,11 +365,11 @@ class Importer:
 
     async def close(self) -> None:
         """Stop the imports running here; each stands at its last committed batch."""
-        for task in list(self._running.values()):
-            task.cancel()
-        for task in list(self._running.values()):
-            with suppress(asyncio.CancelledError):
-                await task
+        await self._running.close()
+
+
+def _failed(import_id: str, error: BaseException) -> None:  # the store went away: taken up again later
+    log.warning("directory.import_failed", id=import_id, error=type(error).__name__)
 
 
 def apply_apart(database_url: str, import_id: str, spool_dir: Path, batch: int, lease: timedelta) -> None:

@@ -1,6 +1,7 @@
 """What the hub accepts from the wire before any handler reads it: a header section within its size, each
 signature header once, no content coding; a request target in canonical form; query parameters that are text,
-each named once; and JSON bodies as I-JSON (RFC 7493). Pure checks, each raising the problem that refuses.
+each named once; and JSON bodies as I-JSON (RFC 7493). Pure checks, each raising the problem that refuses; and
+the lines of an NDJSON file, each read within its limit.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ import json
 import re
 from collections.abc import Iterable
 from math import isfinite
-from typing import Any
+from typing import Any, BinaryIO
 
 from multidict import MultiMapping
 
@@ -145,3 +146,14 @@ def _storable(value: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
+
+
+def bounded_line(file: BinaryIO, limit: int) -> tuple[bytes, bool]:
+    """The file's next line (b"" at its end), never more than `limit` bytes of it held, and whether it was longer
+    than `limit` (then the rest of it is skipped: the next read starts on the line after)."""
+    raw = file.readline(limit + 1)
+    if len(raw) <= limit or raw.endswith(b"\n"):
+        return raw, False
+    while (rest := file.readline(1 << 16)) and not rest.endswith(b"\n"):
+        pass  # the rest of the over-long line
+    return raw, True

@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from broker.base import errors
+from broker.base.wire import bounded_line
 
 MAX_LINE = 16 * 1024  # bytes of one request line; a longer line is answered with its problem, alone
 MAX_REF = 200  # characters of a line's `ref`
@@ -51,13 +52,11 @@ def read_window(path: Path, start: int, after: int, most: int) -> Window:
     with path.open("rb") as file:
         file.seek(start)
         while len(lines) < most:
-            raw = file.readline(MAX_LINE + 1)
+            raw, too_long = bounded_line(file, MAX_LINE)
             if not raw:
                 break
             number += 1
-            if len(raw) > MAX_LINE and not raw.endswith(b"\n"):
-                while (rest := file.readline(1 << 16)) and not rest.endswith(b"\n"):
-                    pass  # the rest of the over-long line, skipped
+            if too_long:
                 problem = errors.TooLarge(f"the line is longer than {MAX_LINE} bytes")
                 lines.append(Line(number, raw, None, None, problem))
             elif raw.strip():

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -35,7 +34,7 @@ import structlog
 from broker import problems
 from broker.audit.log import AuditEntry, AuditLog, digest, outcome_for
 from broker.base import errors
-from broker.base.processes import SPAWN, ended
+from broker.base.processes import Background, run_apart
 from broker.batches.lines import Line, Window, exchange_id, read_window, result
 from broker.batches.store import Answered, BatchJob, BatchStore
 from broker.exchange.authentication import Principal
@@ -105,33 +104,19 @@ class BatchRunner:
         self._apart = apart  # runs a batch, by its id, in a process of its own
         self._turn = asyncio.Semaphore(settings.at_once)
         self._chunks = asyncio.Semaphore(settings.chunks_at_once)
-        self._running: dict[str, asyncio.Task[BatchJob | None]] = {}
+        self._running = Background(_failed)
 
     def start(self, job: BatchJob) -> None:
-        """Run `job` in the background, when its turn comes."""
-        if job.id not in self._running:
-            task = asyncio.create_task(self._run_apart(job.id) if self._apart else self.run(job.id))
-            self._running[job.id] = task
-            task.add_done_callback(partial(self._ended, job.id))
-
-    def _ended(self, batch_id: str, task: asyncio.Task[BatchJob | None]) -> None:
-        self._running.pop(batch_id, None)
-        if not task.cancelled() and task.exception() is not None:  # the store went away: taken up again later
-            log.warning("batch.stopped", batch=batch_id, error=type(task.exception()).__name__)
+        """Run `job` in the background, when its turn comes: in a process of its own with `apart`."""
+        self._running.start(job.id, partial(self._run_apart if self._apart else self.run, job.id))
 
     async def _run_apart(self, batch_id: str) -> BatchJob | None:
         """Run the batch in a process of its own (`apart`), within this runner's budget of batches at once; once
         that process has ended, the batch as it stands. Cancelled, the process is asked to stop (SIGTERM): the
         batch stands at its last committed window."""
+        assert self._apart is not None  # noqa: S101 -- only started with `apart`
         async with self._turn:
-            process = SPAWN.Process(target=self._apart, args=(batch_id,), name=f"crossroads-batch-{batch_id}")
-            await asyncio.to_thread(process.start)
-            try:
-                await ended(process)
-            except asyncio.CancelledError:
-                process.terminate()
-                await asyncio.shield(ended(process))
-                raise
+            await run_apart(self._apart, (batch_id,), f"crossroads-batch-{batch_id}")
         return await self.batches.get(batch_id)
 
     async def run(self, batch_id: str) -> BatchJob | None:
@@ -327,11 +312,11 @@ class BatchRunner:
 
     async def close(self) -> None:
         """Stop the batches running here; each is taken up again at its last committed window."""
-        for task in list(self._running.values()):
-            task.cancel()
-        for task in list(self._running.values()):
-            with suppress(asyncio.CancelledError):
-                await task
+        await self._running.close()
+
+
+def _failed(batch_id: str, error: BaseException) -> None:  # the store went away: taken up again later
+    log.warning("batch.stopped", batch=batch_id, error=type(error).__name__)
 
 
 def _drop(ahead: asyncio.Future[Any]) -> None:

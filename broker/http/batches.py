@@ -16,18 +16,14 @@ from broker.batches.lines import count_lines
 from broker.batches.store import UNFINISHED, BatchJob
 from broker.exchange.gates import seconds_to_next_day
 from broker.http.replies import record_id, reply
-from broker.http.uploads import UPLOAD
+from broker.http.uploads import NDJSON, ndjson_upload
 
-NDJSON = "application/x-ndjson"
 RESULTS_PAGE = 5_000  # answers one page of results holds at most
 
 
 async def submit(request: web.Request) -> web.Response:
     hub, principal, entry = request.app[HUB], request[PRINCIPAL], request[AUDIT]
-    content_type = request.headers.get("Content-Type", "")
-    if content_type.split(";")[0].strip().lower() != NDJSON:
-        raise errors.UnsupportedMediaType(f"Content-Type must be {NDJSON}, not {content_type or 'absent'!r}")
-    upload = request[UPLOAD]
+    upload = ndjson_upload(request)
     lines = await asyncio.to_thread(count_lines, upload.path)
     if lines == 0:
         raise errors.Invalid("a batch needs a body: one exchange request a line")

@@ -9,18 +9,14 @@ from aiohttp import web
 from broker.appkeys import AUDIT, HUB, PRINCIPAL
 from broker.base import errors
 from broker.http.replies import record_id, reply
-from broker.http.uploads import UPLOAD
+from broker.http.uploads import ndjson_upload
 
-NDJSON = "application/x-ndjson"
 MAX_ERRORS = 1000  # rejected lines one answer lists; `?after=` pages through the rest
 
 
 async def start_import(request: web.Request) -> web.Response:
     hub, principal, entry = request.app[HUB], request[PRINCIPAL], request[AUDIT]
-    content_type = request.headers.get("Content-Type", "")
-    if content_type.split(";")[0].strip().lower() != NDJSON:
-        raise errors.UnsupportedMediaType(f"Content-Type must be {NDJSON}, not {content_type or 'absent'!r}")
-    upload = request[UPLOAD]
+    upload = ndjson_upload(request)
     if not upload.digested:
         raise errors.Invalid("an import needs a body: one reference a line")
     digest = "sha-256:" + upload.digested.sha256.hex()

@@ -29,6 +29,15 @@ class Upload:
 
 
 UPLOAD = web.RequestKey("upload", Upload)
+NDJSON = "application/x-ndjson"
+
+
+def ndjson_upload(request: web.Request) -> Upload:
+    """The request's upload (the file the middleware streamed its body to), once its Content-Type says NDJSON."""
+    content_type = request.headers.get("Content-Type", "")
+    if content_type.split(";")[0].strip().lower() != NDJSON:
+        raise errors.UnsupportedMediaType(f"Content-Type must be {NDJSON}, not {content_type or 'absent'!r}")
+    return request[UPLOAD]
 
 
 def takes_upload(request: web.Request) -> bool:
