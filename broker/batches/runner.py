@@ -1,21 +1,25 @@
 """Running batches: a window of lines at a time, each line decided exactly as a single exchange is
 (broker/exchange/pipeline.py: `question`, then `read_many` for the whole window, then `decide`), the lines cleared
-for a holder forwarded to it in chunks, each line's record committed, then the window's answers and progress.
+for a holder forwarded to it in chunks, each line's record committed, then the window's answers and progress. The
+next window is read while one is forwarded.
 
 Exactly once. A line's exchange id is derived from the batch and the line's number (`exchange_id`), and its record
-is its proof: a restart takes the batch up at its last committed window, and a line of that window that has a
-record is not decided or forwarded again but answered from its record (a line whose holder was asked but whose
-answer was not kept is answered `interrupted`: asking the holder again could deliver twice). Its grey review, if
-it opened one, has an id derived from its exchange id, so it is found again rather than opened twice.
+is its proof. A window's refusals and grey lines are recorded first; then its marker (`asked`: its last line) is
+committed, and only then are its cleared lines forwarded, each recorded once its holder has answered. A restart
+takes the batch up at its last committed window: a line of it with a record is answered from its record, not
+decided or forwarded again; a line without one, under the marker, may have been asked and is answered
+`interrupted` (asking the holder again could deliver twice), with a record; any other is decided afresh. A grey
+line's review has an id derived from its exchange id, so it is found again rather than opened twice.
 
-Fair. Batches have a budget of their own, apart from the exchanges': `at_once` batches run at a time in a process,
-`chunks_at_once` chunks are in flight to holders, and every forwarded line first reserves its record as a single
-exchange does, within the audit reserve's room (broker/audit/reserve.py). A holder that fails or times out has its
-chunk asked again, `attempts` times in all with doubling waits, then fails its lines, never the batch.
+Fair. Batches have a budget of their own, apart from the exchanges': a serving hub runs each in a process of its own
+at a lower scheduling priority (`apart`: broker/hub.py), so the exchanges it answers meanwhile have the CPU first;
+`at_once` batches at a time, `chunks_at_once` chunks in flight to holders; a window's records wait behind single
+requests' in group commit. Nothing is forwarded unless the audit reserve keeps room for the records to come
+(`AuditLog.hold`). A holder that fails or times out has its chunk asked again, `attempts` times in all with doubling
+waits, then fails its lines, never the batch.
 
 A batch belongs to the hub whose spool folder holds its file (as an import does, directory/imports.py); its lease
-lets that hub take it up again after a restart. A serving hub runs each batch in a process of its own, at a lower
-scheduling priority (`apart`: broker/hub.py): the exchanges the hub answers meanwhile have the CPU first.
+lets that hub take it up again after a restart.
 """
 
 from __future__ import annotations
