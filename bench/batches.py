@@ -35,7 +35,16 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from brokering import HUB_SETTINGS, REPO, Process, free_port, process_cpu_seconds, revision, start_hubs, wait_printed
+from brokering import (
+    HUB_SETTINGS,
+    Process,
+    databases,
+    free_port,
+    process_cpu_seconds,
+    revision,
+    start_hubs,
+    wait_printed,
+)
 from world import (
     ASKED_PURPOSES,
     HOLDERS,
@@ -252,9 +261,6 @@ def run_store(
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    sys.path.insert(0, str(REPO))
-    from tests import postgres  # the test suite's throwaway PostgreSQL server, reused
-
     with tempfile.TemporaryDirectory(prefix="crossroads-bench-") as scratch:
         state = args.keep or Path(scratch)
         state.mkdir(parents=True, exist_ok=True)
@@ -268,7 +274,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         adapters = Process(
             "adapters", [sys.executable, "bench/holders.py", str(state / "layout.json")], state / "a.log"
         )
-        server: Any = None
         stores: list[dict[str, Any]] = []
         notes: list[str] = []
         try:
@@ -283,15 +288,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "holders_us_per_line": round((process_cpu_seconds(adapters.pid) - cpu) / len(lines) * 1e6, 1),
                 "delivered": delivered,
             }
-            for store in args.stores:
-                if store == "sqlite":
-                    database_url = f"sqlite+aiosqlite:///{state / 'bench.db'}"
-                else:
-                    server = server or postgres.start()
-                    if isinstance(server, str):
-                        notes.append(f"PostgreSQL not measured: {server}")
-                        continue
-                    database_url = eventloop.run(server.new_database())
+            for store, database_url in databases(args.stores, state, notes):
                 figures = run_store(store, database_url, world, keys, adapters, state, args, lines, probes)
                 figures["x_direct"] = round(figures["lines_per_s"] / direct_figures["lines_per_s"], 2)
                 alone, during = figures["single_alone_ms"], figures["single_during_ms"]
@@ -299,8 +296,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 stores.append(figures)
         finally:
             adapters.stop()
-            if server is not None and not isinstance(server, str):
-                server.close()
     return {"direct": direct_figures, "stores": stores, "notes": notes, "revision": revision(), "arguments": vars(args)}
 
 

@@ -37,6 +37,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -514,10 +515,30 @@ def progress(phase: Phase) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def databases(stores: list[str], state: Path, notes: list[str]) -> Iterator[tuple[str, str]]:
+    """Each store and its database's URL, in order: SQLite in `state`, or a fresh database on a PostgreSQL server
+    started as the tests start theirs (once, and stopped when the iteration ends); a store that cannot run is said
+    in `notes` and skipped."""
     sys.path.insert(0, str(REPO))
     from tests import postgres  # the test suite's throwaway PostgreSQL server, reused
 
+    server: postgres.Server | str | None = None
+    try:
+        for store in stores:
+            if store == "sqlite":
+                yield store, f"sqlite+aiosqlite:///{state / 'bench.db'}"
+                continue
+            server = server or postgres.start()
+            if isinstance(server, str):
+                notes.append(f"PostgreSQL not measured: {server}")
+                continue
+            yield store, eventloop.run(server.new_database())
+    finally:
+        if isinstance(server, postgres.Server):
+            server.close()
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
     results: list[Phase] = []
     builds: dict[str, dict[str, float]] = {}
     notes: list[str] = []
@@ -530,21 +551,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         adapters = Process(
             "adapters", [sys.executable, "bench/holders.py", str(state / "layout.json")], state / "adapters.log"
         )
-        server: postgres.Server | str | None = None
         try:
             wait_printed(adapters, b"ready")
             signer = Signer(world)
             results += run_direct(signer, adapters, args)
             results += run_floor(signer, adapters, args, state)
-            for store in args.stores:
-                if store == "sqlite":
-                    database_url = f"sqlite+aiosqlite:///{state / 'bench.db'}"
-                else:
-                    server = server or postgres.start()
-                    if isinstance(server, str):
-                        notes.append(f"PostgreSQL not measured: {server}")
-                        continue
-                    database_url = eventloop.run(server.new_database())
+            for store, database_url in databases(args.stores, state, notes):
                 print(f"building the {store} world ({args.rows:,} directory rows)", file=sys.stderr, flush=True)
                 builds[store] = eventloop.run(build(database_url, world, args.rows))
                 for rules in args.rules:
@@ -555,8 +567,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             warnings = log_warnings(state)
         finally:
             adapters.stop()
-            if isinstance(server, postgres.Server):
-                server.close()
     return {"results": with_floor(results), "builds": builds, "notes": notes, "hub_log_warnings": warnings}
 
 

@@ -157,7 +157,7 @@ async def open_hub(config: Config, clock: Clock = time.monotonic, *, serving: bo
                     config.emergency_per_day,
                 )
                 # Batches read on a lane of their own (a thread and connection of their own on SQLite): a window's
-                # read never queues an exchange's behind it.
+                # read overlaps the audit writer's transactions on the other (a batch's own process runs both).
                 for reading in (lane, Lane(engine))
             )
             hub = Hub(

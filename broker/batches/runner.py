@@ -285,10 +285,10 @@ class BatchRunner:
             await _turn(number)
             assert item.answer is not None  # noqa: S101 -- only answered lines are recorded
             status, fields = item.answer
-            body = result(item.line, item.entry.exchange, status, fields)
-            item.answered = Answered(item.line.number, outcome_for(status), body)
+            body, outcome = result(item.line, item.entry.exchange, status, fields), outcome_for(status)
+            item.answered = Answered(item.line.number, outcome, body)
             if not item.recorded:
-                item.entry.status, item.entry.outcome = status, outcome_for(status)
+                item.entry.status, item.entry.outcome = status, outcome
                 item.entry.response_digest = digest(body)
                 item.entry.latency_ms = round((perf_counter() - started) * 1000, 3)
         await self._audit.commit_all([item.entry for item in items if not item.recorded])

@@ -44,7 +44,7 @@ from broker.exchange.gates import (
 )
 from consent.matching import Consent, Refusal, blocking_refusal
 from consent.service import ConsentService
-from directory.store import AgencyEntry, DirectoryStore, capacity_in_force, holders_in_force
+from directory.store import AgencyEntry, DirectoryStore, Versions, capacity_in_force, holders_in_force
 from directory.store import Facts as DirectoryFacts
 from policies.reviews import Review, ReviewStore
 from policies.rules import Decision, minimise
@@ -188,9 +188,7 @@ class ExchangePipeline:
         directory = self._directory.facts(principal.id, request.subject, request.category)
         consents = self._consents.for_exchange(request.subject, principal.id) if decision.consent else NOTHING
         facts = Facts(*await self._lane.plans([directory, self._policies.published(), consents]))
-        self._directory.saw(facts.directory.versions)
-        if facts.directory.versions.principals != principal.as_of:
-            await self._confirm(principal, at)
+        await self._saw(principal, facts.directory.versions, at)
         if await self._policies.follow(facts.policy_version):
             decision = await self.rule(principal.id, request)
             if decision.consent and facts.consents is None:
@@ -213,12 +211,16 @@ class ExchangePipeline:
 
         directory, version, consents = await self._lane.read(together)
         if directory:
-            versions = next(iter(directory.values())).versions
-            self._directory.saw(versions)
-            if versions.principals != principal.as_of:
-                await self._confirm(principal, at)
+            await self._saw(principal, next(iter(directory.values())).versions, at)
         await self._policies.follow(version)
         return [Facts(directory[question], version, consents[question[0]]) for question in questions]
+
+    async def _saw(self, principal: Principal, versions: Versions, at: datetime) -> None:
+        """Take the directory's versions a read found; where principals moved since the request was authenticated,
+        check its key and principal again."""
+        self._directory.saw(versions)
+        if versions.principals != principal.as_of:
+            await self._confirm(principal, at)
 
     async def check_purpose(self, request: ExchangeRequest) -> None:
         """Names are kept until the directory's version moves: a purpose not known here is looked for again after
