@@ -1,6 +1,7 @@
 """The client an agency's applications use to ask the hub: it signs each request with the agency's key,
 verifies the hub's signed answer (bound to this very request), turns problems into typed exceptions, and
-retries only what is safe to retry, re-signed with a fresh nonce each time.
+retries only what is safe to retry, re-signed with a fresh nonce each time. A sealed answer is opened with the
+agency's sealing keys, once its holder's signature, its exchange and its key check (adapters/sealing.py).
 """
 
 from __future__ import annotations
@@ -15,16 +16,20 @@ from typing import Any, BinaryIO
 import aiohttp
 import structlog
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from multidict import CIMultiDict
 from yarl import URL
 
 from adapters.problems import HubProblem, PendingReview, problem_for
+from adapters.sealing import open_sealed
+from broker.base.envelopes import EnvelopeInvalid
 from broker.base.signing import (
     Request,
     Response,
     SignatureProblem,
     SigningKey,
     digest_file,
+    load_public_key,
     sign_request,
     verify_response,
 )
@@ -58,9 +63,10 @@ class ExchangeResult:
     exchange: str
     zone: str
     holder: str | None
-    data: dict[str, Any] | None
+    data: dict[str, Any] | None  # a sealed answer's, opened
     review: str | None
     question: ExchangeQuestion | None = None
+    sealed: dict[str, str] | None = None  # a sealed answer's envelope as its holder signed it, kept as evidence
 
     @property
     def pending(self) -> bool:
@@ -123,8 +129,10 @@ class HubClient:
         hub_public_key: Ed25519PublicKey,
         session: aiohttp.ClientSession,
         retry: RetryPolicy | None = None,
+        sealing_keys: Mapping[str, X25519PrivateKey] | None = None,
     ) -> None:
         self._hub_url = hub_url.rstrip("/")
+        self._sealing_keys = dict(sealing_keys or {})  # the agency's X25519 private keys, by key id
         self._key = key
         self._hub_key_id = hub_key_id
         self._hub_public_key = hub_public_key
@@ -158,15 +166,26 @@ class HubClient:
         status, answer = await self.call("POST", "/v1/exchanges", document)
         if status == 202 and raise_pending:
             raise PendingReview(status, answer)
+        sealed = answer.get("sealed")
         return ExchangeResult(
             status,
             answer["exchange"],
             answer["zone"],
             answer.get("holder"),
-            answer.get("data"),
+            answer.get("data") if sealed is None else self.open(answer),
             answer.get("review"),
             question,
+            sealed,
         )
+
+    def open(self, answer: Mapping[str, Any]) -> dict[str, Any]:
+        """The data of a sealed answer (an exchange's, or a batch's result line), once the holder's signature (with
+        the key the hub vouches for), its exchange and its key check; UnverifiedAnswer (`bad-seal`) otherwise."""
+        try:
+            holder_key = load_public_key(str(answer["holder_key"]["public_key_pem"]))
+            return open_sealed(answer["sealed"], str(answer["exchange"]), holder_key, self._sealing_keys)[1]
+        except (EnvelopeInvalid, KeyError, TypeError, ValueError) as error:
+            raise UnverifiedAnswer("bad-seal", f"the sealed answer cannot be accepted: {error}") from error
 
     async def repeat_with_review(self, pending: ExchangeResult, *, raise_pending: bool = False) -> ExchangeResult:
         """Repeat a grey-zone exchange naming its review: delivered once approved (200), still pending (202),

@@ -207,6 +207,18 @@ class BadHolderAnswer(HubProblem):
     problem = "bad-holder-answer"
 
 
+class BadSeal(HubProblem):
+    """The holder's sealed answer was not signed by it, or named another exchange, other fields or another key."""
+
+    problem = "bad-seal"
+
+
+class NoSealingKey(HubProblem):
+    """The category is sealed and the requester has registered no valid sealing key (X25519) to receive it."""
+
+    problem = "no-sealing-key"
+
+
 class HolderUnreachable(HubProblem):
     problem = "holder-unreachable"
 

@@ -1,12 +1,15 @@
-"""The adapter an agency runs in front of its own store: it verifies the hub's signature, checks the
-category's params, calls the agency's handler (or store) for the category asked, and answers signed with
-the agency's key, bound to the request. It also receives the hub's change notifications, once each.
+"""The adapter an agency runs in front of its own store: it verifies the hub's signature, checks the category's params,
+calls the agency's handler (or store) for the category asked, and answers signed with the agency's key, bound to the
+request. It also receives the hub's change notifications, once each.
 
 Chunks. A batch's lines for this holder come as one signed NDJSON request (`POST /v1/records/batch`, up to
-MAX_CHUNK_LINES lines of the single request's JSON) and are answered by one signed NDJSON body, a line for each
-line in the same order: `{"exchange", "status", "data"}` or `{"exchange", "status", "problem"}`. A line that fails
-fails alone. A category whose store answers many requests at once (`fetch_many`: SQL and CSV stores) answers the
-chunk's lines with set-based look-ups; any other handler is called for each line, ANSWERING_AT_ONCE at a time.
+MAX_CHUNK_LINES lines of the single request's JSON) and are answered by one signed NDJSON body, a line for each line
+in the same order: `{"exchange", "status", "data"}` or `{"exchange", "status", "problem"}`. A line that fails fails
+alone. A request for a sealed category names the fields allowed and the requester's key (`fields`, `recipient`): its
+record is answered as `{"sealed": envelope}`, kept to those fields, encrypted to that key and signed
+(adapters/sealing.py), on a chunk's line too. A category whose store answers many requests at once (`fetch_many`:
+SQL and CSV stores) answers the chunk's lines with set-based look-ups; any other handler is called for each line,
+ANSWERING_AT_ONCE at a time.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from adapters.mapping import jsonable
 from adapters.nonces import NonceWindow
 from adapters.recent import RecentIds
+from adapters.sealing import Recipient, seal
 from adapters.validation import InvalidParams, ParamsCheck, ParamsValidator, params_validator
 from broker.base.change_events import ChangeNotification, from_event
 from broker.base.signing import (
@@ -54,6 +58,8 @@ class RecordRequest:
     category: str
     purpose: str
     params: dict[str, Any] = field(default_factory=dict)
+    fields: tuple[str, ...] | None = None  # for a sealed answer: the fields the hub's rule allows (None: all)
+    recipient: Recipient | None = None  # for a sealed answer: the requester's key it is encrypted to
 
 
 class UnknownSubject(Exception):
@@ -199,7 +205,7 @@ class Adapter:
             log.info("records.refused", exchange=exchange, problem=refusal.name, status=refusal.status)
             return self._problem(request, body, refusal)
         log.info("records.answered", exchange=record.exchange, category=record.category, requester=record.requester)
-        return self._answer(request, body, 200, {"data": data})
+        return self._answer(request, body, 200, self._delivered(record, data))
 
     async def _chunk(self, request: web.Request) -> web.Response:
         """A chunk of a batch's lines for this holder, answered line by line in one signed NDJSON body."""
@@ -234,7 +240,20 @@ class Adapter:
                 answered = await _answers_of(category, records)
             for (index, _), outcome in zip(asked, answered, strict=True):
                 outcomes[index] = outcome
-        return [_answer_line(line, outcome) for line, outcome in zip(lines, outcomes, strict=True)]
+        return [self._answer_line(line, outcome) for line, outcome in zip(lines, outcomes, strict=True)]
+
+    def _answer_line(self, line: RecordRequest | _Refusal, outcome: dict[str, Any] | _Refusal) -> dict[str, Any]:
+        if isinstance(outcome, _Refusal):
+            exchange = line.exchange if isinstance(line, RecordRequest) else None
+            return {"exchange": exchange, "status": outcome.status, "problem": _problem_document(outcome)}
+        assert isinstance(line, RecordRequest)  # noqa: S101 -- only a request gets a record; for the type checker
+        return {"exchange": line.exchange, "status": 200, **self._delivered(line, outcome)}
+
+    def _delivered(self, record: RecordRequest, data: dict[str, Any]) -> dict[str, Any]:
+        """A record's answer: `{"data"}`, or `{"sealed"}` where the hub asked for it sealed."""
+        if record.recipient is None:
+            return {"data": data}
+        return {"sealed": seal(data, record.fields, record.exchange, record.recipient, self._key)}
 
     async def _notification(self, request: web.Request) -> web.Response:
         body = await request.read()
@@ -431,14 +450,6 @@ def _chunk_line(line: bytes) -> RecordRequest | _Refusal:
         return refusal
 
 
-def _answer_line(line: RecordRequest | _Refusal, outcome: dict[str, Any] | _Refusal) -> dict[str, Any]:
-    exchange = line.exchange if isinstance(line, RecordRequest) else None
-    if isinstance(outcome, _Refusal):
-        problem = _problem_document(outcome)
-        return {"exchange": exchange, "status": outcome.status, "problem": problem}
-    return {"exchange": exchange, "status": 200, "data": outcome}
-
-
 def _problem_document(refusal: _Refusal) -> dict[str, Any]:
     return {
         "type": PROBLEMS + refusal.name,
@@ -458,4 +469,14 @@ def _record_request(document: dict[str, Any]) -> RecordRequest:
         )
     except KeyError as error:
         raise _Refusal(422, "invalid", f"missing field {error}") from error
-    return RecordRequest(exchange, requester, subject, category, purpose, params)
+    fields, recipient = document.get("fields"), None
+    if fields is not None and not (isinstance(fields, list) and all(isinstance(name, str) for name in fields)):
+        raise _Refusal(422, "invalid", "fields must be null or a list of field names")
+    if document.get("recipient") is not None:
+        try:
+            recipient = Recipient.from_forward(document["recipient"])
+        except ValueError as error:
+            raise _Refusal(422, "invalid", str(error)) from error
+    return RecordRequest(
+        exchange, requester, subject, category, purpose, params, None if fields is None else tuple(fields), recipient
+    )

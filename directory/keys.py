@@ -1,5 +1,6 @@
-"""Agencies' signing keys as decisions: what a key registration must hold, and when a rotation retires the
-keys it replaces. Pure functions; directory/store.py writes what they decide.
+"""Agencies' keys as decisions: what a key registration must hold, and when a rotation retires the keys it
+replaces. A key signs (Ed25519, `use` `sign`) or, an agency's only, receives sealed answers (X25519, `seal`); a
+rotation retires the keys of its own use. Pure functions; directory/store.py writes what they decide.
 """
 
 from __future__ import annotations
@@ -10,13 +11,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
+
 from broker.base.signing import load_public_key, public_key_pem
 
 KEY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 MAX_PEM = 400
 MAX_OVERLAP_S = 90 * 86_400  # the longest two keys of one agency may both be valid during a rotation
 MAX_REASON = 1000
-REGISTRATION_FIELDS = {"key_id", "public_key_pem", "valid_from", "valid_until", "overlap_s"}
+REGISTRATION_FIELDS = {"key_id", "public_key_pem", "use", "valid_from", "valid_until", "overlap_s"}
+USES = ("sign", "seal")
 
 
 class KeyInvalid(ValueError):
@@ -33,6 +38,7 @@ class KeyRegistration:
     valid_from: datetime
     valid_until: datetime | None
     overlap: timedelta | None
+    use: str = "sign"
 
 
 @dataclass(frozen=True)
@@ -49,6 +55,7 @@ class KeyRecord:
     revoked_at: datetime | None
     revoked_by: str | None
     revocation_reason: str | None
+    use: str = "sign"
 
     def as_json(self, at: datetime) -> dict[str, Any]:
         """The JSON form; `valid` says whether the key authenticates requests at `at`."""
@@ -56,6 +63,7 @@ class KeyRecord:
             "key_id": self.key_id,
             "principal_id": self.principal_id,
             "public_key_pem": self.public_key_pem,
+            "use": self.use,
             "valid_from": _timestamp(self.valid_from),
             "valid_until": None if self.valid_until is None else _timestamp(self.valid_until),
             "status": self.status,
@@ -68,14 +76,20 @@ class KeyRecord:
         }
 
 
-def canonical_pem(value: object) -> str:
-    """The Ed25519 public key in `value` as canonical PEM, or KeyInvalid."""
+def canonical_pem(value: object, use: str = "sign") -> str:
+    """The public key in `value` as canonical PEM (Ed25519 to sign, X25519 to seal), or KeyInvalid."""
+    kind = "an Ed25519" if use == "sign" else "an X25519"
     if not isinstance(value, str) or len(value) > MAX_PEM:
-        raise KeyInvalid(f"public_key_pem must be an Ed25519 public key in PEM, at most {MAX_PEM} characters")
+        raise KeyInvalid(f"public_key_pem must be {kind} public key in PEM, at most {MAX_PEM} characters")
     try:
-        return public_key_pem(load_public_key(value))
+        if use == "sign":
+            return public_key_pem(load_public_key(value))
+        key = load_pem_public_key(value.encode())
+        if not isinstance(key, X25519PublicKey):
+            raise ValueError("not X25519")
+        return key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
     except ValueError as error:
-        raise KeyInvalid("public_key_pem is not an Ed25519 public key in PEM (SubjectPublicKeyInfo)") from error
+        raise KeyInvalid(f"public_key_pem is not {kind} public key in PEM (SubjectPublicKeyInfo)") from error
 
 
 def parse_key_id(value: object) -> str:
@@ -110,12 +124,16 @@ def parse_registration(document: Mapping[str, Any], at: datetime) -> KeyRegistra
         if type(overlap_s) is not int or not 0 <= overlap_s <= MAX_OVERLAP_S:
             raise KeyInvalid(f"overlap_s must be a whole number of seconds from 0 to {MAX_OVERLAP_S}")
         overlap = timedelta(seconds=overlap_s)
+    use = document.get("use", "sign")
+    if use not in USES:
+        raise KeyInvalid("use is sign (an Ed25519 key) or seal (an X25519 key sealed answers are encrypted to)")
     return KeyRegistration(
         parse_key_id(document.get("key_id")),
-        canonical_pem(document.get("public_key_pem")),
+        canonical_pem(document.get("public_key_pem"), use),
         valid_from,
         valid_until,
         overlap,
+        use,
     )
 
 

@@ -35,7 +35,8 @@ class Operator(Base):
 
 
 class PrincipalKey(Base):
-    """An Ed25519 public key of an agency or an operator, with its validity and status."""
+    """A public key of an agency or an operator, with its validity and status: an Ed25519 key that signs (`use`
+    `sign`), or an agency's X25519 key that sealed answers are encrypted to (`seal`)."""
 
     __tablename__ = "principal_keys"
 
@@ -43,6 +44,7 @@ class PrincipalKey(Base):
     principal_kind: Mapped[str] = mapped_column(String(16))
     principal_id: Mapped[str] = mapped_column(String(63), index=True)
     public_key_pem: Mapped[str] = mapped_column(String(400))
+    use: Mapped[str] = mapped_column(String(8), default="sign", server_default="sign")  # sign, seal
     valid_from: Mapped[datetime]
     valid_until: Mapped[datetime | None]
     status: Mapped[str] = mapped_column(String(16), default="active")  # active, revoked
@@ -67,6 +69,23 @@ class Category(Base):
 
     name: Mapped[str] = mapped_column(String(63), primary_key=True)
     description: Mapped[str] = mapped_column(String(500), default="")
+    # A sealed category's answers are encrypted by the holder to the requester: the hub never reads them.
+    sealed: Mapped[bool] = mapped_column(default=False, server_default=false())
+
+
+class CategoryChange(Base):
+    """Every change of a category's sealing, never changed once written: the category's versions, who made each
+    and why."""
+
+    __tablename__ = "category_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    category: Mapped[str] = mapped_column(ForeignKey("categories.name"), index=True)
+    version: Mapped[int]
+    sealed: Mapped[bool]
+    changed_at: Mapped[datetime]
+    changed_by: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(String(1000))
 
 
 class Purpose(Base):

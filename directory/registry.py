@@ -1,6 +1,7 @@
-"""The registry administrators keep: agencies (name, adapter URL, active or suspended), data categories, purposes
-and capacities. Reading what an administrator asks for is pure (the `parse_` functions); `Registry` writes it and
-moves the directory version in the same transaction, so every hub process sees the change on its next request.
+"""The registry administrators keep: agencies (name, adapter URL, active or suspended), data categories (and whether
+each is sealed, every change kept as a version of its own), purposes and capacities. Reading what an administrator
+asks for is pure (the `parse_` functions); `Registry` writes it and moves the directory version in the same
+transaction, so every hub process sees the change on its next request.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from directory.keys import REGISTRATION_FIELDS, KeyRecord, KeyRegistration, parse_registration
-from directory.models import Agency, Capacity, Category, PrincipalKey, Purpose
+from directory.models import Agency, Capacity, Category, CategoryChange, PrincipalKey, Purpose
 from directory.names import NAME
 from directory.store import AgencyEntry, PurposeEntry, _bump
 
@@ -27,7 +28,7 @@ MAX_NAME, MAX_URL, MAX_DESCRIPTION = 200, 500, 500  # the widths of their column
 MAX_EMBARGO_DAYS = 36_500
 # A registry change's reason is kept whole in its audit record, whose `reason` column holds 63 characters.
 MAX_REASON = 63
-FIRST_KEY_FIELDS = REGISTRATION_FIELDS - {"overlap_s"}  # a first key rotates nothing
+FIRST_KEY_FIELDS = REGISTRATION_FIELDS - {"overlap_s", "use"}  # a first key signs, and rotates nothing
 
 
 class RegistryInvalid(ValueError):
@@ -44,9 +45,33 @@ class Term:
 
     name: str
     description: str = ""
+    sealed: bool | None = None  # a category's: whether its answers are sealed; None for a capacity
 
     def as_json(self) -> dict[str, Any]:
-        return {"name": self.name, "description": self.description}
+        document: dict[str, Any] = {"name": self.name, "description": self.description}
+        return document if self.sealed is None else {**document, "sealed": self.sealed}
+
+
+@dataclass(frozen=True)
+class SealingChange:
+    """A version of a category's sealing: whether it became sealed or plain, when, by whom and why."""
+
+    category: str
+    version: int
+    sealed: bool
+    changed_at: datetime
+    changed_by: str
+    reason: str
+
+    def as_json(self) -> dict[str, Any]:
+        at = self.changed_at.isoformat(timespec="seconds").replace("+00:00", "Z")
+        return {
+            "version": self.version,
+            "sealed": self.sealed,
+            "changed_at": at,
+            "changed_by": self.changed_by,
+            "reason": self.reason,
+        }
 
 
 @dataclass(frozen=True)
@@ -132,6 +157,14 @@ def parse_term(document: Mapping[str, Any], kind: str) -> Term:
     """A new data category or capacity: `name` and optionally `description`."""
     _fields(document, {"name"}, {"description"})
     return Term(_vocabulary_name(document["name"], kind), _description(document.get("description")))
+
+
+def parse_sealing(document: Mapping[str, Any]) -> bool:
+    """A change of a category: `{"sealed": true | false}` (its reason taken apart first)."""
+    _fields(document, {"sealed"}, set())
+    if not isinstance(document["sealed"], bool):
+        raise RegistryInvalid("sealed must be true or false")
+    return bool(document["sealed"])
 
 
 def parse_purpose(document: Mapping[str, Any]) -> PurposeEntry:
@@ -222,7 +255,48 @@ class Registry:
     async def categories(self) -> list[Term]:
         async with self._sessions() as session:
             rows = (await session.scalars(select(Category).order_by(Category.name))).all()
-        return [Term(row.name, row.description) for row in rows]
+        return [Term(row.name, row.description, row.sealed) for row in rows]
+
+    async def category(self, name: str) -> Term | None:
+        async with self._sessions() as session:
+            row = await session.get(Category, name)
+        return None if row is None else Term(row.name, row.description, row.sealed)
+
+    async def seal_category(self, name: str, sealed: bool, by: str, reason: str, at: datetime) -> SealingChange | None:
+        """Seal a category or make it plain again: a new version of it, kept with who made it and why (a change
+        that changes nothing is no version). None when there is no such category."""
+        made: list[SealingChange] = []
+
+        async def write(session: AsyncSession) -> bool:
+            row = await session.get(Category, name, with_for_update=True)
+            if row is None:
+                return False
+            versions = select(CategoryChange).where(CategoryChange.category == name)
+            last = (await session.scalars(versions.order_by(CategoryChange.version.desc()).limit(1))).first()
+            if row.sealed == sealed and last is not None:
+                made.append(_sealing_change(last))
+                return False
+            row.sealed = sealed
+            change = CategoryChange(
+                category=name,
+                version=1 if last is None else last.version + 1,
+                sealed=sealed,
+                changed_at=at,
+                changed_by=by,
+                reason=reason,
+            )
+            session.add(change)
+            made.append(_sealing_change(change))
+            return True
+
+        await self._write(write, f"category {name!r} changed meanwhile")
+        return made[0] if made else None
+
+    async def category_history(self, name: str) -> list[SealingChange]:
+        """Every version of the category's sealing, oldest first."""
+        query = select(CategoryChange).where(CategoryChange.category == name).order_by(CategoryChange.version)
+        async with self._sessions() as session:
+            return [_sealing_change(row) for row in (await session.scalars(query)).all()]
 
     async def purposes(self) -> list[PurposeEntry]:
         async with self._sessions() as session:
@@ -308,7 +382,7 @@ class Registry:
 
     async def add_category(self, category: Term) -> Term:
         await self._add(Category(name=category.name, description=category.description), "category", category.name)
-        return category
+        return Term(category.name, category.description, sealed=False)
 
     async def add_capacity(self, capacity: Term) -> Term:
         await self._add(Capacity(name=capacity.name, description=capacity.description), "capacity", capacity.name)
@@ -346,6 +420,10 @@ class Registry:
             raise RegistryConflict(taken) from error
         finally:
             self._changed()
+
+
+def _sealing_change(row: CategoryChange) -> SealingChange:
+    return SealingChange(row.category, row.version, row.sealed, row.changed_at, row.changed_by, row.reason)
 
 
 def _agency(row: Agency) -> AgencyEntry:

@@ -13,11 +13,13 @@ from functools import partial
 from typing import Any, NamedTuple, TypeVar, overload
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
 from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from broker.base.caches import CacheSettings, ReadThrough, VersionWatch
+from broker.base.envelopes import b64url
 from broker.base.signing import load_public_key
 from broker.base.store import Lane
 from broker.base.store.batching import Batching
@@ -76,6 +78,23 @@ class KeyEntry:
     valid_from: datetime
     valid_until: datetime | None
     status: str
+
+
+@dataclass(frozen=True)
+class SealingKey:
+    """An agency's X25519 key that sealed answers are encrypted to: its id and its raw public key, base64url."""
+
+    key_id: str
+    public_key: str
+    valid_from: datetime
+    valid_until: datetime | None
+
+
+def sealing_key_in_force(keys: Sequence[SealingKey], at: datetime) -> SealingKey | None:
+    """The key sealed answers go to at `at`: of the active keys valid then, the newest (during a rotation's
+    overlap, the new one)."""
+    valid = [key for key in keys if key.valid_from <= at and (key.valid_until is None or at < key.valid_until)]
+    return max(valid, key=lambda key: (key.valid_from, key.key_id), default=None)
 
 
 def key_refusal(key: KeyEntry | None, at: datetime) -> str | None:
@@ -141,10 +160,20 @@ class DirectoryStore:
         self._agencies: ReadThrough[str, AgencyEntry | None] = ReadThrough(watched)
         self._operators: ReadThrough[str, OperatorEntry | None] = ReadThrough(watched)
         self._names: ReadThrough[tuple[NameTable, str], bool] = ReadThrough(watched)
+        self._sealed: ReadThrough[str, bool] = ReadThrough(watched)
+        self._sealing_keys: ReadThrough[str, tuple[SealingKey, ...]] = ReadThrough(watched)
         self._agency_names: ReadThrough[None, Mapping[str, str]] = ReadThrough(watched)
         self._holdings: ReadThrough[tuple[str, str], tuple[Period, ...]] = ReadThrough(cache)
         self._relationships: ReadThrough[tuple[str, str], tuple[Period, ...]] = ReadThrough(cache)
-        self._principal_caches = (self._keys, self._agencies, self._operators, self._names, self._agency_names)
+        self._principal_caches = (
+            self._keys,
+            self._agencies,
+            self._operators,
+            self._names,
+            self._agency_names,
+            self._sealed,
+            self._sealing_keys,
+        )
         self._reference_caches = (self._holdings, self._relationships)
         # Every directory write moves one of the store's two versions, of principals and names or of references:
         # seeing one move drops that one's caches at once (an import of references leaves the keys cached).
@@ -237,6 +266,26 @@ class DirectoryStore:
 
     async def capacity_exists(self, name: str) -> bool:
         return await self._names.get((Capacity, name), partial(self._exists, Capacity, name))
+
+    async def category_sealed(self, name: str) -> bool:
+        """Whether the category's answers are sealed (encrypted by the holder to the requester), kept until the
+        directory's version moves."""
+        return await self._sealed.get(name, partial(self._read_sealed, name))
+
+    async def _read_sealed(self, name: str) -> bool:
+        return bool(await self._lane.read(lambda connection: connection.execute(SEALED, {"name": name}).scalar()))
+
+    async def sealing_key(self, agency: str, at: datetime) -> SealingKey | None:
+        """The agency's X25519 key that sealed answers go to at `at`, if it has one (`sealing_key_in_force`)."""
+        keys = await self._sealing_keys.get(agency, partial(self._read_sealing_keys, agency))
+        return sealing_key_in_force(keys, at)
+
+    async def _read_sealing_keys(self, agency: str) -> tuple[SealingKey, ...]:
+        rows = await self._lane.read(lambda connection: connection.execute(SEALING_KEYS, {"id": agency}).all())
+        return tuple(
+            SealingKey(row.key_id, b64url(_raw_public_key(row.public_key_pem)), row.valid_from, row.valid_until)
+            for row in rows
+        )
 
     async def _exists(self, table: NameTable, name: str) -> bool:
         async with self._sessions() as session:
@@ -451,7 +500,9 @@ class DirectoryStore:
                     raise KeyConflict("this public key is already registered: every key pair serves one key id")
                 if registration.overlap is not None:
                     others = select(PrincipalKey).where(
-                        PrincipalKey.principal_id == principal_id, PrincipalKey.status == "active"
+                        PrincipalKey.principal_id == principal_id,
+                        PrincipalKey.status == "active",
+                        PrincipalKey.use == registration.use,
                     )
                     for other in (await session.scalars(others)).all():
                         end = retirement(other.valid_until, at, registration.overlap)
@@ -462,6 +513,7 @@ class DirectoryStore:
                     principal_kind=kind,
                     principal_id=principal_id,
                     public_key_pem=registration.public_key_pem,
+                    use=registration.use,
                     valid_from=registration.valid_from,
                     valid_until=registration.valid_until,
                     status="active",
@@ -495,7 +547,14 @@ BUMP = update(DirectoryVersion).where(DirectoryVersion.id == PRINCIPALS).values(
 VERSIONS = select(DirectoryVersion.id, DirectoryVersion.version).where(
     DirectoryVersion.id.in_((PRINCIPALS, REFERENCES))
 )
-KEY = select(KEYS).where(KEYS.c.key_id == bindparam("key_id"))
+KEY = select(KEYS).where(KEYS.c.key_id == bindparam("key_id"), KEYS.c.use == "sign")  # a sealing key never signs
+SEALING_KEYS = select(KEYS).where(
+    KEYS.c.principal_id == bindparam("id"),
+    KEYS.c.principal_kind == "agency",
+    KEYS.c.use == "seal",
+    KEYS.c.status == "active",
+)
+SEALED = select(Category.sealed).where(Category.name == bindparam("name"))
 AGENCY = select(Agency.id, Agency.name, Agency.adapter_url, Agency.status).where(Agency.id == bindparam("id"))
 # Declarations in the order the hub recorded them (`id`): `standing` keeps the last of each reference.
 RELATIONSHIP_COLUMNS = (
@@ -683,6 +742,7 @@ def _key_record(row: PrincipalKey) -> KeyRecord:
         row.revoked_at,
         row.revoked_by,
         row.revocation_reason,
+        row.use,
     )
 
 
@@ -692,6 +752,7 @@ def _key_row(kind: str, principal_id: str, key: Mapping[str, Any], at: datetime)
         principal_kind=kind,
         principal_id=principal_id,
         public_key_pem=key["public_key_pem"],
+        use=key.get("use", "sign"),
         valid_from=_time(key.get("valid_from"), at),
         valid_until=_time(key.get("valid_until")),
         status=key.get("status", "active"),
@@ -706,3 +767,7 @@ def _time(value: str | datetime | None, default: datetime | None = None) -> date
     if value is None:
         return default
     return value if isinstance(value, datetime) else datetime.fromisoformat(value)
+
+
+def _raw_public_key(pem: str) -> bytes:
+    return load_pem_public_key(pem.encode()).public_bytes(Encoding.Raw, PublicFormat.Raw)

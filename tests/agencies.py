@@ -25,8 +25,15 @@ async def serve(stack: AsyncExitStack, app: web.Application, port: int) -> None:
     stack.push_async_callback(runner.cleanup)
 
 
-async def register(world: DemoWorld, agency: str, url: str, key: SigningKey, category: str = "pension") -> None:
-    """Make `agency` the holder of `category` for Pieter, and let family-benefits ask it (white)."""
+async def register(
+    world: DemoWorld,
+    agency: str,
+    url: str,
+    key: SigningKey,
+    category: str = "pension",
+    fields: tuple[str, ...] | None = None,
+) -> None:
+    """Make `agency` the holder of `category` for Pieter, and let family-benefits ask it (white), for `fields`."""
     await world.hub.directory.load(
         {
             "agencies": [
@@ -44,7 +51,7 @@ async def register(world: DemoWorld, agency: str, url: str, key: SigningKey, cat
     rule_set = await world.hub.policies.rules()
     rules = [
         *rule_set.rules,
-        Rule(f"r-{agency}", "agency:family-benefits", category, "benefit-eligibility", "white"),
+        Rule(f"r-{agency}", "agency:family-benefits", category, "benefit-eligibility", "white", fields=fields),
     ]
     await world.hub.policies.replace(
         rules, list(rule_set.groups), "test", f"let family-benefits ask {agency}", datetime.now(UTC)
@@ -58,12 +65,14 @@ async def add_holder(
     handler: Callable[[RecordRequest], Awaitable[dict[str, Any]]],
     category: str = "pension",
     params: dict[str, Any] | None = None,
+    fields: tuple[str, ...] | None = None,
+    kind: type[Adapter] = Adapter,
 ) -> None:
-    """A real adapter for `agency` answering `category` with `handler`."""
+    """A real adapter (of `kind`) for `agency` answering `category` with `handler`."""
     key = SigningKey(f"{agency}-key", generate_key())
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    adapter = Adapter(agency, key, HUB_KEY_ID, world.hub.key.public_key, url)
+    adapter = kind(agency, key, HUB_KEY_ID, world.hub.key.public_key, url)
     adapter.category(category, params)(handler)
     await serve(stack, adapter.app(), port)
-    await register(world, agency, url, key, category)
+    await register(world, agency, url, key, category, fields)

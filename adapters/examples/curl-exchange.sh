@@ -10,13 +10,19 @@
 #   curl-exchange.sh - REQUESTER SUBJECT CATEGORY PURPOSE
 #       the same without a world file.
 #   PARAMS='{"year":2025}' adds params; REVIEW=<id> repeats an approved grey-zone exchange.
+#   SEALING_KEY_FILE=... SEALING_KEY_ID=... name REQUESTER's X25519 key (PKCS#8 PEM) that opens a sealed
+#       answer; by default its sealing_key_path and sealing_key_id in WORLD_JSON.
 #
-# Prints the hub's JSON answer on stdout and `HTTP <status>, signature verified` on stderr. Exit status:
-# 0 delivered (200) or pending review (202), 3 a verified refusal (problem), 1 anything unverified.
+# Prints the hub's JSON answer on stdout and `HTTP <status>, signature verified` on stderr. A sealed answer
+# (PROTOCOL.md, "Sealed answers") is checked and opened as well: the holder's JWS signature with openssl and the
+# hub-given holder_key, its exchange and recipient, then HPKE (RFC 9180) with python3 and pyhpke, as openssl
+# 3.0's command line has no HPKE. Its record is a second stdout line, `{"opened":{...}}`, and stderr adds
+# `sealed answer verified and opened`. Exit status: 0 delivered (200) or pending review (202),
+# 3 a verified refusal (problem), 1 anything unverified (a sealed answer that fails a check included).
 set -euo pipefail
 
 if [[ $# -ne 5 ]]; then
-    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 1
 fi
 world=$1 requester=$2 subject=$3 category=$4 purpose=$5
@@ -130,6 +136,111 @@ openssl pkeyutl -verify -pubin -inkey "$HUB_PUBLIC_KEY_FILE" -rawin -in "$scratc
     -sigfile "$scratch/answer-signature" >/dev/null 2>&1 || fail "the hub's signature does not verify"
 
 echo "HTTP $status, signature verified" >&2
+
+# One value of a JSON file by its path (`.a.b`): a string as it is, anything else as compact JSON (`null` when
+# absent); with jq, or with python3 where jq is not installed.
+json_value() {
+    if command -v jq >/dev/null; then
+        jq -r "$2 | if type == \"string\" then . else tojson end" "$1"
+    else
+        python3 -c 'import json, sys
+value = json.load(open(sys.argv[1]))
+for key in sys.argv[2].split(".")[1:]:
+    value = value.get(key) if isinstance(value, dict) else None
+print(value if isinstance(value, str) else json.dumps(value, separators=(",", ":")))' "$1" "$2"
+    fi
+}
+
+b64url_decode() { # unpadded base64url (RFC 7515 §2) to stdout, or status 1
+    local text=$1
+    [[ $text =~ ^[A-Za-z0-9_-]*$ && $((${#text} % 4)) -ne 1 ]] || return 1
+    text=$(printf '%s' "$text" | tr '_-' '/+')
+    while ((${#text} % 4)); do text+='='; done
+    printf '%s' "$text" | base64 -d 2>/dev/null
+}
+
+# A sealed answer (PROTOCOL.md, "Sealed answers"): `sealed` is the holder's JWS (RFC 7515, flattened JSON,
+# EdDSA) over {"exchange", "fields", "recipient", "sealed": {"enc", "ct"}}, signed with the key the hub gives as
+# `holder_key`; its data is HPKE-sealed (RFC 9180 base mode, DHKEM(X25519, HKDF-SHA256), HKDF-SHA256,
+# ChaCha20-Poly1305, info `crossroads/v1 sealed`, aad the exchange id) to the requester's X25519 key. Checked
+# here: the signature, the exchange, the recipient, that it opens with our key, and that it holds no field beyond
+# its list. openssl 3.0's command line has no HPKE: python3 with pyhpke opens it.
+open_sealed() {
+    command -v python3 >/dev/null || fail "a sealed answer needs python3 with pyhpke to open it"
+    if [[ -z ${SEALING_KEY_ID:-} && $world != - ]]; then
+        SEALING_KEY_ID=$(world_value principal "$requester" sealing_key_id) ||
+            fail "$world names no sealing_key_id for $requester"
+    fi
+    if [[ -z ${SEALING_KEY_FILE:-} && $world != - ]]; then
+        SEALING_KEY_FILE=$(dirname "$world")/$(world_value principal "$requester" sealing_key_path) ||
+            fail "$world names no sealing_key_path for $requester"
+    fi
+    [[ -n ${SEALING_KEY_ID:-} && -n ${SEALING_KEY_FILE:-} ]] ||
+        fail "a sealed answer: SEALING_KEY_FILE and SEALING_KEY_ID must name $requester's X25519 key"
+
+    exchange=$(json_value "$scratch/answer" .exchange)
+    holder_key_id=$(json_value "$scratch/answer" .holder_key.key_id)
+    json_value "$scratch/answer" .holder_key.public_key_pem >"$scratch/holder.pub.pem"
+    protected=$(json_value "$scratch/answer" .sealed.protected)
+    payload=$(json_value "$scratch/answer" .sealed.payload)
+    b64url_decode "$protected" >"$scratch/sealed-header" || fail "the sealed answer's protected header is not base64url"
+    b64url_decode "$payload" >"$scratch/sealed-payload" || fail "the sealed answer's payload is not base64url"
+    b64url_decode "$(json_value "$scratch/answer" .sealed.signature)" >"$scratch/sealed-signature" ||
+        fail "the sealed answer's signature is not base64url"
+    alg=$(json_value "$scratch/sealed-header" .alg 2>/dev/null) || fail "the sealed answer's header is not JSON"
+    kid=$(json_value "$scratch/sealed-header" .kid)
+    [[ $alg == EdDSA ]] || fail "the sealed answer is signed with alg $alg, not EdDSA"
+    [[ $kid == "$holder_key_id" ]] || fail "the sealed answer is signed with key $kid, not the holder's $holder_key_id"
+
+    # The JWS signing input: the two base64url strings as sent, joined by a dot.
+    printf '%s.%s' "$protected" "$payload" >"$scratch/sealed-input"
+    openssl pkeyutl -verify -pubin -inkey "$scratch/holder.pub.pem" -rawin -in "$scratch/sealed-input" \
+        -sigfile "$scratch/sealed-signature" >/dev/null 2>&1 ||
+        fail "the holder's signature on the sealed answer does not verify"
+
+    sealed_exchange=$(json_value "$scratch/sealed-payload" .exchange 2>/dev/null) ||
+        fail "the sealed answer's payload is not JSON"
+    [[ $sealed_exchange == "$exchange" ]] || fail "the sealed answer is for exchange $sealed_exchange, not $exchange"
+    recipient=$(json_value "$scratch/sealed-payload" .recipient)
+    [[ $recipient == "$SEALING_KEY_ID" ]] || fail "the sealed answer is sealed to key $recipient, not $SEALING_KEY_ID"
+
+    python3 -c 'import base64, json, sys
+try:
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+    from pyhpke import AEADId, CipherSuite, KDFId, KEMId, KEMKey
+except ImportError as error:
+    sys.exit(f"a sealed answer needs python3 with pyhpke to open it ({error})")
+key_file, exchange, fields, enc, ct = sys.argv[1:]
+fields = json.loads(fields)
+suite = CipherSuite.new(KEMId.DHKEM_X25519_HKDF_SHA256, KDFId.HKDF_SHA256, AEADId.CHACHA20_POLY1305)
+try:
+    key = KEMKey.from_pyca_cryptography_key(load_pem_private_key(open(key_file, "rb").read(), password=None))
+    enc, ct = (base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)) for text in (enc, ct))
+    opening = suite.create_recipient_context(enc, key, info=b"crossroads/v1 sealed")
+    record = json.loads(opening.open(ct, aad=exchange.encode()))
+except Exception as error:
+    sys.exit(f"the sealed answer does not open with {key_file}: {type(error).__name__} {error}")
+if not isinstance(record, dict):
+    sys.exit("the sealed answer does not seal a JSON object")
+if fields is not None and set(record) - set(fields):
+    sys.exit(f"the sealed answer holds fields beyond its list {fields}: {sorted(set(record) - set(fields))}")
+print(json.dumps(record, separators=(",", ":")))' \
+        "$SEALING_KEY_FILE" "$exchange" "$(json_value "$scratch/sealed-payload" .fields)" \
+        "$(json_value "$scratch/sealed-payload" .sealed.enc)" "$(json_value "$scratch/sealed-payload" .sealed.ct)" \
+        >"$scratch/opened" 2>"$scratch/opening-error" || fail "$(tail -n 1 "$scratch/opening-error")"
+}
+
+# grep first: a plain answer needs neither jq nor python3, as before sealed answers.
+sealed=false
+if [[ $status == 200 ]] && grep -q '"sealed"' "$scratch/answer" &&
+    [[ $(json_value "$scratch/answer" .sealed) != null ]]; then
+    open_sealed
+    sealed=true
+fi
 cat "$scratch/answer"
 echo
+if $sealed; then
+    printf '{"opened":%s}\n' "$(cat "$scratch/opened")"
+    echo "sealed answer verified and opened" >&2
+fi
 [[ $status == 200 || $status == 202 ]] || exit 3

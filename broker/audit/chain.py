@@ -58,7 +58,7 @@ PLAIN = frozenset({str, bool, type(None)})  # written alike by every JSON encode
 # Fields added since, covered where a record has a value for them: a record written before they existed (null)
 # hashes as it always did, so old chains and exports still verify, while a value set, changed or removed later
 # changes the content, so it breaks the chain like any other change.
-COVERED_WHEN_SET = ("ground",)
+COVERED_WHEN_SET = ("ground", "sealed_digest")
 MAX_SAFE_INTEGER = 2**53 - 1  # RFC 8785 (I-JSON) integers
 LOOKAHEAD = 64  # records the verifier reads ahead to tell a deletion from a move or an insertion
 

@@ -102,6 +102,7 @@ class AuditRecord(Base):
     latency_ms: Mapped[float | None]
     request_digest: Mapped[str | None] = mapped_column(String(80))
     response_digest: Mapped[str | None] = mapped_column(String(80))
+    sealed_digest: Mapped[str | None] = mapped_column(String(80))  # a sealed answer's ciphertext's (never itself)
     # Until when a record reserved at `forwarding` may still be completed; not part of the record's content.
     lease_until: Mapped[datetime | None]
     # The chain, filled in by the sequencer; None until the record is linked.
@@ -126,7 +127,7 @@ RECORDS = Base.metadata.tables[AuditRecord.__tablename__]  # the table itself, f
 COLUMNS = tuple(column.name for column in RECORDS.columns if column.name != "lease_until")  # what a record says
 # What the steps after forwarding fill in: a record completed with only these changed since its reservation is
 # completed by setting only them (the other columns' eight indexes are then left alone: 150 -> 60 us on SQLite).
-COMPLETED = ("outcome", "status", "reason", "review_id", "latency_ms", "response_digest")
+COMPLETED = ("outcome", "status", "reason", "review_id", "latency_ms", "response_digest", "sealed_digest")
 # The writer's statements, each run on the bare driver for all the rows of a batch: a new record, returning its seq;
 # a reserved record completed unless closed meanwhile (wholly, or the completed columns only), returning its seq;
 # whether it was closed as abandoned.
@@ -177,6 +178,7 @@ class AuditEntry:
     latency_ms: float | None = None
     request_digest: str | None = None
     response_digest: str | None = None
+    sealed_digest: str | None = None
     lease_until: datetime | None = None
     seq: int | None = field(default=None, repr=False)
     holder_ms: float | None = field(default=None, repr=False)  # for metrics only: never stored

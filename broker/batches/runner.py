@@ -42,9 +42,9 @@ from broker.base.processes import Background, run_apart
 from broker.batches.lines import Line, Window, exchange_id, read_window, result
 from broker.batches.store import Answered, BatchJob, BatchStore
 from broker.exchange.authentication import Principal
-from broker.exchange.forwarding import HolderClient
+from broker.exchange.forwarding import Answer, HolderClient, Sealed
 from broker.exchange.gates import ExchangeRequest
-from broker.exchange.pipeline import ExchangePipeline, Facts, PendingReview
+from broker.exchange.pipeline import ExchangePipeline, Facts, PendingReview, Seal, forwarded, sealed_by
 from directory.store import AgencyEntry
 from policies.rules import Decision, minimise
 
@@ -74,6 +74,7 @@ class Asked:
     facts: Facts | None = None  # what the store said for it, read with its window
     decision: Decision | None = None
     holder: AgencyEntry | None = None  # where it is forwarded, once cleared
+    seal: Seal | None = None  # how its answer is sealed, where its category is
     answer: tuple[int, dict[str, Any]] | None = None
     recorded: bool = field(default=False)  # its record was committed before a restart: nothing to commit
     answered: Answered | None = None  # its answer as its requester reads it, once its record is committed
@@ -234,7 +235,7 @@ class BatchRunner:
         if isinstance(outcome, PendingReview):
             item.answer = (202, {"zone": "grey", "review": outcome.answer["review"]})
         else:
-            item.decision, item.holder = decision, outcome.holder
+            item.decision, item.holder, item.seal = decision, outcome.holder, outcome.seal
 
     async def _forward_all(self, requester: str, cleared: Sequence[Asked], started: float) -> None:
         by_holder: dict[str, list[Asked]] = {}
@@ -258,15 +259,20 @@ class BatchRunner:
                 for item, answer in zip(chunk, answers, strict=True):
                     if isinstance(answer, Exception):
                         item.answer = refused(item.entry, answer)
+                    elif isinstance(answer, Sealed):
+                        item.entry.sealed_digest = answer.digest
+                        item.answer = (
+                            200,
+                            {**_delivered(item), "sealed": answer.envelope, "holder_key": sealed_by(answer)},
+                        )
                     else:
                         assert item.decision is not None  # noqa: S101 -- a cleared line was decided
-                        fields = {"zone": item.decision.zone, "holder": holder.id}
-                        item.answer = (200, {**fields, "data": minimise(answer, item.decision.fields)})
+                        item.answer = (200, {**_delivered(item), "data": minimise(answer, item.decision.fields)})
                 await self._recorded(chunk, started)
             finally:
                 self._audit.release(entries)  # those whose record was not committed (the store failed)
 
-    async def _ask(self, holder: AgencyEntry, payloads: list[dict[str, Any]]) -> list[dict[str, Any] | Exception]:
+    async def _ask(self, holder: AgencyEntry, payloads: list[dict[str, Any]]) -> list[Answer | Exception]:
         """The holder's answers to a chunk, asked again after a failure of the whole chunk, `attempts` times in all;
         then each line fails with that failure."""
         for attempt in range(self._settings.attempts):
@@ -338,16 +344,13 @@ async def _turn(number: int) -> None:
 
 
 def _payload(requester: str, item: Asked) -> dict[str, Any]:
-    request = item.request
-    assert request is not None  # noqa: S101 -- a forwarded line was asked
-    return {
-        "exchange": item.entry.exchange,
-        "requester": requester,
-        "subject": request.subject,
-        "category": request.category,
-        "purpose": request.purpose,
-        "params": request.params,
-    }
+    assert item.request is not None  # noqa: S101 -- a forwarded line was asked
+    return forwarded(requester, item.request, item.entry, item.seal)
+
+
+def _delivered(item: Asked) -> dict[str, Any]:
+    assert item.decision is not None and item.holder is not None  # noqa: S101 -- a delivered line was cleared
+    return {"zone": item.decision.zone, "holder": item.holder.id}
 
 
 def refused(entry: AuditEntry, error: Exception) -> tuple[int, dict[str, Any]]:

@@ -13,7 +13,7 @@ import socket
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache, partial
 from pathlib import Path
@@ -21,11 +21,14 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from adapters.client import HubClient, HubProblem
 from adapters.examples import demo_agencies as demo
+from adapters.sealing import load_or_create_sealing_key, sealing_public_pem
 from adapters.server import Adapter, Notification
 from broker.accounts.credentials import CONSOLE_ROLES, hash_password
+from broker.base.envelopes import unb64url
 from broker.base.keyfiles import load_or_create
 from broker.base.signing import SigningKey, public_key_pem
 from broker.base.store import create_engine
@@ -154,9 +157,13 @@ class DemoWorld:
     adapter_urls: dict[str, str]
     adapters: dict[str, Adapter]
     console_passwords: dict[str, str]  # operator → password, for the console at /console/
+    sealing_keys: dict[str, X25519PrivateKey] = field(default_factory=dict)  # agency → its key for sealed answers
 
     def client(self, principal: str, session: aiohttp.ClientSession) -> HubClient:
-        return HubClient(self.hub_url, self.keys[principal], HUB_KEY_ID, self.hub.key.public_key, session)
+        sealing = {sealing_key_id(principal): self.sealing_keys[principal]} if principal in self.sealing_keys else {}
+        return HubClient(
+            self.hub_url, self.keys[principal], HUB_KEY_ID, self.hub.key.public_key, session, sealing_keys=sealing
+        )
 
     def description(self) -> dict[str, Any]:
         """world.json: enough for a client written from PROTOCOL.md alone to replay the scenario."""
@@ -171,7 +178,14 @@ class DemoWorld:
                 "public_key_pem": public_key_pem(self.hub.key.public_key),
             },
             "agencies": [
-                {"id": agency, "adapter_url": url, **key_entry(agency)} for agency, url in self.adapter_urls.items()
+                {
+                    "id": agency,
+                    "adapter_url": url,
+                    **key_entry(agency),
+                    "sealing_key_id": sealing_key_id(agency),
+                    "sealing_key_path": f"keys/{agency}.seal.pem",
+                }
+                for agency, url in self.adapter_urls.items()
             ],
             "operators": [
                 {
@@ -192,6 +206,10 @@ class DemoWorld:
                 for case in SCENARIO
             ],
         }
+
+
+def sealing_key_id(agency: str) -> str:
+    return f"{agency}-seal-2026"
 
 
 def _problem_type(name: str | None) -> str | None:
@@ -242,6 +260,7 @@ async def demo_world(state_dir: Path, database_url: str = "", **settings: Any) -
     hub_port = free_port()
     config = Config(state_dir=state_dir, port=hub_port, hub_key_id=HUB_KEY_ID, database_url=database_url, **settings)
     keys, hub_key = await asyncio.to_thread(_key_files, state_dir / "keys", config.key_path)
+    sealing = await asyncio.to_thread(_sealing_key_files, state_dir / "keys")
     engine = create_engine(config.database)
     await upgrade(engine)
     await engine.dispose()
@@ -261,11 +280,11 @@ async def demo_world(state_dir: Path, database_url: str = "", **settings: Any) -
                 (await _serve(web.AppRunner(adapters[agency].app(), access_log=None), port)).cleanup
             )
         hub = await stack.enter_async_context(open_hub(config))
-        await load_world(hub, _seed(keys, adapter_urls), actor="demo", reason="demo world")
+        await load_world(hub, _seed(keys, sealing, adapter_urls), actor="demo", reason="demo world")
         passwords = await _console_passwords(hub)
         runner = HubRunner(build_app(config, hub), access_log=None, **server_settings(config))
         stack.push_async_callback((await _serve(runner, hub_port)).cleanup)
-        yield DemoWorld(state_dir, hub, config.url, keys, adapter_urls, adapters, passwords)
+        yield DemoWorld(state_dir, hub, config.url, keys, adapter_urls, adapters, passwords, sealing)
 
 
 async def _console_passwords(hub: Hub) -> dict[str, str]:
@@ -297,9 +316,22 @@ def _key_files(keys_dir: Path, hub_key_path: Path) -> tuple[dict[str, SigningKey
     return keys, load_or_create(hub_key_path, HUB_KEY_ID)
 
 
-def _seed(keys: dict[str, SigningKey], adapter_urls: dict[str, str]) -> dict[str, Any]:
+def _sealing_key_files(keys_dir: Path) -> dict[str, X25519PrivateKey]:
+    """Every agency's X25519 key that sealed answers are encrypted to, created on first use."""
+    return {agency: load_or_create_sealing_key(keys_dir / f"{agency}.seal.pem") for agency in demo.AGENCIES}
+
+
+def _seed(
+    keys: dict[str, SigningKey], sealing: dict[str, X25519PrivateKey], adapter_urls: dict[str, str]
+) -> dict[str, Any]:
     def key_list(name: str) -> list[dict[str, str]]:
-        return [{"key_id": keys[name].key_id, "public_key_pem": public_key_pem(keys[name].public_key)}]
+        key = {"key_id": keys[name].key_id, "public_key_pem": public_key_pem(keys[name].public_key)}
+        if name not in sealing:
+            return [key]
+        return [
+            key,
+            {"key_id": sealing_key_id(name), "public_key_pem": sealing_public_pem(sealing[name]), "use": "seal"},
+        ]
 
     return {
         "categories": [{"name": name, "description": text} for name, text in demo.CATEGORIES.items()],
@@ -368,6 +400,7 @@ async def run_scenario(world: DemoWorld) -> list[str]:
                 lines += await _new_client(world, session, case)
         lines += await _change_notification(world, session)
         lines += await _batch(world, session)
+        lines += await _sealed(world, session)
         _, audit = await world.client("privacy-office", session).call("GET", "/v1/audit")
     return lines + _audit_summary(audit["records"])
 
@@ -391,6 +424,25 @@ async def _batch(world: DemoWorld, session: aiohttp.ClientSession) -> list[str]:
         said = answer["problem"]["type"].rsplit("/", 1)[-1] if "problem" in answer else answer.get("zone", "")
         lines.append(f"  {answer['ref']}: {answer['status']} {said}")
     return lines
+
+
+async def _sealed(world: DemoWorld, session: aiohttp.ClientSession) -> list[str]:
+    """The administrator seals income: the tax authority now encrypts Sofie's income, kept to the rule's fields, to
+    family benefits' key; the hub checks and relays what it cannot read, and keeps only its digest."""
+    reason = {"sealed": True, "reason": "income is read by its requester alone"}
+    _, sealed = await world.client("admin-desk", session).call("PATCH", "/v1/categories/income", reason)
+    result = await world.client("family-benefits", session).exchange(demo.SOFIE, "income", "benefit-eligibility")
+    assert result.sealed is not None  # noqa: S101 -- a sealed category's answer; for the type checker
+    query = f"/v1/audit?subject={demo.SOFIE}&category=income&outcome=delivered"
+    _, audit = await world.client("privacy-office", session).call("GET", query)
+    record = next(record for record in audit["records"] if record["exchange"] == result.exchange)
+    ciphertext = len(unb64url(json.loads(unb64url(result.sealed["payload"]))["sealed"]["ct"]))
+    return [
+        f"{'sealed':<14} admin-desk seals income (version {sealed['version']}): holders encrypt it to the requester",
+        f"{'':<14} family-benefits asks {demo.SOFIE}'s income: the hub relays {ciphertext} bytes it cannot open, "
+        f"signed by {result.holder}; its record keeps {record['sealed_digest'][:19]}…",
+        f"{'':<14} family-benefits opens it with its own key: {json.dumps(result.data)}",
+    ]
 
 
 async def _change_notification(world: DemoWorld, session: aiohttp.ClientSession) -> list[str]:

@@ -23,6 +23,15 @@ from directory.keys import KeyRecord, parse_registration, parse_revocation
 Change = Callable[[Hub, str, datetime], Awaitable[KeyRecord | None]]
 
 
+USE = click.option(
+    "--use",
+    type=click.Choice(["sign", "seal"]),
+    default="sign",
+    show_default=True,
+    help="sign: an Ed25519 key that signs requests; seal: an X25519 key that sealed answers are encrypted to.",
+)
+
+
 def _options(command: Any) -> Any:
     return store_options(hub_key_option(command))
 
@@ -45,7 +54,8 @@ def _show(record: KeyRecord) -> None:
     shown = record.as_json(datetime.now(UTC))
     until = shown["valid_until"] or "open-ended"
     state = "valid" if shown["valid"] else record.status if record.status != "active" else "not valid now"
-    click.echo(f"{record.key_id}  {state}  from {shown['valid_from']} until {until}")
+    use = "  seal" if record.use == "seal" else ""
+    click.echo(f"{record.key_id}{use}  {state}  from {shown['valid_from']} until {until}")
 
 
 @click.group()
@@ -84,6 +94,7 @@ def _register(
 @click.argument("public_key", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--valid-from", default=None, help="RFC 3339; default now.")
 @click.option("--valid-until", default=None, help="RFC 3339; default open-ended.")
+@USE
 @_options
 def register(
     agency: str,
@@ -91,13 +102,14 @@ def register(
     public_key: Path,
     valid_from: str | None,
     valid_until: str | None,
+    use: str,
     state_dir: Path,
     database_url: str,
     hub_key: Path | None,
 ) -> None:
-    """Register PUBLIC_KEY (an Ed25519 public key, PEM) for AGENCY as KEY_ID, next to its other keys."""
+    """Register PUBLIC_KEY (PEM: Ed25519 to sign, X25519 to seal) for AGENCY as KEY_ID, next to its other keys."""
     period = {name: value for name, value in (("valid_from", valid_from), ("valid_until", valid_until)) if value}
-    _register(agency, key_id, public_key, period, (state_dir, database_url, hub_key))
+    _register(agency, key_id, public_key, {**period, "use": use}, (state_dir, database_url, hub_key))
 
 
 @keys.command("rotate")
@@ -109,14 +121,22 @@ def register(
     type=click.IntRange(min=0),
     default=86_400,
     show_default=True,
-    help="Seconds the agency's other keys stay valid next to the new one, then expire.",
+    help="Seconds the agency's other keys of this use stay valid next to the new one, then expire.",
 )
+@USE
 @_options
 def rotate(
-    agency: str, key_id: str, public_key: Path, overlap: int, state_dir: Path, database_url: str, hub_key: Path | None
+    agency: str,
+    key_id: str,
+    public_key: Path,
+    overlap: int,
+    use: str,
+    state_dir: Path,
+    database_url: str,
+    hub_key: Path | None,
 ) -> None:
-    """Register PUBLIC_KEY for AGENCY as KEY_ID; its other keys expire after the overlap."""
-    _register(agency, key_id, public_key, {"overlap_s": overlap}, (state_dir, database_url, hub_key))
+    """Register PUBLIC_KEY for AGENCY as KEY_ID; its other keys of the same use expire after the overlap."""
+    _register(agency, key_id, public_key, {"overlap_s": overlap, "use": use}, (state_dir, database_url, hub_key))
 
 
 @keys.command("revoke")

@@ -12,6 +12,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from adapters.sealing import load_or_create_sealing_key, sealing_public_pem
 from broker.base import eventloop, logs
 from broker.base.keyfiles import write_private_key
 from broker.base.signing import public_key_pem
@@ -125,11 +126,15 @@ def config_show(config_file: Path | None) -> None:
 
 @main.command()
 @click.argument("path", type=click.Path(path_type=Path))
-def keygen(path: Path) -> None:
+@click.option("--seal", is_flag=True, help="An X25519 key that sealed answers are encrypted to, instead.")
+def keygen(path: Path, seal: bool) -> None:
     """Create an Ed25519 private key at PATH (mode 0600) and print its public key."""
     if path.exists():
         raise click.ClickException(f"{path} exists; a key is never overwritten")
-    click.echo(public_key_pem(write_private_key(path).public_key()), nl=False)
+    if seal:
+        click.echo(sealing_public_pem(load_or_create_sealing_key(path)), nl=False)
+    else:
+        click.echo(public_key_pem(write_private_key(path).public_key()), nl=False)
 
 
 @main.group()

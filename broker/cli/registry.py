@@ -20,6 +20,7 @@ from broker.cli.options import hub_key_option, store_options
 from broker.hub import Hub
 from directory.registry import (
     MAX_REASON,
+    SealingChange,
     Term,
     parse_agency,
     parse_agency_change,
@@ -59,7 +60,12 @@ def _show_agency(agency: AgencyEntry) -> None:
 
 
 def _show_term(term: Term) -> None:
-    click.echo(f"{term.name}  {term.description}".rstrip())
+    click.echo(f"{term.name}{'  sealed' if term.sealed else ''}  {term.description}".rstrip())
+
+
+def _show_change(made: SealingChange) -> None:
+    sealed, at = "sealed" if made.sealed else "plain", made.changed_at.isoformat(timespec="seconds")
+    click.echo(f"v{made.version}  {sealed}  {at}  {made.changed_by}  {made.reason}")
 
 
 def _show_purpose(purpose: PurposeEntry) -> None:
@@ -187,7 +193,7 @@ def _add_term(store: Store, kind: str, name: str, description: str, reason: str)
 
 @click.group()
 def categories() -> None:
-    """The registered data categories: list and add; every addition is audited."""
+    """The registered data categories: list, add, seal and unseal; every change is audited."""
 
 
 @categories.command("list")
@@ -208,6 +214,45 @@ def add_category(
 ) -> None:
     """Register the data category NAME."""
     _add_term((state_dir, database_url, hub_key), "category", name, description, reason)
+
+
+def _seal(store: Store, name: str, sealed: bool, reason: str) -> None:
+    async def work(hub: Hub, entry: AuditEntry) -> SealingChange:
+        entry.category = name
+        made = await hub.registry.seal_category(name, sealed, entry.requester or "cli", reason, entry.at)
+        if made is None:
+            raise errors.NotFound(f"no category {name[:64]!r}")
+        return made
+
+    _show_change(_change(store, reason, 200, work))
+
+
+@categories.command("seal")
+@click.argument("name")
+@_reason
+@_options
+def seal_category(name: str, reason: str, state_dir: Path, database_url: str, hub_key: Path | None) -> None:
+    """Seal the data category NAME: holders encrypt its answers to the requester, the hub relays what it cannot
+    read. A new version of the category, audited."""
+    _seal((state_dir, database_url, hub_key), name, True, reason)
+
+
+@categories.command("unseal")
+@click.argument("name")
+@_reason
+@_options
+def unseal_category(name: str, reason: str, state_dir: Path, database_url: str, hub_key: Path | None) -> None:
+    """Make the data category NAME plain again: its answers pass through the hub in clear. Audited."""
+    _seal((state_dir, database_url, hub_key), name, False, reason)
+
+
+@categories.command("history")
+@click.argument("name")
+@_options
+def category_history(name: str, state_dir: Path, database_url: str, hub_key: Path | None) -> None:
+    """Every version of the category NAME's sealing: when, by whom, why."""
+    for made in on_hub((state_dir, database_url, hub_key), lambda hub: hub.registry.category_history(name)):
+        _show_change(made)
 
 
 @click.group()

@@ -7,9 +7,11 @@
 3. read in one round trip what the next steps check (ExchangePipeline.read), and check the requester's
    relationship with the subject;
 4. find the holder in the directory;
-5. apply the sharing policy: black stops, grey waits for a privacy officer's review (PendingReview);
+5. apply the sharing policy: black stops; where the category is sealed, the requester's sealing key is found (none
+   stops); grey waits for a privacy officer's review (PendingReview);
 6. check consent where the rule requires it, or let an emergency access through where the rule allows one;
-7. forward to the holder's adapter, which verifies the holder's signed answer (broker/exchange/forwarding.py);
+7. forward to the holder's adapter, which verifies the holder's signed answer (broker/exchange/forwarding.py): the
+   data, minimised to the rule's fields, or for a sealed category the holder's envelope, passed on as signed;
 8. commit the audit record and reply: the audit middleware's, the same for every endpoint, so the answer
    (Delivered) leaves only after its record is committed.
 
@@ -29,10 +31,11 @@ from sqlalchemy import Connection
 
 from broker.audit.log import AuditEntry, AuditLog
 from broker.base import errors
+from broker.base.signing import public_key_pem
 from broker.base.store import Lane
 from broker.base.store.plans import NOTHING
 from broker.exchange.authentication import Principal
-from broker.exchange.forwarding import HolderClient
+from broker.exchange.forwarding import HolderClient, Sealed
 from broker.exchange.gates import (
     BrokenGlass,
     ExchangeRequest,
@@ -44,7 +47,14 @@ from broker.exchange.gates import (
 )
 from consent.matching import Consent, Refusal, blocking_refusal
 from consent.service import ConsentService
-from directory.store import AgencyEntry, DirectoryStore, Versions, capacity_in_force, holders_in_force
+from directory.store import (
+    AgencyEntry,
+    DirectoryStore,
+    SealingKey,
+    Versions,
+    capacity_in_force,
+    holders_in_force,
+)
 from directory.store import Facts as DirectoryFacts
 from policies.reviews import Review, ReviewStore
 from policies.rules import Decision, minimise
@@ -70,11 +80,20 @@ class PendingReview:
 Outcome = Delivered | PendingReview
 
 
+class Seal(NamedTuple):
+    """A sealed category's forward: the fields the rule allows (None: all) and the requester's key to seal to."""
+
+    fields: tuple[str, ...] | None
+    recipient: SealingKey
+
+
 class Cleared(NamedTuple):
-    """An exchange past every check: the holder to forward it to, and the emergency access it is, if one."""
+    """An exchange past every check: the holder to forward it to, the emergency access it is, if one, and how its
+    answer is sealed, if it is."""
 
     holder: AgencyEntry
     glass: BrokenGlass | None
+    seal: Seal | None
 
 
 ConsentsOf = dict[str, tuple[list[Consent], list[Refusal]]]  # a subject's consents and refusals, by subject
@@ -122,13 +141,14 @@ class ExchangePipeline:
         cleared = await self.decide(requester, request, decision, facts, entry, at)
         if isinstance(cleared, PendingReview):
             return cleared
-        data = await self.forward(requester, request, cleared.holder, entry)
-        answer = {
-            "exchange": entry.exchange,
-            "zone": decision.zone,
-            "holder": cleared.holder.id,
-            "data": minimise(data, decision.fields),
-        }
+        answered = await self.forward(requester, request, cleared, entry)
+        answer: dict[str, Any] = {"exchange": entry.exchange, "zone": decision.zone, "holder": cleared.holder.id}
+        if isinstance(answered, Sealed):
+            entry.sealed_digest = answered.digest
+            answer["sealed"] = answered.envelope
+            answer["holder_key"] = sealed_by(answered)
+        else:
+            answer["data"] = minimise(answered, decision.fields)
         if cleared.glass is not None:
             answer["emergency"] = await self.emergency_review(requester, request, decision, entry, cleared.glass, at)
         return Delivered(answer)
@@ -166,6 +186,7 @@ class ExchangePipeline:
         entry.fields = None if decision.fields is None else list(decision.fields)
         zone_gate(decision)
         emergency_gate(decision, request)
+        seal = await self.sealing(requester, request, decision, at)
         if decision.zone == "grey":
             await self._audit.claim(entry)
             entry.review_id = request.review
@@ -176,7 +197,7 @@ class ExchangePipeline:
                     {"exchange": entry.exchange, "zone": "grey", "review": review.id, "status": "pending"}
                 )
         glass = await self.check_consent(requester, request, decision, entry, at, facts.consents or ([], []))
-        return Cleared(holder, glass)
+        return Cleared(holder, glass, seal)
 
     async def read(
         self, principal: Principal, request: ExchangeRequest, decision: Decision, at: datetime
@@ -241,6 +262,16 @@ class ExchangePipeline:
         if not holders:
             raise errors.NoHolder(f"no active agency holds {request.category!r} for this subject")
         return holders[0]
+
+    async def sealing(self, requester: str, request: ExchangeRequest, decision: Decision, at: datetime) -> Seal | None:
+        """A sealed category's answer goes to the requester's sealing key in force: without one it cannot be
+        received, so the exchange stops before anything is asked."""
+        if not await self._directory.category_sealed(request.category):
+            return None
+        recipient = await self._directory.sealing_key(requester, at)
+        if recipient is None:
+            raise errors.NoSealingKey(f"{request.category!r} is sealed and {requester!r} has no valid sealing key")
+        return Seal(decision.fields, recipient)
 
     async def grey_review(
         self, requester: str, request: ExchangeRequest, decision: Decision, exchange: str, at: datetime
@@ -329,22 +360,12 @@ class ExchangePipeline:
         return None
 
     async def forward(
-        self, requester: str, request: ExchangeRequest, holder: AgencyEntry, entry: AuditEntry
-    ) -> dict[str, Any]:
+        self, requester: str, request: ExchangeRequest, cleared: Cleared, entry: AuditEntry
+    ) -> dict[str, Any] | Sealed:
         await self._audit.reserve(entry)
         started = perf_counter()
         try:
-            return await self._holders.records(
-                holder,
-                {
-                    "exchange": entry.exchange,
-                    "requester": requester,
-                    "subject": request.subject,
-                    "category": request.category,
-                    "purpose": request.purpose,
-                    "params": request.params,
-                },
-            )
+            return await self._holders.records(cleared.holder, forwarded(requester, request, entry, cleared.seal))
         finally:
             entry.holder_ms = (perf_counter() - started) * 1000
 
@@ -379,3 +400,26 @@ class ExchangePipeline:
         await self._reviews.open(review)
         entry.review_id = review.id
         return {"review": review.id, "remaining_today": glass.remaining}
+
+
+def forwarded(requester: str, request: ExchangeRequest, entry: AuditEntry, seal: Seal | None) -> dict[str, Any]:
+    """What the hub asks the holder for (PROTOCOL.md), with the fields allowed and the key to seal to where the
+    category is sealed."""
+    payload: dict[str, Any] = {
+        "exchange": entry.exchange,
+        "requester": requester,
+        "subject": request.subject,
+        "category": request.category,
+        "purpose": request.purpose,
+        "params": request.params,
+    }
+    if seal is not None:
+        payload["fields"] = None if seal.fields is None else list(seal.fields)
+        payload["recipient"] = {"key_id": seal.recipient.key_id, "public_key": seal.recipient.public_key}
+    return payload
+
+
+def sealed_by(sealed: Sealed) -> dict[str, str]:
+    """The holder's key that signed a sealed answer, as the hub vouches for it: the requester checks the envelope
+    with it."""
+    return {"key_id": sealed.holder_key.key_id, "public_key_pem": public_key_pem(sealed.holder_key.public_key)}

@@ -1,5 +1,6 @@
 """The registry (admin): agencies (register, with a first key if one is given; change the name or adapter URL;
-suspend and resume), data categories, purposes and capacities (list and register). Every change gives a reason,
+suspend and resume), data categories (list, register, seal or unseal, and the history of that), purposes and
+capacities (list and register). Every change gives a reason,
 kept in its audit record (kind `registry`, the agency in `holder`, the category or purpose in theirs) once it is
 made; a refused change records the problem instead. Every hub process sees a change from its next request on.
 """
@@ -10,7 +11,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
-from broker.appkeys import AUDIT, HUB
+from broker.appkeys import AUDIT, HUB, PRINCIPAL
 from broker.base import errors
 from broker.http.replies import json_body, reply
 from directory.names import NAME
@@ -19,6 +20,7 @@ from directory.registry import (
     parse_agency,
     parse_agency_change,
     parse_purpose,
+    parse_sealing,
     parse_term,
     purpose_json,
     take_reason,
@@ -79,6 +81,35 @@ async def add_category(request: web.Request) -> web.Response:
     return reply(added.as_json(), 201)
 
 
+async def _category(request: web.Request) -> str:
+    name = request.match_info["name"]
+    category = await request.app[HUB].registry.category(name) if NAME.fullmatch(name) else None
+    if category is None:
+        raise errors.NotFound(f"no category {name[:64]!r}")
+    request[AUDIT].category = category.name
+    return category.name
+
+
+async def change_category(request: web.Request) -> web.Response:
+    """Seal a category (or make it plain again): a new version of it, from the next exchange on every process."""
+    hub, entry, name = request.app[HUB], request[AUDIT], await _category(request)
+    document, reason = take_reason(json_body(request))
+    sealed = parse_sealing(document)
+    change = await hub.registry.seal_category(name, sealed, request[PRINCIPAL].id, reason, datetime.now(UTC))
+    if change is None:
+        raise errors.NotFound(f"no category {name!r}")
+    entry.reason = reason
+    category = await hub.registry.category(name)
+    assert category is not None  # noqa: S101 -- categories are never removed; for the type checker
+    return reply({**category.as_json(), "version": change.version})
+
+
+async def category_history(request: web.Request) -> web.Response:
+    hub, name = request.app[HUB], await _category(request)
+    changes = await hub.registry.category_history(name)
+    return reply({"category": name, "changes": [change.as_json() for change in changes]})
+
+
 async def purposes(request: web.Request) -> web.Response:
     found = await request.app[HUB].registry.purposes()
     return reply({"purposes": [purpose_json(purpose) for purpose in found]})
@@ -114,6 +145,8 @@ ROUTES = [
     web.patch("/v1/agencies/{id}", update_agency),
     web.get("/v1/categories", categories),
     web.post("/v1/categories", add_category),
+    web.patch("/v1/categories/{name}", change_category),
+    web.get("/v1/categories/{name}/history", category_history),
     web.get("/v1/purposes", purposes),
     web.post("/v1/purposes", add_purpose),
     web.get("/v1/capacities", capacities),

@@ -40,10 +40,11 @@ RECORDS = AuditRecord.__table__
 
 def format_1(count: int) -> list[dict[str, Any]]:
     """Records as a hub before grounds linked them: hashed over CHAIN_FIELDS alone (format 1, computed here
-    independently of chain.content), with no `ground` at all."""
+    independently of chain.content), with no `ground` (nor any column added since) at all."""
     records, previous = [], chain.GENESIS
     for position, record in enumerate(unlinked(count), start=1):
-        record = {name: value for name, value in record.items() if name != "ground"} | {"position": position}
+        record = {name: value for name, value in record.items() if name not in chain.COVERED_WHEN_SET}
+        record |= {"position": position}
         content = rfc8785.dumps({name: record[name] for name in chain.CHAIN_FIELDS})
         digest = hashlib.sha256(bytes.fromhex(previous) + content).hexdigest()
         records.append({**record, "prev_hash": previous, "hash": digest})
@@ -79,7 +80,7 @@ def test_an_export_made_before_grounds_verifies_offline(tmp_path: Path) -> None:
     old = format_1(8)
     signed = checkpoints(old, KEY, 8)
     path = tmp_path / "audit.csv"
-    columns = [name for name in old[0] if name != "ground"]
+    columns = [name for name in old[0] if name not in chain.COVERED_WHEN_SET]
     with path.open("w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)
         writer.writerow(columns)

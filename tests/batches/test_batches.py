@@ -233,3 +233,27 @@ async def test_two_batches_do_not_starve_single_exchanges(
     assert single.status == 200
     for accepted in batches:
         await until(world, session, accepted["batch"], "done")
+
+
+async def test_a_sealed_category_is_sealed_line_by_line(
+    world: DemoWorld, session: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    """A batch's line of a sealed category is answered as the same request alone: the holder's envelope, kept by the
+    hub until read as ciphertext only, opened by the requester's client."""
+    change = {"sealed": True, "reason": "answers read by their requester alone"}
+    await world.client("admin-desk", session).call("PATCH", "/v1/categories/income", change)
+    client = world.client(BENEFITS, session)
+    income = {"subject": SOFIE, "category": "income", "purpose": "benefit-eligibility"}
+    accepted = await client.submit_batch(
+        write(tmp_path / "b.ndjson", [{"ref": "income", **income}, {"ref": 2, **WHITE}])
+    )
+    await until(world, session, accepted["batch"], "done")
+    sealed, plain = [json.loads(line) for line in await client.batch_results(accepted["batch"], 0)]
+    assert "data" not in sealed and set(sealed["holder_key"]) == {"key_id", "public_key_pem"}
+    assert client.open(sealed) == {"taxable_income": 35400, "year": 2025}
+    assert plain["data"]["name"] == "Anna Peeters" and "sealed" not in plain
+    [record] = await world.hub.audit.records(exchange=sealed["exchange"])
+    assert record.outcome == "delivered" and record.sealed_digest is not None
+    if world.hub.config.database.startswith("sqlite"):  # what the store keeps until the answers are read
+        store = b"".join(path.read_bytes() for path in world.state_dir.parent.glob("**/*.db*"))
+        assert sealed["sealed"]["payload"].encode() in store and b"35400" not in store

@@ -151,3 +151,39 @@ def test_a_change_needs_its_reason(state: list[str]) -> None:
     )  # fmt: skip
     assert code == 2 and "--key-id and --public-key go together" in shown
     assert registry_records(state) == []  # a command that does not run reaches no hub and records nothing
+
+
+def test_a_category_is_sealed_and_unsealed_with_its_history(state: list[str], tmp_path: Path) -> None:
+    assert crossroads("categories", "add", "income", "--reason", "d1", *state)[0] == 0
+    code, shown = crossroads("categories", "seal", "income", "--reason", "read by its requester alone", *state)
+    assert code == 0 and shown.startswith("v1  sealed") and shown.rstrip().endswith("read by its requester alone")
+    assert crossroads("categories", "list", *state) == (0, "income  sealed\n")
+    assert crossroads("categories", "unseal", "income", "--reason", "plain again", *state)[1].startswith("v2  plain")
+    code, shown = crossroads("categories", "history", "income", *state)
+    assert code == 0 and [line.split("  ")[:2] for line in shown.splitlines()] == [["v1", "sealed"], ["v2", "plain"]]
+    code, shown = crossroads("categories", "seal", "nothing-here", "--reason", "x", *state)
+    assert code == 1 and "no category 'nothing-here'" in shown
+    assert [(r.category, r.status, r.reason) for r in registry_records(state)][1:] == [
+        ("income", 200, "read by its requester alone"),
+        ("income", 200, "plain again"),
+        ("nothing-here", 404, "not-found"),
+    ]
+    (tmp_path / "seal.pub.pem").write_text(crossroads("keygen", "--seal", str(tmp_path / "seal.pem"))[1])
+    assert (tmp_path / "seal.pem").stat().st_mode & 0o077 == 0
+    agency = [
+        "agencies",
+        "register",
+        "pension-fund",
+        "--name",
+        "P",
+        "--adapter-url",
+        "https://p.example",
+        "--reason",
+        "x",
+    ]
+    assert crossroads(*agency, *state)[0] == 0
+    key = ["keys", "register", "pension-fund", "pf-seal", str(tmp_path / "seal.pub.pem"), "--use", "seal"]
+    code, shown = crossroads(*key, *state)
+    assert code == 0 and shown.startswith("pf-seal  seal  valid")
+    code, shown = crossroads(*key[:3], "pf-sign", str(tmp_path / "seal.pub.pem"), *state)  # an X25519 key never signs
+    assert code == 1 and "not an Ed25519 public key" in shown

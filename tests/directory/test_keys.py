@@ -176,6 +176,7 @@ def test_a_keys_json_form_says_whether_it_authenticates_then() -> None:
         "key_id": "family-benefits-1",
         "principal_id": "family-benefits",
         "public_key_pem": PEM,
+        "use": "sign",
         "valid_from": "2026-11-22T12:00:00Z",
         "valid_until": "2026-12-22T12:00:00Z",
         "status": "active",
@@ -201,3 +202,38 @@ def test_a_keys_json_form_says_whether_it_authenticates_then() -> None:
     document = revoked.as_json(AT + timedelta(hours=2))
     assert (document["valid"], document["valid_until"], document["revoked_at"]) == (False, None, "2026-11-22T13:00:00Z")
     assert (document["revoked_by"], document["revocation_reason"]) == ("admin-desk", "laptop stolen")
+
+
+def test_the_sealing_key_in_force_is_the_newest_valid_one() -> None:
+    from directory.store import SealingKey, sealing_key_in_force
+
+    now = datetime(2026, 12, 3, tzinfo=UTC)
+    old = SealingKey("old", "AA", now - timedelta(days=400), now + timedelta(days=1))
+    new = SealingKey("new", "BB", now - timedelta(hours=1), None)
+    later = SealingKey("later", "CC", now + timedelta(days=2), None)
+    assert sealing_key_in_force([old, new, later], now) == new  # during the overlap, the new one
+    assert sealing_key_in_force([old, later], now) == old
+    assert sealing_key_in_force([old, new], now + timedelta(days=1)) == new
+    assert sealing_key_in_force([later], now) is None
+
+
+def test_a_sealing_key_is_an_x25519_key_and_a_signing_key_an_ed25519_one() -> None:
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from adapters.sealing import sealing_public_pem
+
+    now = datetime(2026, 12, 3, tzinfo=UTC)
+    x25519 = sealing_public_pem(X25519PrivateKey.generate())
+    registration = parse_registration({"key_id": "fb-seal", "public_key_pem": x25519, "use": "seal"}, now)
+    assert (registration.use, registration.public_key_pem) == ("seal", x25519)
+    assert (
+        parse_registration({"key_id": "k", "public_key_pem": public_key_pem(generate_key().public_key())}, now).use
+        == "sign"
+    )
+    for document in (
+        {"key_id": "k", "public_key_pem": x25519},
+        {"key_id": "k", "public_key_pem": public_key_pem(generate_key().public_key()), "use": "seal"},
+        {"key_id": "k", "public_key_pem": x25519, "use": "both"},
+    ):
+        with pytest.raises(KeyInvalid):
+            parse_registration(document, now)

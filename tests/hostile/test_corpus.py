@@ -150,6 +150,8 @@ ROUTES = (
     Route("PATCH", "/v1/agencies/family-benefits", "admin-desk", {"status": "suspended", "reason": "hostile"}),
     Route("GET", "/v1/categories", "admin-desk"),
     Route("POST", "/v1/categories", "admin-desk", {"name": "hostile", "reason": "hostile"}),
+    Route("PATCH", "/v1/categories/income", "admin-desk", {"sealed": True, "reason": "hostile"}),
+    Route("GET", "/v1/categories/income/history", "admin-desk"),
     Route("GET", "/v1/purposes", "admin-desk"),
     Route("POST", "/v1/purposes", "admin-desk", {"name": "hostile", "reason": "hostile"}),
     Route("GET", "/v1/capacities", "admin-desk"),

@@ -107,7 +107,7 @@ async def test_names_are_registered(sqlite_world: DemoWorld, session: aiohttp.Cl
         "/v1/categories",
         {"name": "disability", "description": "Disability recognition", "reason": "decree 2026/41"},
     )
-    assert (status, category) == (201, {"name": "disability", "description": "Disability recognition"})
+    assert (status, category) == (201, {"name": "disability", "description": "Disability recognition", "sealed": False})
     status, purpose = await admin.call(
         "POST",
         "/v1/purposes",
@@ -122,7 +122,7 @@ async def test_names_are_registered(sqlite_world: DemoWorld, session: aiohttp.Cl
     _, categories = await admin.call("GET", "/v1/categories")
     _, purposes = await admin.call("GET", "/v1/purposes")
     _, capacities = await admin.call("GET", "/v1/capacities")
-    assert {"name": "disability", "description": "Disability recognition"} in categories["categories"]
+    assert {"name": "disability", "description": "Disability recognition", "sealed": False} in categories["categories"]
     assert purpose in purposes["purposes"]
     assert capacity in capacities["capacities"]
     # The new names count at once: a rule may name them.

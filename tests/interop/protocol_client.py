@@ -9,21 +9,33 @@ the hub speaks the published wire contract rather than agreeing with itself.
 Only the parts of RFC 8941 (structured fields) that Signature-Input, Signature
 and Content-Digest need are implemented: dictionaries whose members are inner
 lists or bare items, parameters, integers, strings, byte sequences and booleans.
+
+A sealed answer (PROTOCOL.md, "Sealed answers") is checked and opened here too:
+its JWS (RFC 7515, flattened JSON, EdDSA) with `cryptography`, its HPKE
+(RFC 9180) with pyhpke, sharing nothing with the agency SDK's own opener.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
+import json
+import re
 import secrets
 import string
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from pyhpke import AEADId, CipherSuite, KDFId, KEMId, KEMKey
+from pyhpke.exceptions import PyHPKEError
 
 HUB_LABEL = "sig1"
 ALGORITHM = "ed25519"
@@ -47,6 +59,11 @@ _KEY_CHARS = string.ascii_lowercase + string.digits + "_-.*"
 
 class SignatureError(Exception):
     """A message signature or content digest is missing, malformed or wrong."""
+
+
+class SealedAnswerError(Exception):
+    """A sealed answer that is malformed, not signed by its holder's key, not for this exchange or this requester,
+    does not open, or holds more than its field list."""
 
 
 # --- RFC 8941 structured fields: the subset the signature headers use -------
@@ -498,3 +515,114 @@ def _check_freshness(params: Params) -> None:
     expires = params.get("expires")
     if expires is not None and (not isinstance(expires, int) or expires < now):
         raise SignatureError(f"signature expired at {expires!r}")
+
+
+# --- Sealed answers (PROTOCOL.md, "Sealed answers") ---------------------------
+
+# RFC 9180 base mode: DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, ChaCha20-Poly1305; the exchange id is the aad.
+SEALED_SUITE = CipherSuite.new(KEMId.DHKEM_X25519_HKDF_SHA256, KDFId.HKDF_SHA256, AEADId.CHACHA20_POLY1305)
+SEALED_INFO = b"crossroads/v1 sealed"
+JWS_ALGORITHM = "EdDSA"
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
+@dataclass(frozen=True)
+class OpenedAnswer:
+    """A sealed answer once checked and opened: the holder's key that signed it, the fields the hub let through
+    (None: all), and the record the holder sealed."""
+
+    holder_key_id: str
+    fields: tuple[str, ...] | None
+    data: dict[str, Any]
+
+
+def b64url_decode(text: object, what: str) -> bytes:
+    """Unpadded base64url (RFC 7515 §2), strictly."""
+    if not isinstance(text, str) or not _BASE64URL.fullmatch(text) or len(text) % 4 == 1:
+        raise SealedAnswerError(f"{what} is not unpadded base64url")
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise SealedAnswerError(f"{what} is not unpadded base64url") from exc
+
+
+def _json_object(data: bytes, what: str) -> dict[str, Any]:
+    try:
+        document = json.loads(data)
+    except ValueError as exc:
+        raise SealedAnswerError(f"{what} is not JSON") from exc
+    if not isinstance(document, dict):
+        raise SealedAnswerError(f"{what} is not a JSON object")
+    return document
+
+
+def _holder_key(answer: Mapping[str, Any]) -> tuple[str, Ed25519PublicKey]:
+    holder_key = answer.get("holder_key")
+    if not isinstance(holder_key, dict) or not isinstance(holder_key.get("key_id"), str):
+        raise SealedAnswerError('the reply has no holder_key {"key_id", "public_key_pem"}')
+    try:
+        public_key = load_pem_public_key(str(holder_key.get("public_key_pem")).encode("ascii"))
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise SealedAnswerError("holder_key.public_key_pem is not a PEM public key") from exc
+    if not isinstance(public_key, Ed25519PublicKey):
+        raise SealedAnswerError("holder_key is not an Ed25519 key")
+    return holder_key["key_id"], public_key
+
+
+def verify_sealed_jws(sealed: object, holder_key_id: str, public_key: Ed25519PublicKey) -> dict[str, Any]:
+    """The payload of a sealed answer's JWS, once its header is `{"alg": "EdDSA", "kid": holder_key_id}` and the
+    holder's Ed25519 signature over `protected.payload` (the base64url text as sent) verifies."""
+    if not isinstance(sealed, dict) or set(sealed) != {"protected", "payload", "signature"}:
+        raise SealedAnswerError("sealed is not a flattened JWS: exactly protected, payload, signature")
+    protected, payload = sealed["protected"], sealed["payload"]
+    header = _json_object(b64url_decode(protected, "the protected header"), "the protected header")
+    if header != {"alg": JWS_ALGORITHM, "kid": holder_key_id}:
+        raise SealedAnswerError(f"the protected header is {header}, not alg EdDSA with kid {holder_key_id!r}")
+    content = _json_object(b64url_decode(payload, "the payload"), "the payload")
+    try:
+        public_key.verify(b64url_decode(sealed["signature"], "the signature"), f"{protected}.{payload}".encode())
+    except InvalidSignature as exc:
+        raise SealedAnswerError(f"the holder's signature does not verify with key {holder_key_id!r}") from exc
+    return content
+
+
+def open_sealed_answer(answer: Mapping[str, Any], recipient_key_id: str, private_key: X25519PrivateKey) -> OpenedAnswer:
+    """Check and open the hub's 200 reply `answer` carrying a sealed answer, for the requester whose X25519 sealing
+    key is `private_key`, registered as `recipient_key_id`.
+
+    The holder's JWS must verify with the reply's `holder_key`; its payload must name the reply's exchange and this
+    recipient, open with HPKE (info `crossroads/v1 sealed`, aad the exchange id) to a JSON object, and hold no
+    field outside its `fields` list when it has one. Any failure raises SealedAnswerError.
+    """
+    exchange = answer.get("exchange")
+    if not isinstance(exchange, str):
+        raise SealedAnswerError("the reply names no exchange")
+    holder_key_id, public_key = _holder_key(answer)
+    content = verify_sealed_jws(answer.get("sealed"), holder_key_id, public_key)
+    fields, sealed = content.get("fields"), content.get("sealed")
+    if set(content) != {"exchange", "fields", "recipient", "sealed"} or not isinstance(sealed, dict):
+        raise SealedAnswerError(f"the payload has members {sorted(content)}, not exchange, fields, recipient, sealed")
+    if fields is not None and not (isinstance(fields, list) and all(isinstance(name, str) for name in fields)):
+        raise SealedAnswerError("the payload's fields are neither null nor a list of names")
+    if content["exchange"] != exchange:
+        raise SealedAnswerError(f"the sealed answer is for exchange {content['exchange']!r}, not {exchange!r}")
+    if content["recipient"] != recipient_key_id:
+        raise SealedAnswerError(f"the sealed answer is sealed to {content['recipient']!r}, not {recipient_key_id!r}")
+    data = _hpke_open(sealed, exchange, private_key)
+    if fields is not None and set(data) - set(fields):
+        raise SealedAnswerError(f"the sealed record holds {sorted(set(data) - set(fields))} beyond its fields")
+    return OpenedAnswer(holder_key_id, None if fields is None else tuple(fields), data)
+
+
+def _hpke_open(sealed: Mapping[str, Any], exchange: str, private_key: X25519PrivateKey) -> dict[str, Any]:
+    if set(sealed) != {"enc", "ct"}:
+        raise SealedAnswerError('the payload\'s sealed is not {"enc", "ct"}')
+    enc, ct = b64url_decode(sealed["enc"], "sealed.enc"), b64url_decode(sealed["ct"], "sealed.ct")
+    try:
+        context = SEALED_SUITE.create_recipient_context(
+            enc, KEMKey.from_pyca_cryptography_key(private_key), info=SEALED_INFO
+        )
+        plaintext = context.open(ct, aad=exchange.encode("utf-8"))
+    except (PyHPKEError, ValueError) as exc:
+        raise SealedAnswerError("the sealed answer does not open with this key") from exc
+    return _json_object(plaintext, "the sealed record")

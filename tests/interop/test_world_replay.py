@@ -26,10 +26,18 @@ import aiohttp
 import pytest
 import yarl
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
 from multidict import CIMultiDict
 
-from .protocol_client import SignatureError, content_digest, sign_request, verify_response
+from .protocol_client import (
+    SealedAnswerError,
+    SignatureError,
+    content_digest,
+    open_sealed_answer,
+    sign_request,
+    verify_response,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT = 60.0
@@ -37,6 +45,7 @@ STOP_TIMEOUT = 10.0
 REQUEST_TIMEOUT = 30.0
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 REQUIRED_BINDING = ('"@method";req', '"@target-uri";req')
+SOFIE = "78112233344"  # the demo's subject who consented to family benefits reading her income
 
 
 @dataclass(frozen=True)
@@ -63,17 +72,31 @@ class World:
     hub_key_id: str
     hub_public_key: Ed25519PublicKey
     agency_keys: dict[str, tuple[str, Ed25519PrivateKey]]
+    sealing_keys: dict[str, tuple[str, X25519PrivateKey]]  # agency → the key id and X25519 key it opens answers with
+    operator_keys: dict[str, tuple[str, Ed25519PrivateKey]]
+    operator_roles: dict[str, str]
     scenario: list[dict[str, Any]]
 
     @property
     def exchange_url(self) -> str:
         return self.hub_url.rstrip("/") + "/v1/exchanges"
 
+    def url(self, path: str) -> str:
+        return self.hub_url.rstrip("/") + path
+
     def signed_exchange(self, requester: str, request: Mapping[str, Any]) -> tuple[bytes, dict[str, str]]:
         """The JSON body for `request` and the headers signing it with the requester's key."""
         key_id, private_key = self.agency_keys[requester]
         body = json.dumps(request).encode("utf-8")
         return body, sign_request("POST", self.exchange_url, body, key_id, private_key)
+
+    def signed_operation(
+        self, operator: str, method: str, url: str, document: Mapping[str, Any]
+    ) -> tuple[bytes, dict[str, str]]:
+        """The JSON body for an operator's call and the headers signing it with the operator's key."""
+        key_id, private_key = self.operator_keys[operator]
+        body = json.dumps(document).encode("utf-8")
+        return body, sign_request(method, url, body, key_id, private_key)
 
 
 def _load_private_key(path: Path) -> Ed25519PrivateKey:
@@ -82,19 +105,36 @@ def _load_private_key(path: Path) -> Ed25519PrivateKey:
     return key
 
 
+def _load_sealing_key(path: Path) -> X25519PrivateKey:
+    key = load_pem_private_key(path.read_bytes(), password=None)
+    assert isinstance(key, X25519PrivateKey), f"{path} is not an X25519 private key"
+    return key
+
+
 def _load_world(state_dir: Path) -> World:
     document = json.loads((state_dir / "world.json").read_text(encoding="utf-8"))
     hub = document["hub"]
     hub_public_key = load_pem_public_key(hub["public_key_pem"].encode("ascii"))
     assert isinstance(hub_public_key, Ed25519PublicKey), "the hub key is not Ed25519"
+    agencies, operators = document["agencies"], document.get("operators", [])
     return World(
         hub_url=hub["url"],
         hub_key_id=hub["key_id"],
         hub_public_key=hub_public_key,
         agency_keys={
             agency["id"]: (agency["key_id"], _load_private_key(state_dir / agency["private_key_path"]))
-            for agency in document["agencies"]
+            for agency in agencies
         },
+        sealing_keys={
+            agency["id"]: (agency["sealing_key_id"], _load_sealing_key(state_dir / agency["sealing_key_path"]))
+            for agency in agencies
+            if "sealing_key_path" in agency
+        },
+        operator_keys={
+            operator["id"]: (operator["key_id"], _load_private_key(state_dir / operator["private_key_path"]))
+            for operator in operators
+        },
+        operator_roles={operator["id"]: operator["role"] for operator in operators},
         scenario=document["scenario"],
     )
 
@@ -173,31 +213,44 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             process.stdout.close()
 
 
-async def _post(url: str, body: bytes, headers: Mapping[str, str]) -> Reply:
+async def _send(method: str, url: str, body: bytes, headers: Mapping[str, str]) -> Reply:
     # No automatic decompression: Content-Digest covers the bytes as sent.
     # encoded=True keeps the URL byte for byte what `@target-uri` signed.
     async with (
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT), auto_decompress=False) as session,
-        session.post(
-            yarl.URL(url, encoded=True), data=body, headers={**headers, "Accept-Encoding": "identity"}
+        session.request(
+            method, yarl.URL(url, encoded=True), data=body, headers={**headers, "Accept-Encoding": "identity"}
         ) as response,
     ):
         return Reply(response.status, CIMultiDict(response.headers), await response.read())
 
 
 def post(url: str, body: bytes, headers: Mapping[str, str]) -> Reply:
-    return asyncio.run(_post(url, body, headers))
+    return asyncio.run(_send("POST", url, body, headers))
 
 
-def check_hub_signature(world: World, reply: Reply, sent_headers: Mapping[str, str], context: str) -> None:
-    """Every answer to an exchange is signed by the hub and bound to the request it answers."""
+def send(method: str, url: str, body: bytes, headers: Mapping[str, str]) -> Reply:
+    return asyncio.run(_send(method, url, body, headers))
+
+
+def check_hub_signature(
+    world: World,
+    reply: Reply,
+    sent_headers: Mapping[str, str],
+    context: str,
+    *,
+    method: str = "POST",
+    url: str | None = None,
+) -> None:
+    """Every answer to an exchange (or to another call: `method` and `url`) is signed by the hub and bound to the
+    request it answers."""
     try:
         covered = verify_response(
             reply.status,
             reply.headers,
             reply.body,
-            "POST",
-            world.exchange_url,
+            method,
+            world.exchange_url if url is None else url,
             sent_headers,
             world.hub_public_key,
             key_id=world.hub_key_id,
@@ -293,3 +346,51 @@ def test_body_changed_after_signing_is_refused(world: World) -> None:
     check_hub_signature(world, reply, headers, "changed body")
     assert reply.status == 401, f"changed body: expected 401, got {reply.describe()}"
     check_problem(reply, "changed body")
+
+
+def _seal_category(world: World, category: str, sealed: bool) -> None:
+    """An administrator of world.json marks `category` sealed, or plain again, as PROTOCOL.md's registry allows."""
+    admin = next(operator for operator, role in world.operator_roles.items() if role == "admin")
+    url = world.url(f"/v1/categories/{category}")
+    document = {"sealed": sealed, "reason": "interop: sealed answers" if sealed else "interop: done"}
+    body, headers = world.signed_operation(admin, "PATCH", url, document)
+    reply = send("PATCH", url, body, headers)
+    check_hub_signature(world, reply, headers, f"{admin} seals {category}", method="PATCH", url=url)
+    assert reply.status == 200, f"{admin} seals {category}: expected 200, got {reply.describe()}"
+    answer = reply.json()
+    assert (answer.get("name"), answer.get("sealed")) == (category, sealed), f"seal {category}: {reply.describe()}"
+
+
+def test_sealed_answer_opens_with_the_requesters_key_alone(world: World) -> None:
+    # Last in the file: it seals income for a while, and unseals it again whatever happens.
+    requester, request = "family-benefits", {"subject": SOFIE, "category": "income", "purpose": "benefit-eligibility"}
+    _seal_category(world, "income", True)
+    try:
+        body, headers = world.signed_exchange(requester, request)
+        reply = post(world.exchange_url, body, headers)
+        check_hub_signature(world, reply, headers, "sealed answer")
+        assert reply.status == 200, f"sealed answer: expected 200, got {reply.describe()}"
+        answer = reply.json()
+        assert "data" not in answer, f"sealed answer: the hub shows the record: {reply.describe()}"
+        assert (answer.get("zone"), answer.get("holder")) == ("white", "tax-authority"), reply.describe()
+
+        key_id, private_key = world.sealing_keys[requester]
+        try:
+            opened = open_sealed_answer(answer, key_id, private_key)
+        except SealedAnswerError as exc:
+            pytest.fail(f"sealed answer: {exc}; reply {reply.describe()}")
+        # The rule lets family benefits read the taxable income of a year, no more of the tax record.
+        assert set(opened.fields or ()) == {"taxable_income", "year"}, f"sealed answer: fields {opened.fields}"
+        assert set(opened.data) == {"taxable_income", "year"}, f"sealed answer: record {opened.data}"
+
+        with pytest.raises(SealedAnswerError, match="does not open"):
+            open_sealed_answer(answer, key_id, X25519PrivateKey.generate())
+        with pytest.raises(SealedAnswerError, match="sealed to"):
+            open_sealed_answer(answer, "someone-else-seal", private_key)
+    finally:
+        _seal_category(world, "income", False)
+
+    body, headers = world.signed_exchange(requester, request)
+    reply = post(world.exchange_url, body, headers)
+    check_hub_signature(world, reply, headers, "unsealed again")
+    assert reply.status == 200 and "data" in reply.json(), f"unsealed again: {reply.describe()}"
