@@ -77,26 +77,31 @@ async def test_a_hub_process_learns_no_value_of_a_sealed_record(
     receives, sends, logs and stores of a sealed exchange holds no value of the record (only who asked whom, for
     what, the fields' names and the ciphertext's size). That it holds no key that opens it, and no code that would,
     is the import contract `data-blind` (pyproject.toml, tests/test_architecture.py)."""
-    await seal_category(sqlite_world, session, "income")
-    adapter = sqlite_world.adapters["tax-authority"]
     received: list[bytes] = []  # the hub's forward, and every byte of the holder's answer it receives
-    signed = adapter._signed
 
-    def recording(request: web.Request, request_body: bytes, status: int, body: bytes, kind: str) -> web.Response:
-        received.extend([request_body, body])
-        return signed(request, request_body, status, body, kind)
+    class Recording(Adapter):
+        def _signed(self, request: web.Request, asked: bytes, status: int, body: bytes, kind: str) -> web.Response:
+            received.extend([asked, body])
+            return super()._signed(request, asked, status, body, kind)
 
-    adapter._signed = recording  # type: ignore[method-assign]
-    with capture_logs() as logs:
-        result = await sqlite_world.client("family-benefits", session).exchange(**INCOME)
-    assert result.data == {"taxable_income": 35400, "year": 2025} and len(received) == 2
+    async def fund(request: RecordRequest) -> dict[str, Any]:
+        return {"fund": "Caisse Ardennaise des Pensions", "amount": 1820, "iban": "BE71 0961 2345 6769"}
+
+    async with AsyncExitStack() as stack:
+        await add_holder(sqlite_world, stack, "pension-fund", fund, fields=("fund", "amount"), kind=Recording)
+        await seal_category(sqlite_world, session, "pension")
+        with capture_logs() as logs:
+            result = await sqlite_world.client("family-benefits", session).exchange(
+                PIETER, "pension", "benefit-eligibility"
+            )
+    assert result.data == {"fund": "Caisse Ardennaise des Pensions", "amount": 1820} and len(received) == 2
     [record] = await sqlite_world.hub.audit.records(exchange=result.exchange)
     store = b"".join(path.read_bytes() for path in sqlite_world.state_dir.glob("*.db*"))
     assert store  # the SQLite file and its write-ahead log
     places = [*received, json.dumps(vars(record), default=str).encode(), json.dumps(logs, default=str).encode(), store]
     for place in places:
-        assert b"35400" not in place
-    assert b"taxable_income" in received[0]  # the fields' names are metadata the hub asks with
+        assert b"Ardennaise" not in place
+    assert b'"fund"' in received[0]  # the fields' names are metadata the hub asks with
 
 
 async def test_sealing_is_versioned_audited_and_for_administrators(
