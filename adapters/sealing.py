@@ -7,7 +7,6 @@ the requester checks the envelope and opens it with its private key. The hub imp
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from broker.base.envelopes import (
     unb64url,
     verify_envelope,
 )
+from broker.base.keyfiles import write_new_key_file
 from broker.base.signing import SigningKey
 
 SUITE = CipherSuite.new(KEMId.DHKEM_X25519_HKDF_SHA256, KDFId.HKDF_SHA256, AEADId.CHACHA20_POLY1305)
@@ -106,11 +106,8 @@ def load_or_create_sealing_key(path: Path) -> X25519PrivateKey:
     """The X25519 private key at `path` (PKCS#8 PEM), created readable by its owner only when absent."""
     if path.exists():
         return load_sealing_key(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     key = X25519PrivateKey.generate()
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "wb") as file:
-        file.write(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    write_new_key_file(path, key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
     return key
 
 

@@ -1,4 +1,4 @@
-"""Key files: Ed25519 private keys as PEM (PKCS#8), written readable by their owner only."""
+"""Key files: private keys as PEM (PKCS#8), written readable by their owner only."""
 
 from __future__ import annotations
 
@@ -12,12 +12,18 @@ from broker.base.signing import SigningKey, generate_key, load_private_key, priv
 
 def write_private_key(path: Path) -> Ed25519PrivateKey:
     """Create a new key at `path`, readable by its owner only; an existing file is never overwritten."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     key = generate_key()
+    write_new_key_file(path, private_key_pem(key))
+    return key
+
+
+def write_new_key_file(path: Path, pem: bytes) -> None:
+    """Write a private key's PEM to a new file readable by its owner only, whatever the umask; an existing file is
+    never overwritten (FileExistsError)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(descriptor, "wb") as file:
-        file.write(private_key_pem(key))
-    return key
+        file.write(pem)
 
 
 def load_or_create(path: Path, key_id: str) -> SigningKey:

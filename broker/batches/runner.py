@@ -42,11 +42,11 @@ from broker.base.processes import Background, run_apart
 from broker.batches.lines import Line, Window, exchange_id, read_window, result
 from broker.batches.store import Answered, BatchJob, BatchStore
 from broker.exchange.authentication import Principal
-from broker.exchange.forwarding import Answer, HolderClient, Sealed
+from broker.exchange.forwarding import Answer, HolderClient
 from broker.exchange.gates import ExchangeRequest
-from broker.exchange.pipeline import ExchangePipeline, Facts, PendingReview, Seal, forwarded, sealed_by
+from broker.exchange.pipeline import ExchangePipeline, Facts, PendingReview, Seal, forwarded, released
 from directory.store import AgencyEntry
-from policies.rules import Decision, minimise
+from policies.rules import Decision
 
 log = structlog.get_logger("crossroads.batches")
 YIELD_EVERY = 50  # lines decided between two turns of the event loop
@@ -259,15 +259,9 @@ class BatchRunner:
                 for item, answer in zip(chunk, answers, strict=True):
                     if isinstance(answer, Exception):
                         item.answer = refused(item.entry, answer)
-                    elif isinstance(answer, Sealed):
-                        item.entry.sealed_digest = answer.digest
-                        item.answer = (
-                            200,
-                            {**_delivered(item), "sealed": answer.envelope, "holder_key": sealed_by(answer)},
-                        )
                     else:
                         assert item.decision is not None  # noqa: S101 -- a cleared line was decided
-                        item.answer = (200, {**_delivered(item), "data": minimise(answer, item.decision.fields)})
+                        item.answer = (200, {**_delivered(item), **released(answer, item.decision, item.entry)})
                 await self._recorded(chunk, started)
             finally:
                 self._audit.release(entries)  # those whose record was not committed (the store failed)

@@ -100,8 +100,8 @@ class HolderClient:
             raise errors.BadHolderAnswer(f"holder {holder.id!r} answered {status} without a sealed answer")
         try:
             envelope = read_envelope(answer["sealed"])
-            key = await self._keys(envelope.key_id)
-            if key is None or key.principal_id != holder.id or key_refusal(key, datetime.now(UTC)) is not None:
+            key = await self._holder_key(holder, envelope.key_id)
+            if key is None:
                 raise EnvelopeInvalid(f"key {envelope.key_id[:128]!r} is not an active key of {holder.id!r}")
             verify_envelope(envelope, key.public_key)
             check_envelope(envelope, payload["exchange"], payload["fields"], recipient["key_id"])
@@ -132,12 +132,19 @@ class HolderClient:
     async def _verify(self, holder: AgencyEntry, response: Response, body: bytes) -> None:
         try:
             key_id = read_signature_input(response.headers, require_nonce=False).key_id
-            key = await self._keys(key_id)
-            if key is None or key.principal_id != holder.id or key_refusal(key, datetime.now(UTC)) is not None:
+            key = await self._holder_key(holder, key_id)
+            if key is None:
                 raise SignatureProblem("bad-signature", f"key {key_id!r} is not an active key of {holder.id!r}")
             verify_response(response, body, key_id, key.public_key)
         except SignatureProblem as problem:
             raise errors.BadHolderAnswer(f"holder {holder.id!r}'s answer is not validly signed: {problem}") from problem
+
+    async def _holder_key(self, holder: AgencyEntry, key_id: str) -> KeyEntry | None:
+        """The holder's signing key `key_id`, if it is one of its keys and active now."""
+        key = await self._keys(key_id)
+        if key is None or key.principal_id != holder.id or key_refusal(key, datetime.now(UTC)) is not None:
+            return None
+        return key
 
 
 def _object(holder: AgencyEntry, body: bytes) -> dict[str, Any]:

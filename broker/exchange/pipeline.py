@@ -142,13 +142,12 @@ class ExchangePipeline:
         if isinstance(cleared, PendingReview):
             return cleared
         answered = await self.forward(requester, request, cleared, entry)
-        answer: dict[str, Any] = {"exchange": entry.exchange, "zone": decision.zone, "holder": cleared.holder.id}
-        if isinstance(answered, Sealed):
-            entry.sealed_digest = answered.digest
-            answer["sealed"] = answered.envelope
-            answer["holder_key"] = sealed_by(answered)
-        else:
-            answer["data"] = minimise(answered, decision.fields)
+        answer = {
+            "exchange": entry.exchange,
+            "zone": decision.zone,
+            "holder": cleared.holder.id,
+            **released(answered, decision, entry),
+        }
         if cleared.glass is not None:
             answer["emergency"] = await self.emergency_review(requester, request, decision, entry, cleared.glass, at)
         return Delivered(answer)
@@ -419,7 +418,15 @@ def forwarded(requester: str, request: ExchangeRequest, entry: AuditEntry, seal:
     return payload
 
 
-def sealed_by(sealed: Sealed) -> dict[str, str]:
-    """The holder's key that signed a sealed answer, as the hub vouches for it: the requester checks the envelope
-    with it."""
-    return {"key_id": sealed.holder_key.key_id, "public_key_pem": public_key_pem(sealed.holder_key.public_key)}
+def released(answered: dict[str, Any] | Sealed, decision: Decision, entry: AuditEntry) -> dict[str, Any]:
+    """What the requester is given of the holder's answer: its `data` minimised to the rule's fields, or its sealed
+    answer as the holder signed it with the holder's key (`holder_key`, vouched for by the hub's signature, which
+    the requester checks the envelope with); the record keeps the ciphertext's digest."""
+    if not isinstance(answered, Sealed):
+        return {"data": minimise(answered, decision.fields)}
+    entry.sealed_digest = answered.digest
+    key = answered.holder_key
+    return {
+        "sealed": answered.envelope,
+        "holder_key": {"key_id": key.key_id, "public_key_pem": public_key_pem(key.public_key)},
+    }
